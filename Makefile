@@ -1,0 +1,41 @@
+# Every target creates .venv itself when it is missing, so a fresh clone needs only `make demo` / `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_PIN := torch==2.13.0
+
+.PHONY: venv demo test test-fast lint format bench clean
+
+$(BIN)/ktrdr: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: an open requirement lets pip pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(BIN)/ktrdr
+
+venv: $(BIN)/ktrdr
+
+demo: venv
+	$(BIN)/ktrdr agent run
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: venv
+	$(BIN)/ruff check agent_pipeline tests bench
+	$(BIN)/ruff format --check agent_pipeline tests bench
+	$(BIN)/mypy agent_pipeline
+
+format: venv
+	$(BIN)/ruff format agent_pipeline tests bench
+	$(BIN)/ruff check --fix agent_pipeline tests bench
+
+bench: venv
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .ktrdr .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""One typed Settings object, read from the environment and checked at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent_pipeline.errors import ConfigurationError
+
+# Where the embedded default keeps its SQLite file, data, strategies and models.
+DEFAULT_HOME = Path(".ktrdr")
+
+
+def _env(name: str) -> AliasChoices:
+    """Use a conventional env name (no KTRDR_ prefix), e.g. DATABASE_URL or upstream gate names."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every tunable of the pipeline; each is documented in the README's Configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="KTRDR_", extra="ignore", populate_by_name=True)
+
+    home: Path = DEFAULT_HOME
+    database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
+    broker_url: str = "redis://localhost:6379/0"
+    result_backend: str = "redis://localhost:6379/0"
+    data_dir: Path | None = None
+    strategies_dir: Path | None = None
+    artifacts_dir: Path | None = None
+
+    designer: str = "auto"
+    model: str = "sonnet"
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=_env("ANTHROPIC_API_KEY"))
+    design_max_repairs: int = Field(default=3, ge=0, le=10)
+    llm_timeout: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    daily_budget_usd: float = Field(default=5.0, ge=0)
+
+    max_concurrent_cycles: int = Field(default=1, ge=1, le=64)
+    poll_interval: float = Field(default=2.0, gt=0, le=300)
+    heartbeat_stale_after: float = Field(default=300.0, ge=10)
+    training_time_limit: int = Field(default=6 * 3600, ge=60)
+    api_token: SecretStr | None = None
+    seed: int = 7
+
+    training_gate_min_accuracy: float = Field(
+        default=0.45, ge=0, le=1, validation_alias=_env("TRAINING_GATE_MIN_ACCURACY")
+    )
+    training_gate_max_loss: float = Field(default=0.8, gt=0, validation_alias=_env("TRAINING_GATE_MAX_LOSS"))
+    training_gate_min_loss_decrease: float = Field(
+        default=0.2, ge=-1, le=1, validation_alias=_env("TRAINING_GATE_MIN_LOSS_DECREASE")
+    )
+    backtest_gate_min_win_rate: float = Field(
+        default=0.45, ge=0, le=1, validation_alias=_env("BACKTEST_GATE_MIN_WIN_RATE")
+    )
+    backtest_gate_max_drawdown: float = Field(
+        default=0.4, ge=0, le=1, validation_alias=_env("BACKTEST_GATE_MAX_DRAWDOWN")
+    )
+    backtest_gate_min_sharpe: float = Field(default=-0.5, validation_alias=_env("BACKTEST_GATE_MIN_SHARPE"))
+
+    @field_validator("designer")
+    @classmethod
+    def _check_designer(cls, value: str) -> str:
+        if value not in ("auto", "anthropic", "offline"):
+            raise ValueError("must be one of auto, anthropic, offline")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// SQLAlchemy URL")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'ktrdr.db'}"
+        self.data_dir = self.data_dir or self.home / "data"
+        self.strategies_dir = self.strategies_dir or self.home / "strategies"
+        self.artifacts_dir = self.artifacts_dir or self.home / "artifacts"
+        return self
+
+    @property
+    def effective_designer(self) -> str:
+        """`anthropic` or `offline`: what `auto` resolves to given the API key."""
+        if self.designer != "auto":
+            return self.designer
+        return "anthropic" if self.anthropic_api_key else "offline"
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "settings"
+    return f"invalid setting {field}: {first['msg']}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment.
+
+    Raises:
+        ConfigurationError: a value is malformed; the message names the setting, never its value.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the embedded runner change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""The research engine: data, strategy grammar, features, labels, trainer, backtester. Plain Python."""

@@ -1,0 +1,291 @@
+"""The strategy grammar: a YAML document validated by a pydantic schema with precise messages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent_pipeline.errors import StrategyValidationError
+
+# Names become file names: a strict pattern keeps `../../etc/passwd` and friends from ever reaching a path.
+NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
+TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Indicator(_Strict):
+    """Common fields; `name` is the feature id the fuzzy sets refer to (defaults to `<type>_<period>`)."""
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN.pattern)
+
+    @property
+    def feature_id(self) -> str:
+        return self.name or self.default_name()
+
+    def default_name(self) -> str:
+        period = getattr(self, "period", None)
+        kind = getattr(self, "type")  # noqa: B009 - every subclass declares its literal `type`
+        return f"{kind}_{period}" if period is not None else str(kind)
+
+
+class _Periodic(_Indicator):
+    period: int = Field(default=14, ge=2, le=500)
+
+
+class RSI(_Periodic):
+    type: Literal["rsi"]
+
+
+class SMA(_Periodic):
+    type: Literal["sma"]
+
+
+class EMA(_Periodic):
+    type: Literal["ema"]
+
+
+class ROC(_Periodic):
+    type: Literal["roc"]
+
+
+class ATR(_Periodic):
+    type: Literal["atr"]
+
+
+class CCI(_Periodic):
+    type: Literal["cci"]
+
+
+class ADX(_Periodic):
+    type: Literal["adx"]
+
+
+class WilliamsR(_Periodic):
+    type: Literal["williams_r"]
+
+
+class OBV(_Indicator):
+    type: Literal["obv"]
+
+
+class MACD(_Indicator):
+    type: Literal["macd"]
+    fast: int = Field(default=12, ge=2, le=200)
+    slow: int = Field(default=26, ge=3, le=400)
+    signal: int = Field(default=9, ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> MACD:
+        if self.fast >= self.slow:
+            raise ValueError("fast must be < slow")
+        return self
+
+
+class Bollinger(_Periodic):
+    type: Literal["bollinger"]
+    period: int = Field(default=20, ge=2, le=500)
+    std: float = Field(default=2.0, gt=0, le=5)
+
+
+class Stochastic(_Periodic):
+    type: Literal["stochastic"]
+    smooth: int = Field(default=3, ge=1, le=50)
+
+
+Indicator = Annotated[
+    RSI | SMA | EMA | ROC | ATR | CCI | ADX | WilliamsR | OBV | MACD | Bollinger | Stochastic,
+    Field(discriminator="type"),
+]
+INDICATOR_TYPES = (
+    "rsi", "sma", "ema", "macd", "bollinger", "atr", "stochastic", "roc", "obv", "williams_r", "cci", "adx",
+)  # fmt: skip
+
+
+class FuzzySet(_Strict):
+    """One membership function over a feature's values.
+
+    triangular: [a, b, c]; trapezoidal: [a, b, c, d]; gaussian: [mean, sigma].
+    """
+
+    type: Literal["triangular", "trapezoidal", "gaussian"]
+    parameters: list[float]
+
+    @model_validator(mode="after")
+    def _check_parameters(self) -> FuzzySet:
+        expected = {"triangular": 3, "trapezoidal": 4, "gaussian": 2}[self.type]
+        if len(self.parameters) != expected:
+            raise ValueError(f"{self.type} needs {expected} parameters, got {len(self.parameters)}")
+        if self.type == "gaussian":
+            if self.parameters[1] <= 0:
+                raise ValueError("gaussian sigma must be > 0")
+        elif list(self.parameters) != sorted(self.parameters):
+            raise ValueError("parameters must be in ascending order")
+        return self
+
+
+class Model(_Strict):
+    type: Literal["mlp"] = "mlp"
+    hidden_layers: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default=[32, 16], min_length=1, max_length=6)
+    activation: Literal["relu", "tanh", "gelu", "leaky_relu"] = "relu"
+    dropout: float = Field(default=0.2, ge=0, lt=0.9)
+
+
+class Labels(_Strict):
+    """ZigZag labels: BUY when price rises by `zigzag_threshold` within `lookahead` bars, SELL when it falls."""
+
+    zigzag_threshold: float = Field(default=0.01, gt=0, le=0.5)
+    lookahead: int = Field(default=20, ge=1, le=500)
+
+
+class Split(_Strict):
+    train: float = Field(default=0.7, gt=0, lt=1)
+    validation: float = Field(default=0.15, gt=0, lt=1)
+    test: float = Field(default=0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-6:
+            raise ValueError("train + validation + test must equal 1")
+        return self
+
+
+class Training(_Strict):
+    epochs: int = Field(default=30, ge=1, le=1000)
+    batch_size: int = Field(default=64, ge=1, le=8192)
+    learning_rate: float = Field(default=0.001, gt=0, le=1)
+    early_stopping_patience: int = Field(default=8, ge=0, le=200)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+
+
+class Backtest(_Strict):
+    confidence_threshold: float = Field(default=0.4, ge=0, le=1)
+    commission: float = Field(default=0.0002, ge=0, le=0.05)
+    slippage: float = Field(default=0.0001, ge=0, le=0.05)
+
+
+class Strategy(_Strict):
+    """A complete strategy document."""
+
+    name: str = Field(pattern=NAME_PATTERN.pattern)
+    description: str = Field(default="", max_length=2000)
+    hypothesis: str = Field(default="", max_length=2000)
+    symbol: str = Field(pattern=r"^[A-Za-z0-9_.^-]{1,32}$")
+    timeframe: str
+    indicators: list[Indicator] = Field(min_length=1, max_length=20)
+    fuzzy_sets: dict[str, dict[str, FuzzySet]] = Field(min_length=1)
+    model: Model = Model()
+    labels: Labels = Labels()
+    split: Split = Split()
+    training: Training = Training()
+    backtest: Backtest = Backtest()
+
+    @field_validator("timeframe")
+    @classmethod
+    def _check_timeframe(cls, value: str) -> str:
+        if value not in TIMEFRAMES:
+            raise ValueError(f"must be one of {', '.join(TIMEFRAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Strategy:
+        ids = [ind.feature_id for ind in self.indicators]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate indicator names: {', '.join(duplicates)}")
+        unknown = sorted(set(self.fuzzy_sets) - set(ids))
+        if unknown:
+            raise ValueError(f"fuzzy_sets refer to unknown indicators: {', '.join(unknown)} (known: {', '.join(ids)})")
+        for feature, sets in self.fuzzy_sets.items():
+            if not sets:
+                raise ValueError(f"fuzzy_sets.{feature}: needs at least one set")
+            for set_name in sets:
+                if not NAME_PATTERN.match(set_name):
+                    raise ValueError(f"fuzzy_sets.{feature}: set name {set_name!r} must match [a-z0-9_-]{{1,64}}")
+        return self
+
+
+# pydantic's wording -> the terse form users read in one line (`period: must be >= 2`).
+_BOUND_PHRASES = {
+    "Input should be greater than or equal to": "must be >=",
+    "Input should be less than or equal to": "must be <=",
+    "Input should be greater than": "must be >",
+    "Input should be less than": "must be <",
+    "String should match pattern": "must match",
+}
+
+
+def _format_error(error: Any) -> str:
+    loc = ""
+    for part in error["loc"]:
+        if isinstance(part, int):
+            loc += f"[{part}]"
+        elif part in INDICATOR_TYPES and loc.endswith("]"):
+            continue  # pydantic inserts the union tag into the path; users never wrote it
+        else:
+            loc += f".{part}" if loc else str(part)
+    message = error["msg"].removeprefix("Value error, ")
+    for verbose, terse in _BOUND_PHRASES.items():
+        if message.startswith(verbose):
+            message = terse + message[len(verbose) :]
+            break
+    return f"{loc}: {message}" if loc else message
+
+
+def parse_strategy(document: dict[str, Any], available: Iterable[tuple[str, str]] | None = None) -> Strategy:
+    """Validate a strategy mapping.
+
+    Args:
+        document: the parsed YAML mapping.
+        available: (symbol, timeframe) pairs that have data; when given, the strategy must use one of them.
+
+    Raises:
+        StrategyValidationError: one precise message per problem, e.g. `indicators[2].period: must be >= 2`.
+    """
+    if not isinstance(document, dict):
+        raise StrategyValidationError(["strategy must be a YAML mapping"])
+    try:
+        strategy = Strategy.model_validate(document)
+    except ValidationError as exc:
+        raise StrategyValidationError([_format_error(e) for e in exc.errors()]) from None
+    if available is not None:
+        pairs = set(available)
+        if (strategy.symbol, strategy.timeframe) not in pairs:
+            offered = ", ".join(f"{s} {t}" for s, t in sorted(pairs))
+            raise StrategyValidationError(
+                [f"symbol/timeframe: no data for {strategy.symbol} {strategy.timeframe} (available: {offered})"]
+            )
+    return strategy
+
+
+def load_strategy_text(text: str, available: Iterable[tuple[str, str]] | None = None) -> Strategy:
+    """Parse YAML text with `yaml.safe_load` only, then validate it."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise StrategyValidationError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_strategy(document, available)
+
+
+def load_strategy(path: Path, available: Iterable[tuple[str, str]] | None = None) -> Strategy:
+    """Read and validate a strategy file."""
+    return load_strategy_text(Path(path).read_text(encoding="utf-8"), available)
+
+
+def dump_strategy(strategy: Strategy) -> str:
+    """The strategy as YAML text (what is saved under the strategies folder)."""
+    return yaml.safe_dump(strategy.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def strategy_json_schema() -> dict[str, Any]:
+    """The JSON schema of a strategy, for the designer's structured output."""
+    return Strategy.model_json_schema()

@@ -1,0 +1,80 @@
+"""The one exception hierarchy of the pipeline."""
+
+from __future__ import annotations
+
+
+class KtrdrError(Exception):
+    """Raised for any expected failure of the pipeline; the root of the hierarchy."""
+
+
+class ConfigurationError(KtrdrError):
+    """Raised when a setting is missing, malformed or unsafe."""
+
+
+class OperationNotFoundError(KtrdrError):
+    """Raised when an operation id does not exist."""
+
+
+class InvalidTransitionError(KtrdrError):
+    """Raised when an operation is asked to move to a status its current status does not allow."""
+
+
+class DatabaseUnavailableError(KtrdrError):
+    """Raised when the operations database cannot be reached."""
+
+
+class CapacityError(KtrdrError):
+    """Raised when a trigger would exceed max_concurrent_cycles."""
+
+    reason = "active_cycle_exists"
+
+
+class BudgetExhaustedError(KtrdrError):
+    """Raised when today's LLM spend has reached the daily budget."""
+
+    reason = "budget_exhausted"
+
+
+class DataError(KtrdrError):
+    """Raised when market data is missing, unreadable or fails validation."""
+
+
+class StrategyValidationError(KtrdrError):
+    """Raised when a strategy document violates the grammar; carries one message per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+class DesignError(KtrdrError):
+    """Raised when the designer cannot produce a valid strategy within its repair budget."""
+
+
+class AssessmentError(KtrdrError):
+    """Raised when the assessor cannot produce an assessment."""
+
+
+class LLMError(KtrdrError):
+    """Raised when the LLM endpoint fails after the SDK's retries."""
+
+
+class TrainingError(KtrdrError):
+    """Raised when training fails (bad data, diverging loss, lost worker)."""
+
+
+class BacktestError(KtrdrError):
+    """Raised when a backtest cannot run."""
+
+
+class GateFailedError(KtrdrError):
+    """Raised by a gate task to break the chain; the message is the cycle's error_message."""
+
+
+class PhaseError(KtrdrError):
+    """Raised by a phase task with a message prefixed by its phase (`Training failed: ...`)."""
+
+
+# Control flow, kept apart from failures.
+class CancelledError(KtrdrError):
+    """Raised inside long work (training epochs) when its operation was cancelled."""
