@@ -289,3 +289,33 @@ def dump_strategy(strategy: Strategy) -> str:
 def strategy_json_schema() -> dict[str, Any]:
     """The JSON schema of a strategy, for the designer's structured output."""
     return Strategy.model_json_schema()
+
+
+def save_strategy(strategy: Strategy, folder: Path, *, stamp: str) -> Path:
+    """Write `<name>_<stamp>.yaml` into `folder` atomically; never overwrite (a suffix is added instead).
+
+    Args:
+        strategy: a validated strategy (its name already matches NAME_PATTERN, so it cannot escape `folder`).
+        folder: the strategies folder.
+        stamp: a timestamp such as `20261127_061500`.
+    """
+    import os
+    import tempfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = dump_strategy(strategy)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    for attempt in range(1000):
+        suffix = f"_{attempt}" if attempt else ""
+        target = folder / f"{strategy.name}_{stamp}{suffix}.yaml"
+        try:
+            os.link(tmp, target)  # link fails if the target exists: no overwrite, no race
+        except FileExistsError:
+            continue
+        os.unlink(tmp)
+        return target
+    os.unlink(tmp)
+    raise FileExistsError(f"no free file name for strategy {strategy.name} in {folder}")
