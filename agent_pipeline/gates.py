@@ -1,0 +1,159 @@
+"""Quality gates: pure functions that decide whether a research cycle goes on.
+
+Each gate reads a metrics mapping (a training op's `result_summary`, a backtest's summary) and returns
+`(passed, reason)`. Checks run in a fixed order and the first failure wins; the reason names the failed
+check and shows the value against its threshold, e.g. `accuracy_below_threshold (35% < 45%)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent_pipeline.config import Settings, get_settings
+
+PASSED = "passed"
+# Values within this distance of a threshold count as meeting it, so that e.g. a loss decrease that prints
+# as `20%` never fails a 20% gate because (1.0 - 0.8) / 1.0 == 0.19999999999999996 in binary floats.
+_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class TrainingThresholds:
+    """Limits of the training gate; fractions, e.g. 0.45 for 45%."""
+
+    min_accuracy: float = 0.45
+    max_loss: float = 0.8
+    min_loss_decrease: float = 0.2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrainingThresholds:
+        return cls(
+            min_accuracy=settings.training_gate_min_accuracy,
+            max_loss=settings.training_gate_max_loss,
+            min_loss_decrease=settings.training_gate_min_loss_decrease,
+        )
+
+
+@dataclass(frozen=True)
+class BacktestThresholds:
+    """Limits of the backtest gate; win rate and drawdown are fractions, Sharpe is annualised."""
+
+    min_win_rate: float = 0.45
+    max_drawdown: float = 0.4
+    min_sharpe: float = -0.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BacktestThresholds:
+        return cls(
+            min_win_rate=settings.backtest_gate_min_win_rate,
+            max_drawdown=settings.backtest_gate_max_drawdown,
+            min_sharpe=settings.backtest_gate_min_sharpe,
+        )
+
+
+class _MetricProblem(Exception):
+    """Raised internally when a metric is absent or not a finite-or-infinite number."""
+
+
+def format_percent(fraction: float) -> str:
+    """0.35 -> `35%`, 0.449 -> `44.9%`: at most one decimal, no trailing `.0`."""
+    value = round(fraction * 100, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
+    text = f"{value:.1f}".removesuffix(".0")
+    return f"{text}%"
+
+
+def _read(metrics: Mapping[str, Any], name: str) -> float:
+    value = metrics.get(name)
+    if value is None:
+        raise _MetricProblem(f"missing_metric ({name})")
+    if isinstance(value, bool):
+        raise _MetricProblem(f"invalid_metric ({name}={value!r})")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _MetricProblem(f"invalid_metric ({name}={value!r})") from None
+    if math.isnan(number):
+        raise _MetricProblem(f"invalid_metric ({name} is NaN)")
+    return number
+
+
+def _below(value: float, minimum: float) -> bool:
+    return value < minimum - _TOLERANCE
+
+
+def _above(value: float, maximum: float) -> bool:
+    return value > maximum + _TOLERANCE
+
+
+def _training_reason(metrics: Mapping[str, Any], limits: TrainingThresholds) -> str:
+    accuracy = _read(metrics, "accuracy")
+    if _below(accuracy, limits.min_accuracy):
+        shown = f"{format_percent(accuracy)} < {format_percent(limits.min_accuracy)}"
+        return f"accuracy_below_threshold ({shown})"
+    final_loss = _read(metrics, "final_loss")
+    if _above(final_loss, limits.max_loss):
+        return f"loss_too_high ({final_loss:.2f} > {limits.max_loss:.2f})"
+    initial_loss = _read(metrics, "initial_loss")
+    if initial_loss <= 0 or math.isinf(initial_loss):
+        return f"invalid_metric (initial_loss={initial_loss!r} must be a positive number)"
+    decrease = (initial_loss - final_loss) / initial_loss
+    if _below(decrease, limits.min_loss_decrease):
+        shown = f"{format_percent(decrease)} < {format_percent(limits.min_loss_decrease)}"
+        return f"insufficient_loss_decrease ({shown})"
+    return PASSED
+
+
+def _backtest_reason(metrics: Mapping[str, Any], limits: BacktestThresholds) -> str:
+    win_rate = _read(metrics, "win_rate")
+    if _below(win_rate, limits.min_win_rate):
+        return f"win_rate_too_low ({format_percent(win_rate)} < {format_percent(limits.min_win_rate)})"
+    drawdown = _read(metrics, "max_drawdown")
+    if _above(drawdown, limits.max_drawdown):
+        return f"drawdown_too_high ({format_percent(drawdown)} > {format_percent(limits.max_drawdown)})"
+    sharpe = _read(metrics, "sharpe_ratio")
+    if _below(sharpe, limits.min_sharpe):
+        return f"sharpe_too_low ({sharpe:.2f} < {limits.min_sharpe:.2f})"
+    return PASSED
+
+
+def check_training_gate(
+    metrics: Mapping[str, Any], thresholds: TrainingThresholds | None = None
+) -> tuple[bool, str]:
+    """Check accuracy, then final loss, then loss decrease; the first failure wins.
+
+    Args:
+        metrics: reads `accuracy` (fraction), `final_loss` and `initial_loss`.
+        thresholds: the limits; by default from the settings (TRAINING_GATE_* environment variables).
+
+    Returns:
+        `(True, "passed")` or `(False, reason)`, e.g. `(False, "loss_too_high (0.90 > 0.80)")`.
+    """
+    limits = thresholds or TrainingThresholds.from_settings(get_settings())
+    try:
+        reason = _training_reason(metrics, limits)
+    except _MetricProblem as problem:
+        reason = str(problem)
+    return reason == PASSED, reason
+
+
+def check_backtest_gate(
+    metrics: Mapping[str, Any], thresholds: BacktestThresholds | None = None
+) -> tuple[bool, str]:
+    """Check win rate, then max drawdown, then Sharpe ratio; the first failure wins.
+
+    Args:
+        metrics: reads `win_rate` (fraction), `max_drawdown` (fraction 0-1, positive) and `sharpe_ratio`.
+        thresholds: the limits; by default from the settings (BACKTEST_GATE_* environment variables).
+
+    Returns:
+        `(True, "passed")` or `(False, reason)`, e.g. `(False, "drawdown_too_high (55% > 40%)")`.
+    """
+    limits = thresholds or BacktestThresholds.from_settings(get_settings())
+    try:
+        reason = _backtest_reason(metrics, limits)
+    except _MetricProblem as problem:
+        reason = str(problem)
+    return reason == PASSED, reason
