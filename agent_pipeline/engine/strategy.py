@@ -133,13 +133,15 @@ class FuzzySet(_Strict):
 
 class Model(_Strict):
     type: Literal["mlp"] = "mlp"
-    hidden_layers: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default=[32, 16], min_length=1, max_length=6)
+    hidden_layers: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        default=[32, 16], min_length=1, max_length=6
+    )
     activation: Literal["relu", "tanh", "gelu", "leaky_relu"] = "relu"
     dropout: float = Field(default=0.2, ge=0, lt=0.9)
 
 
 class Labels(_Strict):
-    """ZigZag labels: BUY when price rises by `zigzag_threshold` within `lookahead` bars, SELL when it falls."""
+    """ZigZag labels: BUY when price rises by `zigzag_threshold` within `lookahead` bars, SELL if it falls."""
 
     zigzag_threshold: float = Field(default=0.01, gt=0, le=0.5)
     lookahead: int = Field(default=20, ge=1, le=500)
@@ -202,13 +204,15 @@ class Strategy(_Strict):
             raise ValueError(f"duplicate indicator names: {', '.join(duplicates)}")
         unknown = sorted(set(self.fuzzy_sets) - set(ids))
         if unknown:
-            raise ValueError(f"fuzzy_sets refer to unknown indicators: {', '.join(unknown)} (known: {', '.join(ids)})")
+            names, known = ", ".join(unknown), ", ".join(ids)
+            raise ValueError(f"fuzzy_sets refer to unknown indicators: {names} (known: {known})")
         for feature, sets in self.fuzzy_sets.items():
             if not sets:
                 raise ValueError(f"fuzzy_sets.{feature}: needs at least one set")
             for set_name in sets:
                 if not NAME_PATTERN.match(set_name):
-                    raise ValueError(f"fuzzy_sets.{feature}: set name {set_name!r} must match [a-z0-9_-]{{1,64}}")
+                    pattern = NAME_PATTERN.pattern
+                    raise ValueError(f"fuzzy_sets.{feature}: set name {set_name!r} must match {pattern}")
         return self
 
 
@@ -222,6 +226,20 @@ _BOUND_PHRASES = {
 }
 
 
+def _message(error: Any) -> str:
+    """The error's message, with pydantic's wording replaced where a user needs more (or less)."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    known = ", ".join(INDICATOR_TYPES)
+    if kind == "union_tag_invalid":
+        return f"unknown indicator type {ctx.get('tag')!r} (known: {known})"
+    if kind == "union_tag_not_found":
+        return f"missing indicator type (known: {known})"
+    if kind == "string_pattern_mismatch":
+        return f"{error['input']!r} must match {ctx.get('pattern')}"
+    simple = {"extra_forbidden": "unknown field", "missing": "required"}
+    return simple.get(kind, error["msg"].removeprefix("Value error, "))
+
+
 def _format_error(error: Any) -> str:
     loc = ""
     for part in error["loc"]:
@@ -231,7 +249,9 @@ def _format_error(error: Any) -> str:
             continue  # pydantic inserts the union tag into the path; users never wrote it
         else:
             loc += f".{part}" if loc else str(part)
-    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc += ".type"
+    message = _message(error)
     for verbose, terse in _BOUND_PHRASES.items():
         if message.startswith(verbose):
             message = terse + message[len(verbose) :]
@@ -257,11 +277,11 @@ def parse_strategy(document: dict[str, Any], available: Iterable[tuple[str, str]
         raise StrategyValidationError([_format_error(e) for e in exc.errors()]) from None
     if available is not None:
         pairs = set(available)
-        if (strategy.symbol, strategy.timeframe) not in pairs:
-            offered = ", ".join(f"{s} {t}" for s, t in sorted(pairs))
-            raise StrategyValidationError(
-                [f"symbol/timeframe: no data for {strategy.symbol} {strategy.timeframe} (available: {offered})"]
-            )
+        # Stored symbols are upper case (engine.data); a strategy may spell them either way.
+        if (strategy.symbol.upper(), strategy.timeframe) not in {(s.upper(), t) for s, t in pairs}:
+            offered = ", ".join(f"{s} {t}" for s, t in sorted(pairs)) or "none"
+            wanted = f"{strategy.symbol} {strategy.timeframe}"
+            raise StrategyValidationError([f"symbol/timeframe: no data for {wanted} (available: {offered})"])
     return strategy
 
 
