@@ -6,6 +6,7 @@ processes finish the same row at once exactly one wins and a finished row never 
 
 from __future__ import annotations
 
+import builtins
 import enum
 import secrets
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -47,7 +49,7 @@ CYCLE_LOCK_KEY = 0x6B747264
 MAX_LIST_LIMIT = 500
 
 
-class OperationType(str, enum.Enum):
+class OperationType(enum.StrEnum):
     AGENT_RESEARCH = "agent_research"
     AGENT_DESIGN = "agent_design"
     TRAINING = "training"
@@ -55,7 +57,7 @@ class OperationType(str, enum.Enum):
     AGENT_ASSESSMENT = "agent_assessment"
 
 
-class OperationStatus(str, enum.Enum):
+class OperationStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -172,8 +174,21 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _ensure_sqlite_folder(url: str) -> None:
+    # SQLite creates the file but not its folder; the default `.ktrdr/ktrdr.db` must work on a fresh machine.
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _rowcount(result: Any) -> int:
+    # An UPDATE's result is a CursorResult; the generic Result type does not declare rowcount.
+    return int(result.rowcount)
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        _ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         # pysqlite's own transaction handling defers BEGIN; take the write lock up front instead so
@@ -210,7 +225,9 @@ class OperationsStore:
                 yield session
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-            raise DatabaseUnavailableError(f"cannot reach the database at {safe_url(self.url)}: {reason}") from None
+            raise DatabaseUnavailableError(
+                f"cannot reach the database at {safe_url(self.url)}: {reason}"
+            ) from None
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (workers and the API call this at start)."""
@@ -220,7 +237,9 @@ class OperationsStore:
             upgrade_database(self.engine)
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-            raise DatabaseUnavailableError(f"cannot reach the database at {safe_url(self.url)}: {reason}") from None
+            raise DatabaseUnavailableError(
+                f"cannot reach the database at {safe_url(self.url)}: {reason}"
+            ) from None
 
     # -- create and read -------------------------------------------------------------------------
 
@@ -281,7 +300,9 @@ class OperationsStore:
             )
             if (active or 0) >= max_active:
                 raise CapacityError(f"{active} research cycle(s) already active (limit {max_active})")
-            return self._insert(session, OperationType.AGENT_RESEARCH, None, metadata, OperationStatus.PENDING)
+            return self._insert(
+                session, OperationType.AGENT_RESEARCH, None, metadata, OperationStatus.PENDING
+            )
 
     def get(self, operation_id: str) -> Operation:
         """Raises: OperationNotFoundError."""
@@ -315,7 +336,9 @@ class OperationsStore:
         parent_operation_id: str | None = None,
     ) -> int:
         """Exact total for the same filters as `list`, asked for separately."""
-        query = self._filtered(select(func.count()).select_from(OperationRow), operation_type, status, parent_operation_id)
+        query = self._filtered(
+            select(func.count()).select_from(OperationRow), operation_type, status, parent_operation_id
+        )
         with self._session() as session:
             return int(session.scalar(query) or 0)
 
@@ -329,7 +352,7 @@ class OperationsStore:
             query = query.where(OperationRow.parent_operation_id == parent_operation_id)
         return query
 
-    def active_cycles(self) -> list[Operation]:
+    def active_cycles(self) -> builtins.list[Operation]:
         """Active `agent_research` operations, newest first."""
         with self._session() as session:
             rows = session.scalars(
@@ -361,7 +384,7 @@ class OperationsStore:
             .execution_options(synchronize_session=False)
         )
         with self._session() as session:
-            changed = session.execute(statement).rowcount == 1
+            changed = _rowcount(session.execute(statement)) == 1
             if not changed and session.get(OperationRow, operation_id) is None:
                 raise OperationNotFoundError(f"operation not found: {operation_id}")
             return changed
@@ -404,13 +427,16 @@ class OperationsStore:
         operation = self.get(operation_id)
         if operation.status not in ALLOWED_FROM[target]:
             raise InvalidTransitionError(
-                f"operation {operation_id} is already {operation.status.value}; it cannot become {target.value}"
+                f"operation {operation_id} is already {operation.status.value}; "
+                f"it cannot become {target.value}"
             )
         return operation
 
     # -- progress, metadata, heartbeats ---------------------------------------------------------
 
-    def update_progress(self, operation_id: str, *, percentage: float, current_step: str, **extra: Any) -> bool:
+    def update_progress(
+        self, operation_id: str, *, percentage: float, current_step: str, **extra: Any
+    ) -> bool:
         """Replace the progress of an active operation (ignored once finished)."""
         progress = {"percentage": round(float(percentage), 2), "current_step": current_step, **extra}
         return self._update_active(operation_id, progress=progress)
@@ -430,10 +456,10 @@ class OperationsStore:
             .execution_options(synchronize_session=False)
         )
         with self._session() as session:
-            return session.execute(statement).rowcount == 1
+            return _rowcount(session.execute(statement)) == 1
 
     def merge_metadata(self, operation_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge keys into the operation's metadata (row-locked read-modify-write); returns the new metadata."""
+        """Merge keys into the operation's metadata (row-locked read-modify-write); returns the result."""
         with self._session() as session:
             row = session.get(OperationRow, operation_id, with_for_update=self.is_postgres)
             if row is None:
@@ -453,7 +479,7 @@ class OperationsStore:
             row.metadata_ = {**(row.metadata_ or {}), key: value}
             return True
 
-    def reconcile_stale(self, *, stale_after: float) -> list[str]:
+    def reconcile_stale(self, *, stale_after: float) -> builtins.list[str]:
         """Fail active operations whose heartbeat is older than `stale_after` seconds.
 
         A worker killed mid-task stops heartbeating; without this its row would stay `running` forever.

@@ -1,4 +1,4 @@
-"""Alembic migrations of the operations table, run programmatically (`ktrdr db upgrade`, worker and API start)."""
+"""Alembic migrations of the operations table, run in-process (`ktrdr db upgrade`, worker and API start)."""
 
 from __future__ import annotations
 
