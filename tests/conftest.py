@@ -93,7 +93,7 @@ def redis_url() -> Iterator[str]:
 
 
 def forget_store(url: str) -> None:
-    """Drop the process's cached store for `url` and close its connections (before its database is dropped)."""
+    """Forget the cached store for `url` and close its connections (before its database is dropped)."""
     from agent_pipeline import operations
 
     store = operations._stores.pop(url, None)

@@ -1,4 +1,4 @@
-"""Settings: read from the environment, checked at start-up, errors that name the setting and hide the value."""
+"""Settings: read from the environment, checked at start-up; errors name the setting, never the value."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ LEGAL = {
     (OperationStatus.RUNNING, OperationStatus.FAILED),
     (OperationStatus.RUNNING, OperationStatus.CANCELLED),
 }
-TARGETS = (OperationStatus.RUNNING, OperationStatus.COMPLETED, OperationStatus.FAILED, OperationStatus.CANCELLED)
+TARGETS = tuple(ALLOWED_FROM)
 
 
 @pytest.fixture(scope="module")
