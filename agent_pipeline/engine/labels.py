@@ -1,0 +1,43 @@
+"""ZigZag labels: which way price moves by a threshold first within a look-ahead window."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent_pipeline.engine.dataset import BUY, HOLD, SELL
+
+# Label of the last `lookahead` bars, whose window runs past the data; dataset assembly drops them.
+INCOMPLETE = -1
+
+
+def zigzag_labels(close: np.ndarray, threshold: float, lookahead: int) -> np.ndarray:
+    """Label each bar by the first threshold move among the next `lookahead` closes.
+
+    BUY when some close within bars t+1 .. t+lookahead is >= close[t] * (1 + threshold) before any close is
+    <= close[t] * (1 - threshold); SELL for the mirror case; HOLD when neither happens. Only closes are
+    used (not highs/lows), so a label is exactly what a close-to-close trader could have captured.
+
+    Args:
+        close: closing prices, oldest first.
+        threshold: the move as a fraction (0.01 = 1%).
+        lookahead: how many bars ahead to look.
+
+    Returns:
+        int64 labels SELL (0) / HOLD (1) / BUY (2), and INCOMPLETE (-1) for the last `lookahead` bars.
+    """
+    close = np.asarray(close, dtype=float)
+    n = len(close)
+    never = lookahead + 1
+    first_up = np.full(n, never)
+    first_down = np.full(n, never)
+    for offset in range(1, min(lookahead, n - 1) + 1):
+        now, ahead = close[:-offset], close[offset:]
+        hit_up = (ahead >= now * (1 + threshold)) & (first_up[:-offset] == never)
+        hit_down = (ahead <= now * (1 - threshold)) & (first_down[:-offset] == never)
+        first_up[:-offset][hit_up] = offset
+        first_down[:-offset][hit_down] = offset
+    labels = np.full(n, HOLD, dtype=np.int64)
+    labels[first_up < first_down] = BUY
+    labels[first_down < first_up] = SELL
+    labels[max(n - lookahead, 0) :] = INCOMPLETE
+    return labels
