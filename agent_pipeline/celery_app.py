@@ -1,0 +1,62 @@
+"""The Celery app: broker and results from settings, the `research` and `gpu` queues, their routes."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from agent_pipeline.config import Settings, get_settings
+
+RESEARCH_QUEUE = "research"
+GPU_QUEUE = "gpu"
+# Task modules the worker imports; the GPU task's module imports torch only inside the task body.
+TASK_MODULES = [
+    "agent_pipeline.tasks.design",
+    "agent_pipeline.tasks.training",
+    "agent_pipeline.tasks.gates",
+    "agent_pipeline.tasks.backtest",
+    "agent_pipeline.tasks.assess",
+    "agent_pipeline.tasks.cycle",
+    "agent_pipeline.tasks.gpu",
+]
+# How long finished task results stay in the backend (the operations table keeps the history).
+RESULT_EXPIRES_S = 7 * 24 * 3600
+
+app = Celery("agent_pipeline", include=TASK_MODULES)
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    """Apply the settings long-running research tasks need; each line says why."""
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Ack after the task ends, and requeue if its worker dies: every task here is idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: a training must not sit behind another in a prefetch buffer.
+        worker_prefetch_multiplier=1,
+        # Redis redelivers unacked messages after visibility_timeout; keep it above the longest training,
+        # or a healthy training would be handed to a second worker (the GPU lock guards that case too).
+        broker_transport_options={"visibility_timeout": settings.training_time_limit + 3600},
+        # STARTED tells "queued behind another training" from "running" to the supervisor.
+        task_track_started=True,
+        result_expires=RESULT_EXPIRES_S,
+        result_extended=True,
+        task_queues=(Queue(RESEARCH_QUEUE), Queue(GPU_QUEUE)),
+        task_default_queue=RESEARCH_QUEUE,
+        task_routes={"ktrdr.gpu.*": {"queue": GPU_QUEUE}, "ktrdr.cycle.*": {"queue": RESEARCH_QUEUE}},
+        # Events for Flower, on by default so `celery flower` shows tasks without extra flags.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        # Fail fast when the broker is down instead of blocking a CLI trigger for minutes.
+        broker_connection_timeout=5,
+        broker_connection_max_retries=3,
+        worker_hijack_root_logger=False,
+    )
+
+
+configure(app, get_settings())

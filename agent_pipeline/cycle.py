@@ -1,0 +1,197 @@
+"""Research cycles: trigger, status, cancel, and the chain that runs one.
+
+The faces (CLI, API, embedded runner) call these; they never build chains or import tasks themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from agent_pipeline.config import Settings, get_settings
+from agent_pipeline.context import CycleContext
+from agent_pipeline.errors import KtrdrError
+from agent_pipeline.logs import operation_context
+from agent_pipeline.operations import (
+    ACTIVE,
+    Operation,
+    OperationsStore,
+    OperationStatus,
+    OperationType,
+    get_store,
+)
+
+logger = logging.getLogger(__name__)
+
+# Metadata keys of the cycle's children, in the order the phases create them.
+CHILD_KEYS = ("design_op_id", "training_op_id", "backtest_op_id", "assessment_op_id")
+
+
+@dataclass(frozen=True)
+class CycleOptions:
+    """What a user may choose when triggering a cycle."""
+
+    bypass_gates: bool = False
+    designer: str | None = None
+    model: str | None = None
+    symbol: str | None = None
+    timeframe: str | None = None
+
+
+def build_cycle(context: CycleContext) -> Any:
+    """design -> train -> training gate -> backtest -> backtest gate -> assess -> finalize, one flat chain."""
+    from celery import chain
+
+    from agent_pipeline.tasks import assess, backtest, cycle, design, gates, training
+
+    ctx = context.model_dump()
+    return chain(
+        design.design.s(ctx),
+        training.train.s(),
+        gates.training_gate.s(),
+        backtest.backtest.s(),
+        gates.backtest_gate.s(),
+        assess.assess.s(),
+        cycle.finalize.s(),
+    )
+
+
+def trigger(
+    options: CycleOptions | None = None, *, store: OperationsStore | None = None, settings: Settings | None = None
+) -> Operation:
+    """Create a cycle (respecting max_concurrent_cycles and the daily budget) and start its chain.
+
+    Raises:
+        CapacityError: the limit of active cycles is reached (`active_cycle_exists`).
+        BudgetExhaustedError: today's LLM spend reached the daily budget (`budget_exhausted`).
+        KtrdrError: the broker is unreachable (the cycle is marked failed, nothing is left running).
+    """
+    options = options or CycleOptions()
+    store = store or get_store()
+    settings = settings or get_settings()
+    store.reconcile_stale(stale_after=settings.heartbeat_stale_after)
+    _check_budget(store, settings)
+    designer = options.designer or settings.effective_designer
+    metadata = {"phase": None, "designer": designer, "bypass_gates": options.bypass_gates, "model": options.model or settings.model}
+    cycle = store.create_cycle(max_active=settings.max_concurrent_cycles, metadata=metadata)
+    context = CycleContext(cycle_id=cycle.operation_id, **{**options.__dict__, "designer": designer})
+    with operation_context(cycle.operation_id):
+        _send(store, context)
+    return store.get(cycle.operation_id)
+
+
+def _check_budget(store: OperationsStore, settings: Settings) -> None:
+    from agent_pipeline.llm.cost import check_budget
+
+    check_budget(spent_today(store), settings.daily_budget_usd)
+
+
+def spent_today(store: OperationsStore | None = None) -> float:
+    """USD spent on LLM calls since midnight UTC."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (store or get_store()).spend_since(midnight)
+
+
+def _send(store: OperationsStore, context: CycleContext) -> None:
+    from agent_pipeline.tasks.cycle import record_failure
+
+    try:
+        result = build_cycle(context).apply_async(link_error=record_failure.s())
+    except Exception as exc:  # kombu raises several types for an unreachable broker
+        message = f"Cycle failed: cannot reach the task broker ({type(exc).__name__}: {exc})"
+        store.fail(context.cycle_id, error_message=message)
+        raise KtrdrError(message) from None
+    store.merge_metadata(context.cycle_id, {"celery_root_id": result.id})
+    logger.info("cycle triggered")
+
+
+def active_cycle(store: OperationsStore | None = None) -> Operation | None:
+    """The newest active cycle, if any."""
+    cycles = (store or get_store()).active_cycles()
+    return cycles[0] if cycles else None
+
+
+def status(store: OperationsStore | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """The agent's status as the API and CLI report it (active cycle, or idle with the last cycle)."""
+    store = store or get_store()
+    settings = settings or get_settings()
+    store.reconcile_stale(stale_after=settings.heartbeat_stale_after)
+    cycle = active_cycle(store)
+    if cycle is None:
+        last = store.list(operation_type=OperationType.AGENT_RESEARCH, limit=1)
+        return {"status": "idle", "phase": None, "last_cycle": _last_cycle(last[0]) if last else None}
+    child = current_child(store, cycle)
+    return {
+        "status": "active",
+        "operation_id": cycle.operation_id,
+        "phase": cycle.metadata.get("phase") or "queued",
+        "progress": cycle.progress,
+        "strategy_name": cycle.metadata.get("strategy_name"),
+        "child_operation_id": child.operation_id if child else None,
+        "child_progress": child.progress if child else None,
+        "child_status": child.status.value if child else None,
+        "started_at": cycle.started_at.isoformat() if cycle.started_at else None,
+        "designer": cycle.metadata.get("designer"),
+    }
+
+
+def current_child(store: OperationsStore, cycle: Operation) -> Operation | None:
+    """The newest child the cycle has created."""
+    for key in reversed(CHILD_KEYS):
+        if cycle.metadata.get(key):
+            return store.get(cycle.metadata[key])
+    return None
+
+
+def _last_cycle(cycle: Operation) -> dict[str, Any]:
+    return {
+        "operation_id": cycle.operation_id,
+        "status": cycle.status.value,
+        "phase": cycle.metadata.get("phase"),
+        "strategy_name": cycle.metadata.get("strategy_name"),
+        "error_message": cycle.error_message,
+        "created_at": cycle.created_at.isoformat(),
+        "completed_at": cycle.completed_at.isoformat() if cycle.completed_at else None,
+        "result_summary": cycle.result_summary,
+    }
+
+
+def cancel(operation_id: str | None = None, *, store: OperationsStore | None = None) -> Operation:
+    """Cancel a cycle (default: the active one) or any operation; stop its training within one epoch.
+
+    Raises:
+        OperationNotFoundError: unknown id, or no active cycle when none is given.
+        InvalidTransitionError: the operation already finished.
+    """
+    from agent_pipeline.errors import OperationNotFoundError
+
+    store = store or get_store()
+    if operation_id is None:
+        cycle = active_cycle(store)
+        if cycle is None:
+            raise OperationNotFoundError("no active research cycle to cancel")
+        operation_id = cycle.operation_id
+    target = store.require_transition(operation_id, OperationStatus.CANCELLED)
+    trainings = [op for op in _self_and_children(store, target) if op.operation_type == OperationType.TRAINING]
+    store.cancel(operation_id)
+    for training in trainings:
+        _stop_training(training)
+    return store.get(operation_id)
+
+
+def _self_and_children(store: OperationsStore, op: Operation) -> list[Operation]:
+    children = store.list(parent_operation_id=op.operation_id, limit=50)
+    return [op, *(c for c in children if c.status in ACTIVE)]
+
+
+def _stop_training(training: Operation) -> None:
+    """Raise the cancel flag the GPU task checks each epoch, and revoke it in case it has not started."""
+    from agent_pipeline import flags
+    from agent_pipeline.celery_app import app
+
+    flags.request_cancel(app, training.operation_id)
+    task_id = training.metadata.get("celery_task_id")
+    if task_id:
+        app.control.revoke(task_id)

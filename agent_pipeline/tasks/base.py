@@ -1,0 +1,110 @@
+"""Cross-cutting behaviour of every phase task: skip finished cycles, mark running, heartbeat, word errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore, Retry
+
+from agent_pipeline.config import Settings, get_settings
+from agent_pipeline.context import CycleContext, Phase
+from agent_pipeline.errors import GateFailedError, KtrdrError, PhaseError
+from agent_pipeline.logs import operation_context
+from agent_pipeline.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
+
+logger = logging.getLogger(__name__)
+
+
+class PhaseTask(Task):
+    """Base of the research tasks. Subclasses set `phase` and `failure_prefix` through the decorator.
+
+    Before the body runs: a cycle that is already finished (cancelled, failed by the reconciler) makes the task
+    raise `Ignore`, which stops the chain without calling the errback. Errors become `PhaseError` worded
+    `<failure_prefix>: <reason>`, which the chain's errback copies onto the cycle's row.
+    """
+
+    abstract = True
+    phase: Phase | None = None
+    failure_prefix = "Cycle failed"
+    # Redelivered if the worker dies mid-task; every phase is idempotent (it reads the row first).
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def __call__(self, ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        context = CycleContext.model_validate(ctx)
+        with operation_context(context.cycle_id):
+            self._enter(context)
+            try:
+                return super().__call__(ctx, *args, **kwargs)
+            except (Ignore, Retry, GateFailedError, PhaseError):
+                raise
+            except KtrdrError as exc:
+                logger.warning("phase failed", extra={"phase": self.name, "error": str(exc)})
+                raise PhaseError(f"{self.failure_prefix}: {exc}") from None
+            except Exception as exc:
+                logger.exception("phase crashed", extra={"phase": self.name})
+                raise PhaseError(f"{self.failure_prefix}: {type(exc).__name__}: {exc}") from None
+
+    def _enter(self, context: CycleContext) -> None:
+        store = get_store()
+        cycle = store.get(context.cycle_id)
+        if cycle.status.is_finished:
+            logger.info("cycle already %s; dropping %s", cycle.status.value, self.name)
+            raise Ignore()
+        store.start(context.cycle_id)
+        if self.phase is not None and cycle.metadata.get("phase") != self.phase.value:
+            store.merge_metadata(context.cycle_id, {"phase": self.phase.value})
+            store.update_progress(context.cycle_id, percentage=PHASE_PROGRESS[self.phase], current_step=self.phase.value)
+        store.heartbeat(context.cycle_id)
+
+
+# The cycle's progress when each phase starts (training covers most of the wall time).
+PHASE_PROGRESS = {Phase.DESIGNING: 5.0, Phase.TRAINING: 15.0, Phase.BACKTESTING: 75.0, Phase.ASSESSING: 90.0}
+
+
+def child_operation(
+    store: OperationsStore, cycle_id: str, *, key: str, operation_type: OperationType, metadata: dict[str, Any]
+) -> Operation:
+    """The cycle's child operation stored under metadata[key], created once (redeliveries reuse it)."""
+    existing = store.get(cycle_id).metadata.get(key)
+    if existing:
+        return store.get(existing)
+    child = store.create(operation_type=operation_type, parent_operation_id=cycle_id, metadata=metadata)
+    if store.claim_metadata(cycle_id, key, child.operation_id):
+        return child
+    # A duplicate delivery claimed first: keep its child, drop ours.
+    store.fail(child.operation_id, error_message="Superseded by a duplicate delivery")
+    return store.get(store.get(cycle_id).metadata[key])
+
+
+def run_child(
+    store: OperationsStore, child: Operation, work: Callable[[], dict[str, Any]], *, prefix: str
+) -> dict[str, Any] | None:
+    """Run `work` as the child operation: running -> completed with its summary, or failed with the error.
+
+    Returns None when the child was already completed by an earlier delivery (the caller reads its row).
+    """
+    if child.status == OperationStatus.COMPLETED:
+        return None
+    store.start(child.operation_id)
+    with operation_context(child.operation_id):
+        try:
+            summary = work()
+        except Exception as exc:
+            store.fail(child.operation_id, error_message=f"{prefix}: {exc}")
+            raise
+    store.complete(child.operation_id, result_summary=summary)
+    return summary
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def absolute(path: Path | str) -> str:
+    """Paths go into rows absolute, so every process reads the same file whatever its working directory."""
+    return str(Path(path).resolve())

@@ -1,0 +1,60 @@
+"""The chain's ends: `finalize` completes the cycle; `record_failure` is the errback that fails it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agent_pipeline.celery_app import app
+from agent_pipeline.context import CycleContext
+from agent_pipeline.logs import operation_context
+from agent_pipeline.operations import ACTIVE, get_store
+from agent_pipeline.tasks.base import PhaseTask
+
+logger = logging.getLogger(__name__)
+
+# Cycle metadata keys copied into the finished cycle's result_summary.
+SUMMARY_KEYS = (
+    "strategy_name", "strategy_path", "designer", "training_result", "training_gate", "model_path",
+    "backtest_result", "backtest_gate", "assessment", "assessment_path", "cost_usd",
+)  # fmt: skip
+
+
+@app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.finalize")
+def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
+    context = CycleContext.model_validate(ctx)
+    store = get_store()
+    meta = store.get(context.cycle_id).metadata
+    store.complete(context.cycle_id, result_summary={k: meta[k] for k in SUMMARY_KEYS if k in meta})
+    logger.info("cycle completed")
+    return ctx
+
+
+@app.task(name="ktrdr.cycle.record_failure")
+def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
+    """Errback of every task in the chain; idempotent, since Celery may call it more than once."""
+    cycle_id = _cycle_id(request)
+    if cycle_id is None:
+        logger.error("errback without a cycle id: %s", exc)
+        return
+    message = str(exc) or type(exc).__name__
+    if not message.split(":", 1)[0].endswith("failed"):
+        # Not one of ours (time limit, lost worker ...): still one readable line.
+        message = f"Cycle failed: {type(exc).__name__}: {message}"
+    store = get_store()
+    with operation_context(cycle_id):
+        if store.fail(cycle_id, error_message=message):
+            logger.warning("cycle failed", extra={"error": message})
+        for child in store.list(parent_operation_id=cycle_id, limit=50):
+            if child.status in ACTIVE:
+                store.fail(child.operation_id, error_message=f"Parent failed: {message}")
+
+
+def _cycle_id(request: Any) -> str | None:
+    args = getattr(request, "args", None) or []
+    if args and isinstance(args[0], dict):
+        try:
+            return CycleContext.model_validate(args[0]).cycle_id
+        except ValueError:
+            return None
+    return None
