@@ -1,0 +1,285 @@
+"""The backtester: the trained model trades the held-out test period, vectorised in numpy.
+
+Signals (`predict_signals`): the model's class at each bar's close becomes a target position:
+BUY -> long (+1), SELL -> short (-1) (every bundled market is traded as a CFD / future, so shorting is
+allowed), HOLD or a top probability below `confidence_threshold` -> keep the current position
+("do nothing"). The first position is flat.
+
+Execution (`simulate`): a target position decided from bar t's close is executed at bar t+1's open; the
+last bar's target is never executed (there is no next open), and any open position is closed at the last
+bar's close. Costs: `commission + slippage` as a fraction of traded notional, charged on each exit and each
+entry (a flip long -> short pays both). A trade is sized at the whole equity at its entry and held as a
+fixed quantity until its exit, so equity within a trade is E_entry * (1 - cost + side * (price/entry - 1)).
+
+Metrics use per-bar returns of the close-to-close equity curve, a zero risk-free rate and
+`periods_per_year` (see PERIODS_PER_YEAR).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from agent_pipeline.engine.dataset import BUY, SELL, Dataset
+from agent_pipeline.engine.strategy import Strategy
+from agent_pipeline.engine.trainer import EVAL_CHUNK, ModelSpec, load_model
+from agent_pipeline.errors import BacktestError, TrainingError
+
+# Bars per year: 252 trading days; intraday timeframes assume a 24-hour market (FX), so 1h -> 24 * 252.
+PERIODS_PER_YEAR = {
+    "1m": 252 * 24 * 60,
+    "5m": 252 * 24 * 12,
+    "15m": 252 * 24 * 4,
+    "30m": 252 * 24 * 2,
+    "1h": 252 * 24,
+    "4h": 252 * 6,
+    "1d": 252,
+    "1w": 52,
+}
+
+
+@dataclass
+class BacktestResult:
+    """Metrics of one backtest (fractions, not percent) plus the equity curve and positions."""
+
+    total_return: float
+    annualised_return: float
+    volatility: float
+    sharpe_ratio: float
+    sortino_ratio: float
+    max_drawdown: float  # fraction 0-1, positive
+    calmar_ratio: float
+    num_trades: int
+    win_rate: float  # fraction of closed trades with positive pnl after costs; 0 with no trades
+    profit_factor: float  # gross profit / gross loss; inf with no losing trade, 0 with no trades
+    exposure: float  # fraction of bars with a position
+    buy_and_hold_return: float  # first open to last close, no costs
+    excess_return: float  # total_return - buy_and_hold_return
+    n_bars: int
+    start: str
+    end: str
+    equity: pd.Series = field(repr=False)  # equity at each bar's close, starting capital 1.0
+    positions: np.ndarray = field(repr=False)  # position held during each bar (from its open)
+
+    def to_summary(self) -> dict[str, Any]:
+        """JSON-safe metrics; non-finite numbers (an infinite profit factor) become None."""
+        summary = asdict(self)
+        del summary["equity"], summary["positions"]
+        return {k: _finite(v) for k, v in summary.items()}
+
+    def save(self, out_dir: Path) -> None:
+        """Write `equity.csv` (timestamp, equity, position) and `metrics.json` atomically into `out_dir`."""
+        out_dir = Path(out_dir)
+        curve = pd.DataFrame(
+            {"equity": self.equity.to_numpy(), "position": self.positions}, index=self.equity.index
+        )
+        curve.index.name = "timestamp"
+        _atomic_write(out_dir / "equity.csv", curve.to_csv())
+        _atomic_write(out_dir / "metrics.json", json.dumps(self.to_summary(), indent=2, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def periods_per_year(timeframe: str) -> float:
+    """Bars per year for a timeframe (see PERIODS_PER_YEAR)."""
+    try:
+        return float(PERIODS_PER_YEAR[timeframe])
+    except KeyError:
+        raise BacktestError(f"unknown timeframe {timeframe!r}") from None
+
+
+def positions_from_classes(classes: np.ndarray, confident: np.ndarray) -> np.ndarray:
+    """Target positions: BUY +1, SELL -1, HOLD or unconfident keeps the previous position (first: flat)."""
+    action = np.where(classes == BUY, 1.0, np.where(classes == SELL, -1.0, np.nan))
+    action[~confident] = np.nan
+    return pd.Series(action).ffill().fillna(0.0).to_numpy()
+
+
+def _load(model_path: Path) -> tuple[torch.nn.Sequential, ModelSpec]:
+    try:
+        return load_model(Path(model_path), device="cpu")
+    except TrainingError as exc:
+        raise BacktestError(str(exc)) from None
+
+
+def predict_signals(model_path: Path, x: np.ndarray, *, confidence_threshold: float) -> np.ndarray:
+    """The model's target position (+1 long, -1 short, 0 flat) after each bar; see the module docstring.
+
+    Raises:
+        BacktestError: the features do not match the model's inputs.
+    """
+    model, spec = _load(model_path)
+    if x.ndim != 2 or x.shape[1] != spec.n_features:
+        raise BacktestError(f"features have shape {x.shape}; the model expects {spec.n_features} columns")
+    with torch.no_grad():
+        tensor = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+        logits = torch.cat([model(tensor[i : i + EVAL_CHUNK]) for i in range(0, len(tensor), EVAL_CHUNK)])
+        probabilities = torch.softmax(logits, dim=1).numpy()
+    classes = probabilities.argmax(axis=1)
+    return positions_from_classes(classes, probabilities.max(axis=1) >= confidence_threshold)
+
+
+def _prices(bars: pd.DataFrame, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(bars) < 2:
+        raise BacktestError(f"a backtest needs at least 2 bars, got {len(bars)}")
+    if len(signals) != len(bars):
+        raise BacktestError(f"{len(signals)} signals for {len(bars)} bars")
+    opens = bars["open"].to_numpy(dtype=np.float64)
+    closes = bars["close"].to_numpy(dtype=np.float64)
+    if not (
+        np.isfinite(opens).all() and np.isfinite(closes).all() and (opens > 0).all() and (closes > 0).all()
+    ):
+        raise BacktestError("open and close prices must be positive and finite")
+    return opens, closes
+
+
+def _equity_curve(
+    opens: np.ndarray, closes: np.ndarray, held: np.ndarray, cost: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equity at each close, plus each segment's position and growth factor (see the module docstring).
+
+    A segment is a run of bars holding one position; it starts at an open and ends at the next segment's
+    open (or, for the last, at the final close, where an open position is liquidated).
+    """
+    is_start = np.empty(len(held), dtype=bool)
+    is_start[0] = True
+    np.not_equal(held[1:], held[:-1], out=is_start[1:])
+    starts = np.flatnonzero(is_start)
+    seg = np.cumsum(is_start) - 1
+    side, entry_price = held[starts], opens[starts]
+    exit_price = np.append(opens[starts[1:]], closes[-1])
+    ratio = exit_price / entry_price
+    size = np.abs(side)
+    factor = 1.0 - size * cost + side * (ratio - 1.0) - size * cost * ratio
+    start_equity = np.concatenate(([1.0], np.cumprod(factor)[:-1]))
+    equity = start_equity[seg] * (1.0 - size[seg] * cost + side[seg] * (closes / entry_price[seg] - 1.0))
+    equity[-1] = start_equity[-1] * factor[-1]  # the final close includes the liquidation cost
+    return equity, side, factor
+
+
+def _ratios(returns: np.ndarray, periods: float) -> tuple[float, float, float]:
+    """(annualised volatility, Sharpe, Sortino) of per-bar returns with a zero risk-free rate."""
+    mean = float(returns.mean())
+    std = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
+    downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
+    sharpe = mean / std * np.sqrt(periods) if std > 0 else 0.0
+    no_downside = float("inf") if mean > 0 else 0.0  # never lost a bar: unbounded, or flat
+    sortino = mean / downside * np.sqrt(periods) if downside > 0 else no_downside
+    return std * float(np.sqrt(periods)), float(sharpe), float(sortino)
+
+
+def _trade_stats(side: np.ndarray, factor: np.ndarray) -> tuple[int, float, float]:
+    """(number of trades, win rate, profit factor) from the segments that held a position."""
+    traded = side != 0
+    start_equity = np.concatenate(([1.0], np.cumprod(factor)[:-1]))
+    pnl = (start_equity * (factor - 1.0))[traded]
+    if len(pnl) == 0:
+        return 0, 0.0, 0.0
+    gains, losses = pnl[pnl > 0].sum(), -pnl[pnl < 0].sum()
+    profit_factor = gains / losses if losses > 0 else float("inf") if gains > 0 else 0.0
+    return len(pnl), float(np.mean(pnl > 0)), float(profit_factor)
+
+
+def simulate(
+    bars: pd.DataFrame,
+    signals: np.ndarray,
+    *,
+    commission: float,
+    slippage: float,
+    periods_per_year: float,
+) -> BacktestResult:
+    """Trade target positions `signals[t]` (decided at bar t's close) at bar t+1's open.
+
+    Args:
+        bars: OHLCV rows (open and close are used), oldest first.
+        signals: one target position per bar, in [-1, 1] (+1 long, -1 short, 0 flat).
+        commission: fraction of traded notional per side.
+        slippage: fraction of traded notional per side (an adverse fill modelled as a cost).
+        periods_per_year: bars per year, for annualising.
+
+    Raises:
+        BacktestError: lengths differ, fewer than 2 bars, bad prices or signals.
+    """
+    signals = np.asarray(signals, dtype=np.float64)
+    opens, closes = _prices(bars, signals)
+    if not np.isfinite(signals).all() or np.abs(signals).max() > 1:
+        raise BacktestError("signals must be finite positions in [-1, 1]")
+    held = np.concatenate(([0.0], signals[:-1]))  # no look-ahead: bar t's signal trades at bar t+1's open
+    equity, side, factor = _equity_curve(opens, closes, held, commission + slippage)
+    returns = np.diff(equity, prepend=1.0) / np.concatenate(([1.0], equity[:-1]))
+    volatility, sharpe, sortino = _ratios(returns, periods_per_year)
+    total = float(equity[-1] - 1.0)
+    annualised = float(equity[-1] ** (periods_per_year / len(equity)) - 1.0) if equity[-1] > 0 else -1.0
+    drawdown = float(np.max(1.0 - equity / np.maximum.accumulate(np.maximum(equity, 1.0))))
+    num_trades, win_rate, profit_factor = _trade_stats(side, factor)
+    buy_and_hold = float(closes[-1] / opens[0] - 1.0)
+    return BacktestResult(
+        total_return=total,
+        annualised_return=annualised,
+        volatility=volatility,
+        sharpe_ratio=sharpe,
+        sortino_ratio=sortino,
+        max_drawdown=max(drawdown, 0.0),
+        calmar_ratio=annualised / drawdown if drawdown > 0 else 0.0,
+        num_trades=num_trades,
+        win_rate=win_rate,
+        profit_factor=profit_factor,
+        exposure=float(np.mean(held != 0)),
+        buy_and_hold_return=buy_and_hold,
+        excess_return=total - buy_and_hold,
+        n_bars=len(bars),
+        start=str(bars.index[0]),
+        end=str(bars.index[-1]),
+        equity=pd.Series(equity, index=bars.index, name="equity"),
+        positions=held,
+    )
+
+
+def run_backtest(strategy: Strategy, dataset: Dataset, model_path: Path, *, out_dir: Path) -> BacktestResult:
+    """Trade the test period with the trained model and save the equity curve and metrics to `out_dir`.
+
+    Raises:
+        BacktestError: the model was trained on other features, or the test period cannot be traded.
+    """
+    _, spec = _load(model_path)
+    if spec.feature_names != list(dataset.feature_names):
+        raise BacktestError("the model was trained on other features than this dataset's")
+    if len(dataset.test_bars) != len(dataset.x_test):
+        raise BacktestError(f"{len(dataset.test_bars)} test bars for {len(dataset.x_test)} feature rows")
+    costs = strategy.backtest
+    signals = predict_signals(model_path, dataset.x_test, confidence_threshold=costs.confidence_threshold)
+    result = simulate(
+        dataset.test_bars,
+        signals,
+        commission=costs.commission,
+        slippage=costs.slippage,
+        periods_per_year=periods_per_year(strategy.timeframe),
+    )
+    result.save(out_dir)
+    return result

@@ -1,0 +1,122 @@
+"""The assessor interface: a trained and backtested strategy in, a verdict with reasons out.
+
+Implementations live in `agent_pipeline.llm.assessors` (`anthropic`, `offline`); `get_assessor` picks one
+the same way the designer is picked (`KTRDR_DESIGNER`, `auto` meaning Claude when a key is set).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent_pipeline.engine.strategy import Strategy
+from agent_pipeline.errors import ConfigurationError
+from agent_pipeline.llm.cost import Usage
+
+if TYPE_CHECKING:
+    from agent_pipeline.config import Settings
+
+ASSESSORS = ("anthropic", "offline")
+VERDICTS = ("promising", "mediocre", "poor")
+ASSESSMENT_FILE = "assessment.json"
+
+_Item = Annotated[str, Field(min_length=3, max_length=600)]
+
+
+class Assessment(BaseModel):
+    """The assessment document: what Claude's tool call must carry (2-4 items per list)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["promising", "mediocre", "poor"]
+    strengths: list[_Item] = Field(min_length=2, max_length=4)
+    weaknesses: list[_Item] = Field(min_length=2, max_length=4)
+    suggestions: list[_Item] = Field(min_length=2, max_length=4)
+
+
+@dataclass(frozen=True)
+class AssessmentOutcome:
+    """A verdict with 2-4 strengths, weaknesses and suggestions, and who produced it at what cost."""
+
+    verdict: str
+    strengths: list[str]
+    weaknesses: list[str]
+    suggestions: list[str]
+    usage: Usage | None
+    assessor: str
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "strengths": list(self.strengths),
+            "weaknesses": list(self.weaknesses),
+            "suggestions": list(self.suggestions),
+            "usage": self.usage.to_dict() if self.usage else None,
+            "assessor": self.assessor,
+            "notes": self.notes,
+        }
+
+
+class Assessor(abc.ABC):
+    """Judges one strategy's training and backtest results."""
+
+    name: str
+
+    @abc.abstractmethod
+    def assess(
+        self, *, strategy: Strategy, training_result: dict[str, Any], backtest_result: dict[str, Any]
+    ) -> AssessmentOutcome:
+        """Judge the results.
+
+        Raises:
+            AssessmentError: no valid assessment within the repair budget (Anthropic assessor).
+            LLMError: the LLM endpoint failed after the SDK's retries (Anthropic assessor).
+        """
+
+
+def get_assessor(settings: Settings, name: str | None = None) -> Assessor:
+    """The assessor `name` (default: `settings.effective_designer`), configured from `settings`.
+
+    Raises:
+        ConfigurationError: unknown name, or `anthropic` without `ANTHROPIC_API_KEY`.
+    """
+    chosen = name or settings.effective_designer
+    if chosen == "anthropic":
+        if settings.anthropic_api_key is None or not settings.anthropic_api_key.get_secret_value():
+            raise ConfigurationError("the anthropic assessor needs ANTHROPIC_API_KEY")
+        from agent_pipeline.llm.assessors.anthropic import AnthropicAssessor
+
+        return AnthropicAssessor(settings)
+    if chosen == "offline":
+        from agent_pipeline.llm.assessors.offline import OfflineAssessor
+
+        return OfflineAssessor()
+    raise ConfigurationError(f"unknown assessor {chosen!r}: must be one of {', '.join(ASSESSORS)}")
+
+
+def save_assessment(outcome: AssessmentOutcome, path: Path) -> Path:
+    """Write the assessment as JSON atomically (temp file + rename); `path` is a folder or a `.json` file.
+
+    Returns:
+        The file written (`<folder>/assessment.json` when given a folder).
+    """
+    path = Path(path)
+    target = path if path.suffix == ".json" else path / ASSESSMENT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(outcome.to_dict(), handle, indent=2)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

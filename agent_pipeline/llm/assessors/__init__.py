@@ -1,0 +1,1 @@
+"""Assessor implementations: `anthropic` (Claude, real SDK) and `offline` (documented rules, no key)."""

@@ -1,0 +1,99 @@
+"""The Claude assessor: one tool call carrying an assessment, validated with pydantic and repaired."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from agent_pipeline.engine.strategy import Strategy, dump_strategy
+from agent_pipeline.errors import AssessmentError
+from agent_pipeline.llm import claude
+from agent_pipeline.llm.assessor import Assessment, AssessmentOutcome, Assessor
+
+if TYPE_CHECKING:
+    from agent_pipeline.config import Settings
+
+logger = logging.getLogger(__name__)
+
+TOOL_NAME = "submit_assessment"
+SYSTEM_PROMPT = """You assess trading strategies produced by an automated research loop.
+You receive the strategy, its training metrics and its backtest on held-out data (fractions: 0.05 = 5%).
+Judge whether the strategy has a real edge: compare with buy-and-hold, weigh Sharpe, drawdown, win rate,
+the number of trades and signs of overfitting (validation vs test accuracy).
+Answer only by calling the `submit_assessment` tool: a verdict (promising, mediocre or poor) and 2-4
+specific strengths, weaknesses and actionable suggestions for the next design, each citing numbers.
+"""
+
+
+class AnthropicAssessor(Assessor):
+    """Assesses with Claude through the real `anthropic` SDK."""
+
+    name = "anthropic"
+
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        self.model = claude.resolve_model(settings.model)
+        self.max_repairs = settings.design_max_repairs
+        self.client = client or claude.make_client(settings)
+
+    def assess(
+        self, *, strategy: Strategy, training_result: dict[str, Any], backtest_result: dict[str, Any]
+    ) -> AssessmentOutcome:
+        conversation = claude.Conversation(
+            self.client, model=self.model, system=SYSTEM_PROMPT, tool=assessment_tool()
+        )
+        prompt = build_prompt(strategy, training_result, backtest_result)
+        try:
+            reply = conversation.run(prompt, _validate, max_repairs=self.max_repairs)
+        except claude.RepairsExhausted as exc:
+            error = AssessmentError(
+                f"assessment invalid after {self.max_repairs} repair attempts: {'; '.join(exc.errors)[:1000]}"
+            )
+            # The caller still records the spend of a failed design/assessment.
+            error.usage = exc.usage  # type: ignore[attr-defined]
+            raise error from None
+        assessment = reply.value
+        logger.info("strategy assessed", extra={"strategy": strategy.name, "verdict": assessment.verdict})
+        return AssessmentOutcome(
+            verdict=assessment.verdict,
+            strengths=list(assessment.strengths),
+            weaknesses=list(assessment.weaknesses),
+            suggestions=list(assessment.suggestions),
+            usage=reply.usage,
+            assessor=self.name,
+            notes=f"anthropic assessor ({self.model}), {reply.attempts} turn(s)",
+        )
+
+
+def assessment_tool() -> dict[str, Any]:
+    return {
+        "name": TOOL_NAME,
+        "description": "Submit the assessment of the strategy's results.",
+        "input_schema": Assessment.model_json_schema(),
+    }
+
+
+def build_prompt(strategy: Strategy, training_result: dict[str, Any], backtest_result: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "## Strategy (YAML)",
+            dump_strategy(strategy),
+            "## Training result",
+            json.dumps(training_result, indent=1, default=str),
+            "## Backtest result (held-out period)",
+            json.dumps(backtest_result, indent=1, default=str),
+        ]
+    )
+
+
+def _validate(document: Any) -> Assessment:
+    try:
+        return Assessment.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'assessment'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        raise claude.OutputRejected(errors) from None

@@ -1,0 +1,97 @@
+"""The designer interface: memory and market data in, one validated `Strategy` out.
+
+Implementations live in `agent_pipeline.llm.designers` (`anthropic`, `offline`); `get_designer` picks one
+from the settings. A designer only produces the strategy; the caller saves it (`save_design`) and records
+the outcome on the operation.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent_pipeline.engine.strategy import Strategy, save_strategy
+from agent_pipeline.errors import ConfigurationError
+from agent_pipeline.llm.catalogue import DataSeries
+from agent_pipeline.llm.cost import Usage
+from agent_pipeline.llm.memory import ResearchMemory
+
+if TYPE_CHECKING:
+    from agent_pipeline.config import Settings
+
+DESIGNERS = ("anthropic", "offline")
+
+
+@dataclass(frozen=True)
+class DesignOutcome:
+    """A validated strategy and how it was obtained."""
+
+    strategy: Strategy
+    document: dict[str, Any]
+    usage: Usage | None
+    designer: str
+    attempts: int
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Operation metadata: everything but the strategy object (its document is included)."""
+        return {
+            "strategy_name": self.strategy.name,
+            "document": self.document,
+            "usage": self.usage.to_dict() if self.usage else None,
+            "designer": self.designer,
+            "attempts": self.attempts,
+            "notes": self.notes,
+        }
+
+
+class Designer(abc.ABC):
+    """Writes one strategy per call."""
+
+    name: str
+
+    @abc.abstractmethod
+    def design(
+        self,
+        *,
+        memory: ResearchMemory,
+        catalogue: list[DataSeries],
+        symbol: str | None = None,
+        timeframe: str | None = None,
+    ) -> DesignOutcome:
+        """Propose a strategy for data in `catalogue` (restricted to `symbol`/`timeframe` when given).
+
+        Raises:
+            DesignError: no valid strategy within the repair budget, or no data matches the request.
+                Its message does not start with `Design failed:`; the phase task adds that prefix.
+            LLMError: the LLM endpoint failed after the SDK's retries (Anthropic designer only).
+        """
+
+
+def get_designer(settings: Settings, name: str | None = None) -> Designer:
+    """The designer `name` (default: `settings.effective_designer`), configured from `settings`.
+
+    Raises:
+        ConfigurationError: unknown name, or `anthropic` without `ANTHROPIC_API_KEY`.
+    """
+    chosen = name or settings.effective_designer
+    if chosen == "anthropic":
+        if settings.anthropic_api_key is None or not settings.anthropic_api_key.get_secret_value():
+            raise ConfigurationError("the anthropic designer needs ANTHROPIC_API_KEY")
+        from agent_pipeline.llm.designers.anthropic import AnthropicDesigner
+
+        return AnthropicDesigner(settings)
+    if chosen == "offline":
+        from agent_pipeline.llm.designers.offline import OfflineDesigner
+
+        return OfflineDesigner(seed=settings.seed)
+    raise ConfigurationError(f"unknown designer {chosen!r}: must be one of {', '.join(DESIGNERS)}")
+
+
+def save_design(outcome: DesignOutcome, folder: Path, *, now: datetime | None = None) -> Path:
+    """Save the designed strategy as `<name>_<UTC YYYYmmdd_HHMMSS>.yaml` in `folder` (never overwriting)."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+    return save_strategy(outcome.strategy, Path(folder), stamp=stamp)
