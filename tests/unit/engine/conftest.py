@@ -43,6 +43,6 @@ def sp500() -> pd.DataFrame:
     return load_bars("SP500", "1d")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_strategy() -> Callable[..., Strategy]:
     return lambda **overrides: parse_strategy(strategy_document(**overrides))
