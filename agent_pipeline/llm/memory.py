@@ -92,9 +92,10 @@ class ResearchMemory:
         lines = [self._counts_line()]
         ranked = self.ranked
         if ranked:
+            best = ranked[: min(SUMMARY_BEST, max(1, len(ranked) - 1))]  # leave the worst out of the best
             lines.append("Best results:")
-            lines += [f"- {c.describe()}" for c in ranked[:SUMMARY_BEST]]
-            worst = [c for c in ranked[::-1][:SUMMARY_WORST] if c not in ranked[:SUMMARY_BEST]]
+            lines += [f"- {c.describe()}" for c in best]
+            worst = [c for c in reversed(ranked) if c not in best][:SUMMARY_WORST]
             if worst:
                 lines.append("Worst results:")
                 lines += [f"- {c.describe()}" for c in worst]
