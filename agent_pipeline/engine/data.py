@@ -270,11 +270,14 @@ def _check_fatal(frame: pd.DataFrame, timeframe: str) -> None:
 
 
 def _check_spacing(index: pd.DatetimeIndex, timeframe: str) -> None:
-    if len(index) < 3:
+    """Refuse data whose usual spacing (the most common one, the shortest on ties) is not the timeframe."""
+    if len(index) < 2:
         return
-    median = pd.Timedelta(int(np.median(np.diff(index.as_unit("ns").to_numpy()).astype(np.int64))))
-    if median != TIMEFRAME_STEPS[timeframe]:
-        raise DataError(f"bars are {median} apart (median) but the timeframe is {timeframe}")
+    spacing = pd.Series(np.diff(index.as_unit("ns").to_numpy()).astype(np.int64)).mode().min()
+    if pd.Timedelta(int(spacing)) != TIMEFRAME_STEPS[timeframe]:
+        raise DataError(
+            f"bars are {pd.Timedelta(int(spacing))} apart (usually) but the timeframe is {timeframe}"
+        )
 
 
 def _fix_order(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
@@ -302,7 +305,7 @@ def _fix_values(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
     if frame["volume"].isna().any():
         warnings.append(f"{int(frame['volume'].isna().sum())} rows with NaN volume: set to 0")
         frame["volume"] = frame["volume"].fillna(0.0)
-    return _fix_range(frame, warnings)
+    return frame
 
 
 def _fix_range(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
@@ -330,6 +333,7 @@ def validate_bars(frame: pd.DataFrame, timeframe: str) -> tuple[pd.DataFrame, Va
     warnings: list[str] = []
     frame = _fix_values(_fix_order(frame[list(COLUMNS)].astype(float), warnings), warnings)
     _check_fatal(frame, timeframe)
+    frame = _fix_range(frame, warnings)
     gaps, largest = count_gaps(frame.index, timeframe)
     if gaps:
         warnings.append(f"{gaps} unusual gaps in the data (largest {largest})")
@@ -369,10 +373,13 @@ def _load_file(path: Path, timeframe: str) -> tuple[pd.DataFrame, ValidationRepo
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
-def _info(pair: tuple[str, str], path: Path, source: str) -> DatasetInfo:
+def _info(
+    pair: tuple[str, str], path: Path, source: str, warnings: tuple[str, ...] | None = None
+) -> DatasetInfo:
     frame, report = _load_file(path, pair[1])
     start, end = frame.index[0].to_pydatetime(), frame.index[-1].to_pydatetime()
-    return DatasetInfo(pair[0], pair[1], start, end, len(frame), source, path, report.warnings)
+    found = report.warnings if warnings is None else warnings
+    return DatasetInfo(pair[0], pair[1], start, end, len(frame), source, path, found)
 
 
 def import_csv(path: Path, *, symbol: str, timeframe: str, data_dir: Path) -> DatasetInfo:
@@ -396,7 +403,8 @@ def import_csv(path: Path, *, symbol: str, timeframe: str, data_dir: Path) -> Da
     _write_atomically(frame, target)
     for warning in report.warnings:
         log.warning("import %s %s: %s", symbol.upper(), timeframe, warning)
-    return _info((symbol.upper(), timeframe), target, "user")
+    # The stored file is already repaired: report what the import itself fixed.
+    return _info((symbol.upper(), timeframe), target, "user", report.warnings)
 
 
 def _sources(data_dir: Path | None) -> dict[tuple[str, str], tuple[Path, str]]:
