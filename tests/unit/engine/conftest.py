@@ -46,3 +46,9 @@ def sp500() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def make_strategy() -> Callable[..., Strategy]:
     return lambda **overrides: parse_strategy(strategy_document(**overrides))
+
+
+@pytest.fixture(scope="session")
+def document() -> Callable[..., dict[str, Any]]:
+    """`strategy_document` as a fixture (test modules here are not a package, so they cannot import it)."""
+    return strategy_document
