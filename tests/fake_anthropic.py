@@ -56,11 +56,12 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self.script: deque[Responder] = deque()
         self.requests: list[Recorded] = []
+        self.replies: list[Scripted] = []  # what was answered, in order
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -118,10 +119,13 @@ class FakeAnthropic:
             self.requests.append(request)
             responder = self.script.popleft() if self.script else None
         if responder is None:
-            return Scripted(
+            reply = Scripted(
                 500, {"type": "error", "error": {"type": "api_error", "message": "fake: no reply"}}
             )
-        return responder(request) if callable(responder) else responder
+        else:
+            reply = responder(request) if callable(responder) else responder
+        self.replies.append(reply)
+        return reply
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
