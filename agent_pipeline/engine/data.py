@@ -357,9 +357,9 @@ def _write_atomically(frame: pd.DataFrame, target: Path) -> None:
 
 @lru_cache(maxsize=32)
 def _read_stored(
-    path: str, mtime_ns: int, size: int, timeframe: str
+    path: str, version: tuple[int, int, int], timeframe: str
 ) -> tuple[pd.DataFrame, ValidationReport]:
-    """Parse and validate a stored file once per (path, mtime, size); callers must copy the frame."""
+    """Parse and validate a stored file once per version (inode, mtime, size); callers must copy the frame."""
     frame = pd.read_csv(path, index_col="date", parse_dates=["date"])
     frame.index = pd.DatetimeIndex(frame.index, name="date")
     return validate_bars(frame, timeframe)
@@ -368,7 +368,8 @@ def _read_stored(
 def _load_file(path: Path, timeframe: str) -> tuple[pd.DataFrame, ValidationReport]:
     stat = path.stat()
     try:
-        return _read_stored(str(path), stat.st_mtime_ns, stat.st_size, timeframe)
+        # os.replace gives a re-imported file a new inode, so a stale cache entry is never reused.
+        return _read_stored(str(path), (stat.st_ino, stat.st_mtime_ns, stat.st_size), timeframe)
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
 

@@ -249,3 +249,12 @@ def test_a_broken_user_file_is_skipped_in_listings(tmp_path):
     assert ("BROKEN", "1h") not in {(i.symbol, i.timeframe) for i in list_datasets(tmp_path)}
     with pytest.raises(DataError, match="cannot read"):
         load_bars("BROKEN", "1h", tmp_path)
+
+
+def test_reimport_replaces_the_series_and_the_cache_sees_it(tmp_path):
+    import_csv(write(tmp_path, generic_csv()), symbol="X", timeframe="1h", data_dir=tmp_path / "d")
+    assert len(load_bars("X", "1h", tmp_path / "d")) == 4
+    import_csv(
+        write(tmp_path, generic_csv(HOURLY_ROWS[:3])), symbol="X", timeframe="1h", data_dir=tmp_path / "d"
+    )
+    assert len(load_bars("X", "1h", tmp_path / "d")) == 3
