@@ -113,6 +113,9 @@ def _json_safe(value: Any) -> Any:
 class Standardize(nn.Module):
     """(x - mean) / std with the training set's statistics, stored with the weights."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, n_features: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))
