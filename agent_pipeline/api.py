@@ -101,9 +101,12 @@ def trigger(body: TriggerRequest | None = None) -> JSONResponse:
         operation = cycle.trigger(options)
     except (CapacityError, BudgetExhaustedError) as exc:
         status = 409 if isinstance(exc, CapacityError) else 429
-        return JSONResponse({"triggered": False, "reason": exc.reason, "message": str(exc)}, status_code=status)
+        return JSONResponse(
+            {"triggered": False, "reason": exc.reason, "message": str(exc)}, status_code=status
+        )
     return JSONResponse(
-        {"triggered": True, "operation_id": operation.operation_id, "status": operation.status.value}, status_code=202
+        {"triggered": True, "operation_id": operation.operation_id, "status": operation.status.value},
+        status_code=202,
     )
 
 
@@ -122,7 +125,11 @@ def agent_cancel() -> dict[str, Any]:
 def agent_budget() -> dict[str, Any]:
     budget = get_settings().daily_budget_usd
     spent = cycle.spent_today()
-    return {"spent_usd": round(spent, 6), "budget_usd": budget, "remaining_usd": round(max(0.0, budget - spent), 6)}
+    return {
+        "spent_usd": round(spent, 6),
+        "budget_usd": budget,
+        "remaining_usd": round(max(0.0, budget - spent), 6),
+    }
 
 
 @app.get("/api/v1/operations", dependencies=[api])
@@ -135,8 +142,15 @@ def list_operations(
     total: bool = False,
 ) -> dict[str, Any]:
     store = get_store()
-    rows = store.list(operation_type=type, status=status, parent_operation_id=parent, limit=limit, offset=offset)
-    body: dict[str, Any] = {"success": True, "data": [op.to_dict() for op in rows], "limit": limit, "offset": offset}
+    rows = store.list(
+        operation_type=type, status=status, parent_operation_id=parent, limit=limit, offset=offset
+    )
+    body: dict[str, Any] = {
+        "success": True,
+        "data": [op.to_dict() for op in rows],
+        "limit": limit,
+        "offset": offset,
+    }
     if total:  # an exact count is paid for only when asked
         body["total"] = store.count(operation_type=type, status=status, parent_operation_id=parent)
     return body

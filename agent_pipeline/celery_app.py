@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from celery import Celery
 from kombu import Queue
 
@@ -23,6 +25,9 @@ TASK_MODULES = [
 RESULT_EXPIRES_S = 7 * 24 * 3600
 
 app = Celery("agent_pipeline", include=TASK_MODULES)
+# Signatures rebuilt from messages (a chain's next steps) resolve their app through `current_app`, which is
+# thread-local; without a default, a thread-pool worker would publish them to a fresh amqp:// app.
+app.set_default()
 
 
 def configure(app: Celery, settings: Settings) -> None:
@@ -57,6 +62,22 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_connection_max_retries=3,
         worker_hijack_root_logger=False,
     )
+    _forget_connections(app)
+
+
+def _forget_connections(app: Celery) -> None:
+    """Drop pools and the backend built from earlier settings (tests and the embedded runner reconfigure).
+
+    Celery caches them on private attributes and offers no public reset; `_after_fork` clears the same ones.
+    """
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    app._backend_cache = None
+    app._local = threading.local()
 
 
 configure(app, get_settings())

@@ -165,16 +165,15 @@ def operation_status(operation_id: str, as_json: bool) -> None:
     "--reason", default="Cancelled by user", show_default=True, help="Recorded as the error message."
 )
 def cancel_operation(operation_id: str, reason: str) -> None:
-    """Cancel a pending or running operation and its active children."""
+    """Cancel a pending or running operation and its active children (a training stops within one epoch)."""
+    from agent_pipeline import cycle
+
     store = open_store()
-    store.require_transition(operation_id, OperationStatus.CANCELLED)
-    children = [
+    active = [
         op for op in store.list(parent_operation_id=operation_id, limit=500) if not op.status.is_finished
     ]
-    if not store.cancel(operation_id, reason=reason):
-        # It finished between the check and the cancel.
-        fail(f"operation {operation_id} finished before it could be cancelled")
-    suffix = f" and {len(children)} active child operation(s)" if children else ""
+    cycle.cancel(operation_id, store=store, reason=reason)
+    suffix = f" and {len(active)} active child operation(s)" if active else ""
     click.echo(f"Cancelled {operation_id}{suffix}.")
 
 
@@ -377,6 +376,310 @@ def import_data(file: Path, symbol: str, timeframe: str) -> None:
         f"Imported {info.get('bars')} bars of {info.get('symbol')} {info.get('timeframe')} "
         f"({info.get('start')} to {info.get('end')}) into {info.get('path')}"
     )
+
+
+# -- agent ------------------------------------------------------------------------------------------------
+
+# Seconds between two reads of the operations table while following a cycle.
+FOLLOW_INTERVAL = 0.5
+DESIGNER_CHOICE = click.Choice(["auto", "anthropic", "offline"])
+
+
+@cli.group()
+def agent() -> None:
+    """Trigger, follow and cancel research cycles."""
+
+
+def cycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by `agent trigger` and `agent run`."""
+    options = [
+        click.option("--bypass-gates", is_flag=True, help="Record gate failures and go on."),
+        click.option(
+            "--designer", type=DESIGNER_CHOICE, envvar="KTRDR_DESIGNER", help="Who designs the strategy."
+        ),
+        click.option("--model", envvar="KTRDR_MODEL", help="LLM model or alias (opus, sonnet, haiku)."),
+        click.option("--symbol", help="Ask the designer for this symbol."),
+        click.option("--timeframe", help="Ask the designer for this timeframe."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def to_options(**values: Any) -> Any:
+    from agent_pipeline.cycle import CycleOptions
+
+    designer = values.get("designer")
+    return CycleOptions(
+        bypass_gates=bool(values.get("bypass_gates")),
+        designer=None if designer in (None, "auto") else designer,
+        model=values.get("model"),
+        symbol=values.get("symbol"),
+        timeframe=values.get("timeframe"),
+    )
+
+
+@agent.command("trigger")
+@cycle_options
+@click.option("--follow", is_flag=True, help="Show live progress until the cycle ends, then its report.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
+def agent_trigger(follow: bool, as_json: bool, **values: Any) -> None:
+    """Start a research cycle on the workers (design, train, gates, backtest, assess)."""
+    from agent_pipeline import cycle
+
+    store = open_store()
+    operation = cycle.trigger(to_options(**values), store=store)
+    if as_json:
+        click.echo(json.dumps({"triggered": True, "operation_id": operation.operation_id}))
+    else:
+        designer = operation.metadata.get("designer")
+        click.echo(f"Triggered research cycle {operation.operation_id} (designer: {designer})")
+    if follow:
+        follow_cycle(store, operation.operation_id)
+
+
+@agent.command("status")
+@click.option("--follow", is_flag=True, help="Keep showing live progress until the cycle ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
+def agent_status(follow: bool, as_json: bool) -> None:
+    """Show the active cycle (phase, progress, child operation) or, when idle, the last cycle."""
+    from agent_pipeline import cycle
+
+    store = open_store()
+    state = cycle.status(store)
+    if as_json:
+        click.echo(json.dumps(state, indent=2, default=str))
+    elif follow and state["status"] == "active":
+        follow_cycle(store, state["operation_id"])
+    else:
+        click.echo(describe_status(state))
+
+
+def describe_status(state: dict[str, Any]) -> str:
+    """The agent status as plain lines (`Status: active`, `Phase: training`, ...)."""
+    if state["status"] == "idle":
+        last = state.get("last_cycle")
+        lines = ["Status: idle", "Phase: -"]
+        if last:
+            lines.append(f"Last cycle: {last['operation_id']} {last['status']}")
+            if last.get("strategy_name"):
+                lines.append(f"Strategy: {last['strategy_name']}")
+            if last.get("error_message"):
+                lines.append(f"Error: {last['error_message']}")
+        return "\n".join(lines)
+    progress = state.get("progress") or {}
+    child = state.get("child_progress") or {}
+    lines = [
+        "Status: active",
+        f"Operation: {state['operation_id']}",
+        f"Phase: {state['phase']}",
+        f"Progress: {float(progress.get('percentage') or 0):.0f}% {progress.get('current_step') or ''}".rstrip(),
+        f"Strategy: {state.get('strategy_name') or '-'}",
+    ]
+    if state.get("child_operation_id"):
+        step = child.get("current_step") or ""
+        lines.append(f"Child: {state['child_operation_id']} ({state.get('child_status')}) {step}".rstrip())
+    return "\n".join(lines)
+
+
+@agent.command("cancel")
+def agent_cancel() -> None:
+    """Cancel the active cycle and its running phase (a training stops within one epoch)."""
+    from agent_pipeline import cycle
+
+    operation = cycle.cancel(store=open_store())
+    click.echo(f"Cancelled {operation.operation_id}.")
+
+
+@agent.command("budget")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
+def agent_budget(as_json: bool) -> None:
+    """Show today's LLM spend against the daily budget."""
+    from agent_pipeline import cycle
+    from agent_pipeline.config import get_settings
+
+    spent, budget = cycle.spent_today(open_store()), get_settings().daily_budget_usd
+    if as_json:
+        click.echo(json.dumps({"spent_usd": round(spent, 6), "budget_usd": budget}))
+    else:
+        click.echo(f"Today's LLM spend: ${spent:.4f} of ${budget:.2f} (${max(0.0, budget - spent):.4f} left)")
+
+
+@agent.command("run")
+@cycle_options
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), default=Path(".ktrdr"), show_default=True,
+    envvar="KTRDR_HOME", help="Folder for the SQLite file, strategies, models and backtests.",
+)  # fmt: skip
+def agent_run(home: Path, **values: Any) -> None:
+    """Run one whole cycle in this process: no servers (SQLite, in-memory broker, in-process workers)."""
+    from agent_pipeline import cycle, embedded
+
+    embedded.prepare_environment(home)
+    store = open_store()
+    with embedded.embedded_worker():
+        operation = cycle.trigger(to_options(**values), store=store)
+        click.echo(
+            f"Research cycle {operation.operation_id} (designer: {operation.metadata.get('designer')})"
+        )
+        final = follow_cycle(store, operation.operation_id)
+    if final.status != OperationStatus.COMPLETED:
+        sys.exit(1)
+
+
+def follow_cycle(store: OperationsStore, operation_id: str) -> Operation:
+    """Live progress of the cycle and its child until it ends; then its report. Returns the final row."""
+    from rich.live import Live
+
+    from agent_pipeline.cycle import current_child
+
+    out = console()
+    with Live(console=out, refresh_per_second=4, transient=True) as live:
+        while True:
+            operation = store.get(operation_id)
+            live.update(progress_view(operation, current_child(store, operation)))
+            if operation.status.is_finished:
+                break
+            import time
+
+            time.sleep(FOLLOW_INTERVAL)
+    out.print(cycle_report(operation))
+    return operation
+
+
+def progress_view(operation: Operation, child: Operation | None) -> Any:
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_row("Cycle", operation.operation_id, operation.status.value)
+    table.add_row(
+        "Phase", str(operation.metadata.get("phase") or "queued"), f"{format_percentage(operation)}"
+    )
+    if child is not None:
+        step = str(child.progress.get("current_step") or "")
+        detail = child.progress
+        if "val_accuracy" in detail:
+            step += f"  loss {detail.get('train_loss', 0):.3f}  val acc {detail.get('val_accuracy', 0):.1%}"
+        table.add_row(child.operation_type.value, child.status.value, f"{format_percentage(child)} {step}")
+    return table
+
+
+def cycle_report(operation: Operation) -> Any:
+    """The final report: strategy, training, gates, backtest vs buy-and-hold, assessment, artifacts."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for label, value in report_rows(operation):
+        grid.add_row(label, Text(value))
+    status = Text(operation.status.value, style=STATUS_STYLES[operation.status])
+    title = Text.assemble("Research cycle ", operation.operation_id, " ", status)
+    return Panel(grid, title=title, title_align="left")
+
+
+def pct(value: Any) -> str:
+    return f"{float(value):.1%}" if isinstance(value, int | float) else "-"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    return f"{float(value):.{digits}f}" if isinstance(value, int | float) else "-"
+
+
+def report_rows(operation: Operation) -> list[tuple[str, str]]:
+    meta = operation.metadata
+    rows = [("Strategy", f"{meta.get('strategy_name') or '-'}  (designer: {meta.get('designer') or '-'})")]
+    training = meta.get("training_result")
+    if training:
+        rows.append((
+            "Training",
+            f"test accuracy {pct(training.get('accuracy'))}, val accuracy {pct(training.get('val_accuracy'))}, "
+            f"loss {num(training.get('initial_loss'))} -> {num(training.get('final_loss'))}, "
+            f"{training.get('epochs_run', '-')} epochs on {training.get('device', '-')}",
+        ))  # fmt: skip
+    for key, label in (("training_gate", "Training gate"), ("backtest_gate", "Backtest gate")):
+        gate = meta.get(key)
+        if gate:
+            verdict = "passed" if gate.get("passed") else ("bypassed" if gate.get("bypassed") else "failed")
+            rows.append((label, f"{verdict}: {gate.get('reason')}"))
+    backtest = meta.get("backtest_result")
+    if backtest:
+        rows.append((
+            "Backtest",
+            f"return {pct(backtest.get('total_return'))} vs buy-and-hold {pct(backtest.get('buy_and_hold_return'))}, "
+            f"Sharpe {num(backtest.get('sharpe_ratio'), 2)}, max drawdown {pct(backtest.get('max_drawdown'))}, "
+            f"win rate {pct(backtest.get('win_rate'))}, {backtest.get('num_trades', '-')} trades",
+        ))  # fmt: skip
+    assessment = meta.get("assessment")
+    if assessment:
+        rows.append(("Assessment", str(assessment.get("verdict"))))
+        for key in ("strengths", "weaknesses", "suggestions"):
+            rows.append((f"  {key}", "\n".join(f"- {item}" for item in assessment.get(key) or [])))
+    if operation.error_message:
+        rows.append(("Error", operation.error_message))
+    for key, label in (
+        ("strategy_path", "Strategy file"), ("model_path", "Model"), ("backtest_dir", "Backtest"),
+        ("assessment_path", "Assessment file"),
+    ):  # fmt: skip
+        if meta.get(key):
+            rows.append((label, str(meta[key])))
+    if meta.get("cost_usd"):
+        rows.append(("LLM cost", f"${float(meta['cost_usd']):.4f}"))
+    return rows
+
+
+# -- servers ------------------------------------------------------------------------------------------------
+
+
+@cli.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="KTRDR_API_HOST")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="KTRDR_API_PORT"
+)
+def api_command(host: str, port: int) -> None:
+    """Serve the HTTP API (/api/v1, OpenAPI at /docs)."""
+    import uvicorn
+
+    uvicorn.run("agent_pipeline.api:app", host=host, port=port, log_level="info")
+
+
+QUEUE_CHOICES = ("research", "gpu")
+
+
+@cli.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--queues", "-Q", default="research", show_default=True, help="research, gpu, or both (comma-separated)."
+)
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker_command(queues: str, concurrency: int, loglevel: str, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker with the flags its queue needs (extra arguments go to celery)."""
+    import os
+
+    command = worker_argv(queues, concurrency, loglevel, celery_args)
+    os.execvp(command[0], command)
+
+
+def worker_argv(queues: str, concurrency: int, loglevel: str, extra: Sequence[str] = ()) -> list[str]:
+    """The `celery worker` command line for `queues`.
+
+    The gpu queue gets the prefork pool with one task per child process: CUDA is initialised only in the child
+    (never in the parent, which would break fork), and each training's GPU memory is returned when its child exits.
+    """
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUE_CHOICES]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown queue(s) {', '.join(unknown) or '(none)'}; use research and/or gpu"
+        )
+    argv = [sys.executable, "-m", "celery", "-A", "agent_pipeline", "worker", "-Q", ",".join(names)]
+    argv += ["-c", str(concurrency), "-l", loglevel, "-n", f"{'-'.join(names)}@%h", "--pool", "prefork"]
+    if "gpu" in names:
+        argv += ["--max-tasks-per-child", "1"]
+    return [*argv, *extra]
 
 
 # -- more commands plug in below: the `agent` group and the `api` / `worker` commands ---------------------

@@ -59,7 +59,10 @@ def build_cycle(context: CycleContext) -> Any:
 
 
 def trigger(
-    options: CycleOptions | None = None, *, store: OperationsStore | None = None, settings: Settings | None = None
+    options: CycleOptions | None = None,
+    *,
+    store: OperationsStore | None = None,
+    settings: Settings | None = None,
 ) -> Operation:
     """Create a cycle (respecting max_concurrent_cycles and the daily budget) and start its chain.
 
@@ -74,7 +77,12 @@ def trigger(
     store.reconcile_stale(stale_after=settings.heartbeat_stale_after)
     _check_budget(store, settings)
     designer = options.designer or settings.effective_designer
-    metadata = {"phase": None, "designer": designer, "bypass_gates": options.bypass_gates, "model": options.model or settings.model}
+    metadata = {
+        "phase": None,
+        "designer": designer,
+        "bypass_gates": options.bypass_gates,
+        "model": options.model or settings.model,
+    }
     cycle = store.create_cycle(max_active=settings.max_concurrent_cycles, metadata=metadata)
     context = CycleContext(cycle_id=cycle.operation_id, **{**options.__dict__, "designer": designer})
     with operation_context(cycle.operation_id):
@@ -158,7 +166,12 @@ def _last_cycle(cycle: Operation) -> dict[str, Any]:
     }
 
 
-def cancel(operation_id: str | None = None, *, store: OperationsStore | None = None) -> Operation:
+def cancel(
+    operation_id: str | None = None,
+    *,
+    store: OperationsStore | None = None,
+    reason: str = "Cancelled by user",
+) -> Operation:
     """Cancel a cycle (default: the active one) or any operation; stop its training within one epoch.
 
     Raises:
@@ -174,8 +187,10 @@ def cancel(operation_id: str | None = None, *, store: OperationsStore | None = N
             raise OperationNotFoundError("no active research cycle to cancel")
         operation_id = cycle.operation_id
     target = store.require_transition(operation_id, OperationStatus.CANCELLED)
-    trainings = [op for op in _self_and_children(store, target) if op.operation_type == OperationType.TRAINING]
-    store.cancel(operation_id)
+    trainings = [
+        op for op in _self_and_children(store, target) if op.operation_type == OperationType.TRAINING
+    ]
+    store.cancel(operation_id, reason=reason)
     for training in trainings:
         _stop_training(training)
     return store.get(operation_id)

@@ -20,7 +20,7 @@ from agent_pipeline.operations import Operation, get_store
 
 # Settings the embedded run forces (the user's own DATABASE_URL etc. are for the full stack).
 EMBEDDED_ENV = {
-    "KTRDR_BROKER_URL": "memory://",
+    "KTRDR_BROKER_URL": "memory://localhost/",
     "KTRDR_RESULT_BACKEND": "cache+memory://",
     "KTRDR_POLL_INTERVAL": "0.5",
 }
@@ -67,7 +67,9 @@ def embedded_worker() -> Iterator[Any]:
         state.should_terminate = None
 
 
-def wait_for(operation_id: str, on_update: Callable[[Operation], None], *, interval: float = 0.5) -> Operation:
+def wait_for(
+    operation_id: str, on_update: Callable[[Operation], None], *, interval: float = 0.5
+) -> Operation:
     """Poll the operation until it finishes, calling `on_update` with each fresh read."""
     store = get_store()
     while True:

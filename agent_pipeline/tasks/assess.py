@@ -11,12 +11,22 @@ from agent_pipeline.operations import OperationsStore, OperationType, get_store
 from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, run_child, settings
 
 
-@app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.assess", phase=Phase.ASSESSING, failure_prefix="Assessment failed")
+@app.task(
+    bind=True,
+    base=PhaseTask,
+    name="ktrdr.cycle.assess",
+    phase=Phase.ASSESSING,
+    failure_prefix="Assessment failed",
+)
 def assess(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     context = CycleContext.model_validate(ctx)
     store = get_store()
     child = child_operation(
-        store, context.cycle_id, key="assessment_op_id", operation_type=OperationType.AGENT_ASSESSMENT, metadata={}
+        store,
+        context.cycle_id,
+        key="assessment_op_id",
+        operation_type=OperationType.AGENT_ASSESSMENT,
+        metadata={},
     )
     run_child(store, child, lambda: _assess(store, context), prefix="Assessment failed")
     return ctx
@@ -42,7 +52,11 @@ def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     store.merge_metadata(
         context.cycle_id,
         {
-            "assessment": {k: assessment[k] for k in ("verdict", "strengths", "weaknesses", "suggestions") if k in assessment},
+            "assessment": {
+                k: assessment[k]
+                for k in ("verdict", "strengths", "weaknesses", "suggestions")
+                if k in assessment
+            },
             "assessment_path": absolute(path),
             "cost_usd": round(cost, 6),
         },

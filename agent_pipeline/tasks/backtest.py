@@ -18,7 +18,11 @@ BACKTEST_RESULT_KEYS = (
 
 
 @app.task(
-    bind=True, base=PhaseTask, name="ktrdr.cycle.backtest", phase=Phase.BACKTESTING, failure_prefix="Backtest failed"
+    bind=True,
+    base=PhaseTask,
+    name="ktrdr.cycle.backtest",
+    phase=Phase.BACKTESTING,
+    failure_prefix="Backtest failed",
 )
 def backtest(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     context = CycleContext.model_validate(ctx)
@@ -42,7 +46,10 @@ def _backtest(store: OperationsStore, context: CycleContext, backtest_op_id: str
     meta = store.get(context.cycle_id).metadata
     out_dir = Path(config.artifacts_dir or ".") / "backtests" / backtest_op_id
     result = backtest_strategy(
-        Path(meta["strategy_path"]), model_path=Path(meta["model_path"]), data_dir=config.data_dir, out_dir=out_dir
+        Path(meta["strategy_path"]),
+        model_path=Path(meta["model_path"]),
+        data_dir=config.data_dir,
+        out_dir=out_dir,
     )
     summary = dict(result.to_summary())
     summary["artifacts_dir"] = absolute(out_dir)

@@ -33,6 +33,8 @@ class PhaseTask(Task):
     # Redelivered if the worker dies mid-task; every phase is idempotent (it reads the row first).
     acks_late = True
     reject_on_worker_lost = True
+    # Expected outcomes: stored as failures, but the worker logs them without an alarming traceback.
+    throws = (GateFailedError, PhaseError)
 
     def __call__(self, ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         context = CycleContext.model_validate(ctx)
@@ -58,7 +60,9 @@ class PhaseTask(Task):
         store.start(context.cycle_id)
         if self.phase is not None and cycle.metadata.get("phase") != self.phase.value:
             store.merge_metadata(context.cycle_id, {"phase": self.phase.value})
-            store.update_progress(context.cycle_id, percentage=PHASE_PROGRESS[self.phase], current_step=self.phase.value)
+            store.update_progress(
+                context.cycle_id, percentage=PHASE_PROGRESS[self.phase], current_step=self.phase.value
+            )
         store.heartbeat(context.cycle_id)
 
 
@@ -67,7 +71,12 @@ PHASE_PROGRESS = {Phase.DESIGNING: 5.0, Phase.TRAINING: 15.0, Phase.BACKTESTING:
 
 
 def child_operation(
-    store: OperationsStore, cycle_id: str, *, key: str, operation_type: OperationType, metadata: dict[str, Any]
+    store: OperationsStore,
+    cycle_id: str,
+    *,
+    key: str,
+    operation_type: OperationType,
+    metadata: dict[str, Any],
 ) -> Operation:
     """The cycle's child operation stored under metadata[key], created once (redeliveries reuse it)."""
     existing = store.get(cycle_id).metadata.get(key)

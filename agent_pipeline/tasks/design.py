@@ -17,7 +17,13 @@ from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, run_
 MEMORY_CYCLES = 50
 
 
-@app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.design", phase=Phase.DESIGNING, failure_prefix="Design failed")
+@app.task(
+    bind=True,
+    base=PhaseTask,
+    name="ktrdr.cycle.design",
+    phase=Phase.DESIGNING,
+    failure_prefix="Design failed",
+)
 def design(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     context = CycleContext.model_validate(ctx)
     store = get_store()

@@ -35,7 +35,9 @@ class TrainingTask(Task):
     acks_late = True
     reject_on_worker_lost = True
 
-    def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
         # Celery calls this after the result is stored, so the woken supervisor sees the final state.
         wake = (kwargs or {}).get("wake")
         if wake:
@@ -72,7 +74,13 @@ def train_model(
 
 
 def _train(
-    task: TrainingTask, training_op_id: str, strategy_yaml: str, model_dir: Path, data_dir: str | None, seed: int, owner: str
+    task: TrainingTask,
+    training_op_id: str,
+    strategy_yaml: str,
+    model_dir: Path,
+    data_dir: str | None,
+    seed: int,
+    owner: str,
 ) -> dict[str, Any]:
     from agent_pipeline.engine.research import train_strategy
 

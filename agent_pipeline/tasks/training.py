@@ -54,7 +54,10 @@ def train(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
         context.cycle_id,
         key="training_op_id",
         operation_type=OperationType.TRAINING,
-        metadata={"strategy_name": cycle.metadata.get("strategy_name"), "strategy_path": cycle.metadata.get("strategy_path")},
+        metadata={
+            "strategy_name": cycle.metadata.get("strategy_name"),
+            "strategy_path": cycle.metadata.get("strategy_path"),
+        },
     )
     task_id = child.metadata.get("celery_task_id") or _submit(self, store, cycle, child)
     result = app.AsyncResult(task_id)
@@ -68,7 +71,9 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     """Send the training to the `gpu` queue with a signature that wakes this supervisor when it ends."""
     config = settings()
     strategy_path = Path(cycle.metadata["strategy_path"])
-    task_id = f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
+    task_id = (
+        f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
+    )
     wake = dict(task.signature_from_request(task.request))
     train_model.apply_async(
         kwargs={
@@ -99,7 +104,10 @@ def _follow(store: OperationsStore, context: CycleContext, child: Operation, res
         _check_heartbeat(child, info)
         extra = {k: v for k, v in info.items() if k not in ("percentage", "current_step")}
         store.update_progress(
-            child.operation_id, percentage=info.get("percentage", 0.0), current_step=info.get("current_step", ""), **extra
+            child.operation_id,
+            percentage=info.get("percentage", 0.0),
+            current_step=info.get("current_step", ""),
+            **extra,
         )
         store.update_progress(
             context.cycle_id,
@@ -117,7 +125,9 @@ def _check_heartbeat(child: Operation, info: dict[str, Any]) -> None:
     if isinstance(beat, int | float) and time.time() - beat > stale_after:
         flags.request_cancel(app, child.operation_id)
         app.control.revoke(child.metadata.get("celery_task_id"))
-        raise PhaseError(f"Training failed: no heartbeat from the GPU worker for {stale_after:.0f} s (worker lost)")
+        raise PhaseError(
+            f"Training failed: no heartbeat from the GPU worker for {stale_after:.0f} s (worker lost)"
+        )
 
 
 def _finish(
