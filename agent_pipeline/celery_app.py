@@ -70,9 +70,9 @@ def _forget_connections(app: Celery) -> None:
 
     Celery caches them on private attributes and offers no public reset; `_after_fork` clears the same ones.
     """
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # No force_close_all(): kombu keeps pools in a global registry keyed by URL and would hand the closed
+    # pool back to the next app that asks for the same URL.
+    app._pool = None
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None

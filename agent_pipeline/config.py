@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=2.0, gt=0, le=300)
     heartbeat_stale_after: float = Field(default=300.0, ge=10)
     training_time_limit: int = Field(default=6 * 3600, ge=60)
+    training_epochs: int | None = Field(default=None, ge=1, le=1000)
     api_token: SecretStr | None = None
     seed: int = 7
 

@@ -78,7 +78,7 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     train_model.apply_async(
         kwargs={
             "training_op_id": child.operation_id,
-            "strategy_yaml": strategy_path.read_text(encoding="utf-8"),
+            "strategy_yaml": _strategy_text(strategy_path, config.training_epochs),
             "model_dir": absolute(Path(config.artifacts_dir or ".") / "models" / child.operation_id),
             "data_dir": absolute(config.data_dir) if config.data_dir else None,
             "seed": config.seed,
@@ -93,6 +93,17 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     store.update_progress(child.operation_id, percentage=0.0, current_step="queued for a GPU worker")
     logger.info("training queued", extra={"training_op_id": child.operation_id, "task_id": task_id})
     return task_id
+
+
+def _strategy_text(path: Path, epochs: int | None) -> str:
+    """The strategy YAML sent to the GPU; KTRDR_TRAINING_EPOCHS forces exactly that many epochs."""
+    from agent_pipeline.engine.strategy import dump_strategy, load_strategy
+
+    if epochs is None:
+        return path.read_text(encoding="utf-8")
+    strategy = load_strategy(path)
+    training = strategy.training.model_copy(update={"epochs": epochs, "early_stopping_patience": 0})
+    return dump_strategy(strategy.model_copy(update={"training": training}))
 
 
 def _follow(store: OperationsStore, context: CycleContext, child: Operation, result: AsyncResult) -> None:

@@ -12,8 +12,23 @@ Each design:
    epochs and lower dropout; backtest failures raise the confidence threshold;
 4. validates with `parse_strategy` and retries until the document is valid and new.
 
-Only scale-free indicators (oscillators and rate of change) are used: their fuzzy sets can be placed
-without knowing the instrument's price level.
+Labels and fuzzy sets are scaled by the series' typical move per bar (`bar_volatility`: measured values
+for the bundled series, else a per-timeframe table with a smaller move for currency pairs). The ZigZag
+threshold is `k * volatility * sqrt(lookahead)` with k in LABEL_K, which keeps every class (SELL / HOLD /
+BUY) at roughly 15-45% of the training rows: measured on the bundled data (training split):
+
+| series | volatility | lookahead 12, k 0.7 | lookahead 24, k 0.95 |
+|---|---|---|---|
+| EURUSD 1h | 0.00095 | 27/45/28% | 21/48/31% |
+| SP500 1d | 0.0134 | 27/48/25% | 21/62/17% |
+| NASDAQ 1d | 0.018 | 27/46/27% | 22/57/21% |
+
+Every fresh strategy holds one ATR (volatility regime: with a fixed threshold, calm periods are HOLD,
+volatile ones BUY/SELL, the most learnable part of the labels) plus one to three oscillators or rate of
+change. Only scale-free indicators are used (ATR is a fraction of the close and ROC a percent, both
+placed in units of the series' volatility), so no fuzzy set needs the instrument's price level. Fresh draws
+favour longer bars (weight `bars * sqrt(bar hours)`): their labels are less noisy (on the bundled data
+daily series pass the training gate far more often than EURUSD 1h), but every series stays reachable.
 """
 
 from __future__ import annotations
@@ -37,7 +52,7 @@ EPSILON = 0.3
 # How many of the best past cycles are candidates for mutation.
 PARENTS = 3
 # Epochs drawn for a fresh strategy: small enough for a cycle of about a minute on 2 CPU cores.
-EPOCHS = (20, 40)
+EPOCHS = (30, 50)
 # Two label settings closer than this (ratio of thresholds) count as the same configuration.
 LABEL_NEIGHBOURHOOD = 1.5
 # Give up after this many candidates (never reached in practice: every draw is valid by construction).
@@ -49,20 +64,36 @@ RANGES: dict[str, tuple[float, float, tuple[float, float, float]]] = {
     "williams_r": (-100.0, 0.0, (-80.0, -50.0, -20.0)),
     "cci": (-250.0, 250.0, (-100.0, 0.0, 100.0)),
     "adx": (0.0, 100.0, (15.0, 25.0, 40.0)),
-    "roc": (-3.0, 3.0, (-1.0, 0.0, 1.0)),  # in units of the timeframe's typical move, see MOVE
+    "roc": (-3.0, 3.0, (-1.0, 0.0, 1.0)),  # in units of the series' move over the period, see _unit
+    "atr": (0.0, 5.0, (0.7, 1.1, 1.6)),  # in units of the series' move per bar (ATR / close vs volatility)
 }
 KINDS = tuple(RANGES)
-# Typical absolute move per bar for each timeframe (a fraction); scales ZigZag thresholds and ROC sets.
+# Indicators besides the ATR that every fresh strategy holds.
+OSCILLATORS = tuple(k for k in KINDS if k != "atr")
+# Typical absolute move per bar (standard deviation of close-to-close returns, a fraction) of a stock
+# index per timeframe; scales ZigZag thresholds and the ATR/ROC fuzzy sets.
 MOVE = {
-    "1m": 0.0003,
-    "5m": 0.0007,
-    "15m": 0.0012,
-    "30m": 0.0017,
+    "1m": 0.0005,
+    "5m": 0.001,
+    "15m": 0.0017,
+    "30m": 0.0022,
     "1h": 0.0025,
     "4h": 0.005,
-    "1d": 0.01,
-    "1w": 0.022,
+    "1d": 0.013,
+    "1w": 0.025,
 }
+# Currency pairs move less than stock indices: about 0.4x at every timeframe (EURUSD 1h: 0.1% vs 0.25%).
+FX_FACTOR = 0.4
+CURRENCIES = frozenset("USD EUR JPY GBP CHF AUD CAD NZD SEK NOK DKK".split())
+# Measured on the bundled data (standard deviation of 1-bar log returns over the 70% training split).
+MEASURED = {("EURUSD", "1h"): 0.00095, ("SP500", "1d"): 0.0134, ("NASDAQ", "1d"): 0.018}
+# ZigZag threshold in units of volatility * sqrt(lookahead): below ~0.5 HOLD vanishes, above ~1.1 it
+# swamps BUY and SELL (see the table in the module docstring).
+LABEL_K = (0.7, 0.95)
+# Lookaheads drawn for a fresh strategy; longer windows give the volatility regime more to work with.
+LOOKAHEADS = (10, 12, 16, 20, 24, 30)
+# Bar length in hours, for the series weights of fresh draws.
+HOURS = {"1m": 1 / 60, "5m": 5 / 60, "15m": 0.25, "30m": 0.5, "1h": 1, "4h": 4, "1d": 24, "1w": 120}
 
 
 class OfflineDesigner(Designer):
@@ -150,8 +181,9 @@ class _Search:
 
     # -- drawing -------------------------------------------------------------------------------------
     def _fresh(self) -> dict[str, Any]:
-        series = self.rng.choices(self.catalogue, weights=[max(s.bars, 1) for s in self.catalogue])[0]
-        kinds = self.rng.sample(KINDS, self.rng.randint(2, 4))
+        weights = [max(s.bars, 1) * math.sqrt(HOURS.get(s.timeframe, 1)) for s in self.catalogue]
+        series = self.rng.choices(self.catalogue, weights=weights)[0]
+        kinds = ["atr", *self.rng.sample(OSCILLATORS, self.rng.randint(1, 3))]
         indicators = [self._indicator(kind) for kind in kinds]
         return {
             "name": "pending",
@@ -162,9 +194,9 @@ class _Search:
             "indicators": indicators,
             "fuzzy_sets": {},
             "model": self._model(),
-            "labels": self._labels(series.timeframe),
+            "labels": self._labels(series.symbol, series.timeframe),
             "training": self._training(),
-            "backtest": {"confidence_threshold": round(self.rng.uniform(0.35, 0.6), 3)},
+            "backtest": {"confidence_threshold": round(self.rng.uniform(0.4, 0.6), 3)},
         }
 
     def _indicator(self, kind: str) -> dict[str, Any]:
@@ -174,20 +206,20 @@ class _Search:
         return indicator
 
     def _model(self) -> dict[str, Any]:
-        layers = [self.rng.choice([16, 32, 64])]
+        layers = [self.rng.choice([24, 32, 48, 64])]
         if self.rng.random() < 0.6:
             layers.append(self.rng.choice([8, 16, 32]))
         return {
             "type": "mlp",
             "hidden_layers": layers,
             "activation": self.rng.choice(["relu", "tanh", "gelu", "leaky_relu"]),
-            "dropout": round(self.rng.uniform(0.0, 0.35), 3),
+            "dropout": round(self.rng.uniform(0.0, 0.25), 3),
         }
 
-    def _labels(self, timeframe: str) -> dict[str, Any]:
-        lookahead = self.rng.choice([5, 8, 10, 12, 16, 20, 24, 30])
-        scale = MOVE.get(timeframe, 0.0025) * math.sqrt(lookahead)
-        threshold = scale * math.exp(self.rng.uniform(math.log(0.5), math.log(2.0)))
+    def _labels(self, symbol: str, timeframe: str) -> dict[str, Any]:
+        lookahead = self.rng.choice(LOOKAHEADS)
+        k = math.exp(self.rng.uniform(math.log(LABEL_K[0]), math.log(LABEL_K[1])))
+        threshold = k * bar_volatility(symbol, timeframe) * math.sqrt(lookahead)
         return {"zigzag_threshold": _clamp_threshold(threshold), "lookahead": lookahead}
 
     def _training(self) -> dict[str, Any]:
@@ -227,10 +259,15 @@ class _Search:
 
     def _mutate_labels(self, document: dict[str, Any]) -> None:
         labels = document.setdefault("labels", {})
-        labels["zigzag_threshold"] = _clamp_threshold(
-            labels.get("zigzag_threshold", 0.01) * self.rng.uniform(0.6, 1.6)
+        lookahead = max(1, round(labels.get("lookahead", 20) * self.rng.uniform(0.7, 1.4)))
+        threshold = labels.get("zigzag_threshold", 0.01) * self.rng.uniform(0.7, 1.4)
+        # Stay in the band of balanced classes (a Claude-designed parent may sit outside it).
+        scale = bar_volatility(str(document.get("symbol")), str(document.get("timeframe"))) * math.sqrt(
+            lookahead
         )
-        labels["lookahead"] = max(1, round(labels.get("lookahead", 20) * self.rng.uniform(0.7, 1.4)))
+        low, high = 0.5 * LABEL_K[0] * scale, 1.25 * LABEL_K[1] * scale
+        labels["zigzag_threshold"] = _clamp_threshold(min(high, max(low, threshold)))
+        labels["lookahead"] = lookahead
 
     def _mutate_training(self, document: dict[str, Any]) -> None:
         training = document.setdefault("training", {})
@@ -256,9 +293,8 @@ class _Search:
         ):
             backtest = document.setdefault("backtest", {})
             backtest["confidence_threshold"] = round(max(backtest.get("confidence_threshold", 0.4), 0.5), 3)
-        document["fuzzy_sets"] = {
-            _feature_id(i): self._fuzzy_sets(i, document["timeframe"]) for i in document["indicators"]
-        }
+        move = bar_volatility(str(document["symbol"]), str(document["timeframe"]))
+        document["fuzzy_sets"] = {_feature_id(i): self._fuzzy_sets(i, move) for i in document["indicators"]}
 
     def _steer_labels(self, document: dict[str, Any]) -> None:
         labels = document.setdefault("labels", {"zigzag_threshold": 0.01, "lookahead": 20})
@@ -270,16 +306,14 @@ class _Search:
             labels["zigzag_threshold"] = _clamp_threshold(labels["zigzag_threshold"] * factor)
             labels["lookahead"] = max(1, round(labels["lookahead"] * self.rng.choice([0.5, 1.0, 2.0])))
 
-    def _fuzzy_sets(self, indicator: dict[str, Any], timeframe: str) -> dict[str, Any]:
+    def _fuzzy_sets(self, indicator: dict[str, Any], move: float) -> dict[str, Any]:
         low, high, cuts = RANGES[indicator["type"]]
-        unit = (
-            MOVE.get(timeframe, 0.0025) * 100 * math.sqrt(indicator.get("period", 14))
-            if indicator["type"] == "roc"
-            else 1.0
-        )
-        low, high = round(low * unit, 4), round(high * unit, 4)
-        jitter = (high - low) * 0.05
-        c1, c2, c3 = sorted(round(c * unit + self.rng.uniform(-jitter, jitter), 4) for c in cuts)
+        unit = _unit(indicator, move)
+        digits = 4 if unit >= 0.1 else 7
+        low, high = round(low * unit, digits), round(high * unit, digits)
+        spread = cuts[2] - cuts[0]  # jitter relative to the cut points (ATR's full range is wide)
+        jitter = spread * unit * 0.1
+        c1, c2, c3 = sorted(round(c * unit + self.rng.uniform(-jitter, jitter), digits) for c in cuts)
         if self.rng.random() < 0.5:  # two regimes
             return {
                 "low": {"type": "trapezoidal", "parameters": [low, low, c1, c3]},
@@ -296,6 +330,24 @@ class _Search:
             return ""
         reasons = ", ".join(f"{reason} x{count}" for reason, count in self.failures.most_common())
         return f"; steering away from gate failures ({reasons})"
+
+
+def bar_volatility(symbol: str, timeframe: str) -> float:
+    """Typical move per bar of a series (a fraction): measured for the bundled data, else from MOVE."""
+    if (symbol, timeframe) in MEASURED:
+        return MEASURED[(symbol, timeframe)]
+    move = MOVE.get(timeframe, MOVE["1h"])
+    fx = len(symbol) == 6 and symbol[:3].upper() in CURRENCIES and symbol[3:].upper() in CURRENCIES
+    return move * FX_FACTOR if fx else move
+
+
+def _unit(indicator: dict[str, Any], move: float) -> float:
+    """The factor from RANGES' units to the indicator's: ROC in percent over its period, ATR per bar."""
+    if indicator["type"] == "roc":
+        return move * 100 * math.sqrt(indicator.get("period", 14))
+    if indicator["type"] == "atr":
+        return move
+    return 1.0
 
 
 def _failed_labels(cycles: Iterable[PastCycle]) -> list[dict[str, Any]]:

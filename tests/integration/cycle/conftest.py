@@ -1,0 +1,147 @@
+"""A real stack for cycle tests: Postgres, Redis, and `research` and `gpu` Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POSTGRES_ADMIN_DSN, POSTGRES_URL_PREFIX, forget_store, service_missing
+
+# A Redis database number of its own for the worker stack (db 15 belongs to the `redis_url` fixture).
+STACK_REDIS_URL = "redis://127.0.0.1:6379/14"
+# Seconds to wait for a worker to answer a ping.
+WORKER_START_TIMEOUT = 60
+
+
+@dataclass
+class Stack:
+    """The environment shared by the test process and its workers, and the worker processes."""
+
+    env: dict[str, str]
+    home: Path
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def start_worker(self, name: str, queue: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        """Start `celery -A agent_pipeline worker` for `queue` and wait until it answers a ping."""
+        log = self.home / f"{name}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "agent_pipeline", "worker", "-Q", queue, "-n", f"{name}@%h",
+            "--without-mingle", "--without-gossip", "-l", "INFO", *extra,
+        ]  # fmt: skip
+        handle = log.open("wb")
+        self.workers[name] = subprocess.Popen(
+            command, env={**os.environ, **self.env, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT
+        )
+        self.logs[name] = log
+        self._wait_ready(name)
+
+    def _wait_ready(self, name: str) -> None:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.workers[name].poll() is not None:
+                raise RuntimeError(f"worker {name} exited:\n{self.logs[name].read_text()[-3000:]}")
+            if "ready." in self.logs[name].read_text(errors="replace"):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"worker {name} not ready in {WORKER_START_TIMEOUT} s")
+
+    def stop_worker(self, name: str, sig: int = signal.SIGTERM) -> None:
+        process = self.workers.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.workers):
+            self.stop_worker(name)
+
+    def log(self, name: str) -> str:
+        return self.logs[name].read_text(errors="replace")
+
+
+def _create_database() -> str:
+    import psycopg
+
+    name = f"ktrdr_stack_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        service_missing("Postgres on 127.0.0.1:5432", str(exc).strip().splitlines()[0])
+    return name
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    forget_store(POSTGRES_URL_PREFIX + name)
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _flush_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(STACK_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        service_missing("Redis on 127.0.0.1:6379", exc)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Stack]]:
+    """Build a stack: a fresh Postgres database, a flushed Redis db, a KTRDR_HOME; workers started on demand."""
+    created: list[tuple[Stack, str]] = []
+
+    def build(**settings: str) -> Stack:
+        _flush_redis()
+        name = _create_database()
+        home = tmp_path_factory.mktemp("stack")
+        env = {
+            "DATABASE_URL": POSTGRES_URL_PREFIX + name,
+            "KTRDR_BROKER_URL": STACK_REDIS_URL,
+            "KTRDR_RESULT_BACKEND": STACK_REDIS_URL,
+            "KTRDR_HOME": str(home),
+            "KTRDR_POLL_INTERVAL": "0.5",
+            "KTRDR_DESIGNER": "offline",
+            "PYTHONUNBUFFERED": "1",
+            **settings,
+        }
+        stack = Stack(env=env, home=home)
+        created.append((stack, name))
+        return stack
+
+    yield build
+    for stack, name in created:
+        stack.stop()
+        _drop_database(name)
+    _flush_redis()
+
+
+def use_stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point this test process's settings, store and Celery app at the stack."""
+    from agent_pipeline.celery_app import app, configure
+    from agent_pipeline.config import get_settings, reset_settings
+
+    for key, value in stack.env.items():
+        monkeypatch.setenv(key, value)
+    reset_settings()
+    configure(app, get_settings())
