@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent_pipeline.config import Settings
+from agent_pipeline.engine.data import available_pairs
 from agent_pipeline.engine.strategy import NAME_PATTERN, load_strategy, parse_strategy
 from agent_pipeline.errors import ConfigurationError, DesignError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer, save_design
@@ -138,3 +139,24 @@ def test_save_design_writes_a_loadable_yaml_with_a_utc_stamp(tmp_path: Path) -> 
     path = save_design(outcome, tmp_path, now=datetime(2026, 11, 27, 6, 15, tzinfo=UTC))
     assert path.name == f"{outcome.strategy.name}_20261127_061500.yaml"
     assert load_strategy(path) == outcome.strategy
+
+
+def test_proposed_labels_keep_every_class_at_10_percent_of_training_rows_on_the_bundled_data() -> None:
+    # Given the bundled series and the designer's label draws for each of them
+    from collections import Counter
+
+    from agent_pipeline.engine.data import load_bars
+    from agent_pipeline.engine.dataset import build_dataset
+
+    bundled = [s for s in CATALOGUE if (s.symbol, s.timeframe) in available_pairs()]
+    assert {s.pair for s in bundled} == PAIRS
+    for series in bundled:
+        bars = load_bars(series.symbol, series.timeframe)
+        for seed in range(4):
+            # When the designer proposes a strategy for that series
+            strategy = design(seed, symbol=series.symbol, timeframe=series.timeframe).strategy
+            y_train = build_dataset(strategy, bars).y_train
+            # Then SELL, HOLD and BUY each hold at least 10% of the training rows
+            counts = Counter(y_train.tolist())
+            shares = [counts.get(label, 0) / len(y_train) for label in (0, 1, 2)]
+            assert min(shares) >= 0.10, (strategy.name, strategy.labels, shares)
