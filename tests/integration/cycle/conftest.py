@@ -40,7 +40,11 @@ class Stack:
         ]  # fmt: skip
         handle = log.open("wb")
         self.workers[name] = subprocess.Popen(
-            command, env={**os.environ, **self.env, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT
+            command,
+            env={**os.environ, **self.env, **(env or {})},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a test can kill the worker and its children
         )
         self.logs[name] = log
         self._wait_ready(name)
@@ -54,6 +58,12 @@ class Stack:
                 return
             time.sleep(0.3)
         raise RuntimeError(f"worker {name} not ready in {WORKER_START_TIMEOUT} s")
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker and its pool processes at once, as a lost machine would."""
+        process = self.workers.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def stop_worker(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.workers.pop(name, None)

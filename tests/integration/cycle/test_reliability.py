@@ -1,0 +1,160 @@
+"""What the user counts on: concurrent supervision, no double training, lost workers, race-free triggers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.integration.cycle.conftest import use_stack_env
+from tests.integration.cycle.test_cycle_stack import OPEN_GATES, finished, start_stack, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STRATEGY_YAML = """
+name: reliability_probe
+symbol: EURUSD
+timeframe: 1h
+indicators:
+  - {type: rsi, period: 14}
+  - {type: roc, period: 10}
+fuzzy_sets:
+  rsi_14:
+    low: {type: triangular, parameters: [0, 0, 40]}
+    high: {type: triangular, parameters: [60, 100, 100]}
+  roc_10:
+    down: {type: triangular, parameters: [-2, -1, 0]}
+    up: {type: triangular, parameters: [0, 1, 2]}
+labels: {zigzag_threshold: 0.003, lookahead: 12}
+training: {epochs: 25, batch_size: 64, early_stopping_patience: 0}
+"""
+
+
+def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_once(make_stack, monkeypatch) -> None:
+    from agent_pipeline import cycle
+    from agent_pipeline.operations import OperationStatus, get_store
+
+    # Given one research worker process (-c 1) and a GPU worker that runs three trainings side by side
+    stack = make_stack(**OPEN_GATES, KTRDR_MAX_CONCURRENT_CYCLES="3", KTRDR_TRAINING_EPOCHS="60")
+    use_stack_env(stack, monkeypatch)
+    store = get_store()
+    store.upgrade()
+    stack.start_worker("research", "research", "-c", "1")
+    stack.start_worker("gpu", "gpu", "-c", "3", "--max-tasks-per-child", "1")
+    # When three cycles are triggered
+    cycles = [cycle.trigger().operation_id for _ in range(3)]
+
+    def epochs() -> list[int]:
+        out = []
+        for cycle_id in cycles:
+            child_id = store.get(cycle_id).metadata.get("training_op_id")
+            child = store.get(child_id) if child_id else None
+            running = child is not None and child.status == OperationStatus.RUNNING
+            out.append(int(child.progress.get("epoch", 0)) if running and child else 0)
+        return out
+
+    # Then at one moment all three trainings are running and their progress is being copied in
+    first = wait_until(lambda: (e := epochs()) and all(0 < n < 60 for n in e) and e, timeout=120)
+    later = wait_until(lambda: (e := epochs()) and all(n > m for n, m in zip(e, first, strict=True)) and e, timeout=60)
+    assert all(n > m for n, m in zip(later, first, strict=True))
+    # And all three cycles complete
+    for cycle_id in cycles:
+        assert wait_until(finished(cycle_id), timeout=240).status == OperationStatus.COMPLETED
+
+
+def _send_training(app: Any, task_id: str, model_dir: str) -> None:
+    app.signature(
+        "ktrdr.gpu.train_model",
+        kwargs={"training_op_id": task_id, "strategy_yaml": STRATEGY_YAML, "model_dir": model_dir, "data_dir": None, "seed": 7},
+    ).apply_async(task_id=task_id, queue="gpu")
+
+
+def test_a_redelivered_training_never_runs_twice_at_once(make_stack, monkeypatch, tmp_path) -> None:
+    from agent_pipeline.celery_app import app
+
+    stack = make_stack()
+    use_stack_env(stack, monkeypatch)
+    stack.start_worker("gpu", "gpu", "-c", "2")
+    task_id = f"op_training_probe_{uuid.uuid4().hex[:8]}"
+    # When the same training message arrives twice (as Redis does after visibility_timeout)
+    _send_training(app, task_id, str(tmp_path / "models"))
+    _send_training(app, task_id, str(tmp_path / "models"))
+    # Then one delivery trains and the other steps aside
+    result = app.AsyncResult(task_id)
+    wait_until(lambda: result.state == "SUCCESS", timeout=120)
+    log = stack.log("gpu")
+    assert log.count("dropping duplicate delivery") + log.count("already finished by an earlier delivery") == 1
+    assert result.result["epochs_run"] == 25
+    # And a third, late redelivery returns the finished result without training again
+    _send_training(app, task_id, str(tmp_path / "models"))
+    wait_until(lambda: stack.log("gpu").count("already finished by an earlier delivery") >= 1, timeout=30)
+
+
+def test_a_lost_gpu_worker_fails_the_cycle_with_a_clear_error(make_stack, monkeypatch) -> None:
+    from agent_pipeline import cycle
+    from agent_pipeline.operations import OperationStatus, get_store
+
+    stack = start_stack(make_stack, monkeypatch, KTRDR_TRAINING_EPOCHS="1000", KTRDR_HEARTBEAT_STALE_AFTER="10")
+    store = get_store()
+    operation = cycle.trigger()
+
+    def training_epoch() -> int:
+        child_id = store.get(operation.operation_id).metadata.get("training_op_id")
+        return int(store.get(child_id).progress.get("epoch", 0)) if child_id else 0
+
+    wait_until(lambda: training_epoch() >= 1, timeout=120)
+    stack.kill_worker("gpu")
+    final = wait_until(finished(operation.operation_id), timeout=60)
+    assert final.status == OperationStatus.FAILED
+    assert final.error_message == "Training failed: no heartbeat from the GPU worker for 10 s (worker lost)"
+    assert store.get(final.metadata["training_op_id"]).status == OperationStatus.FAILED
+
+
+def test_a_lost_research_worker_never_leaves_the_cycle_running(make_stack, monkeypatch) -> None:
+    from agent_pipeline import cycle
+    from agent_pipeline.operations import ACTIVE, OperationStatus, get_store
+
+    stack = start_stack(make_stack, monkeypatch, KTRDR_TRAINING_EPOCHS="1000", KTRDR_HEARTBEAT_STALE_AFTER="10")
+    store = get_store()
+    operation = cycle.trigger()
+    wait_until(lambda: store.get(operation.operation_id).metadata.get("phase") == "training", timeout=120)
+    stack.kill_worker("research")
+    time.sleep(11)
+    # The reconciler (run by status, trigger and worker start) fails what lost its heartbeat
+    assert cycle.status()["status"] == "idle"
+    lost = store.get(operation.operation_id)
+    assert lost.status == OperationStatus.FAILED
+    assert lost.error_message.startswith("Lost: no heartbeat for 10 s")
+    assert all(c.status not in ACTIVE for c in store.list(parent_operation_id=operation.operation_id))
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_twenty_simultaneous_triggers_start_exactly_the_limit(make_stack, monkeypatch, limit) -> None:
+    from agent_pipeline import cycle
+    from agent_pipeline.errors import CapacityError
+    from agent_pipeline.operations import get_store
+
+    stack = make_stack(KTRDR_MAX_CONCURRENT_CYCLES=str(limit))
+    use_stack_env(stack, monkeypatch)
+    get_store().upgrade()
+    barrier = threading.Barrier(20)
+    outcomes: list[str] = []
+
+    def fire() -> None:
+        barrier.wait()
+        try:
+            cycle.trigger()
+            outcomes.append("started")
+        except CapacityError as exc:
+            outcomes.append(exc.reason)
+
+    threads = [threading.Thread(target=fire) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("started") == limit
+    assert outcomes.count("active_cycle_exists") == 20 - limit
