@@ -101,9 +101,7 @@ def trigger(body: TriggerRequest | None = None) -> JSONResponse:
         operation = cycle.trigger(options)
     except (CapacityError, BudgetExhaustedError) as exc:
         status = 409 if isinstance(exc, CapacityError) else 429
-        return JSONResponse(
-            {"triggered": False, "reason": exc.reason, "message": str(exc)}, status_code=status
-        )
+        return JSONResponse({"triggered": False, "reason": exc.reason, "message": str(exc)}, status_code=status)
     return JSONResponse(
         {"triggered": True, "operation_id": operation.operation_id, "status": operation.status.value},
         status_code=202,
@@ -142,9 +140,7 @@ def list_operations(
     total: bool = False,
 ) -> dict[str, Any]:
     store = get_store()
-    rows = store.list(
-        operation_type=type, status=status, parent_operation_id=parent, limit=limit, offset=offset
-    )
+    rows = store.list(operation_type=type, status=status, parent_operation_id=parent, limit=limit, offset=offset)
     body: dict[str, Any] = {
         "success": True,
         "data": [op.to_dict() for op in rows],

@@ -161,17 +161,13 @@ def operation_status(operation_id: str, as_json: bool) -> None:
 
 @operations.command("cancel")
 @click.argument("operation_id")
-@click.option(
-    "--reason", default="Cancelled by user", show_default=True, help="Recorded as the error message."
-)
+@click.option("--reason", default="Cancelled by user", show_default=True, help="Recorded as the error message.")
 def cancel_operation(operation_id: str, reason: str) -> None:
     """Cancel a pending or running operation and its active children (a training stops within one epoch)."""
     from agent_pipeline import cycle
 
     store = open_store()
-    active = [
-        op for op in store.list(parent_operation_id=operation_id, limit=500) if not op.status.is_finished
-    ]
+    active = [op for op in store.list(parent_operation_id=operation_id, limit=500) if not op.status.is_finished]
     cycle.cancel(operation_id, store=store, reason=reason)
     suffix = f" and {len(active)} active child operation(s)" if active else ""
     click.echo(f"Cancelled {operation_id}{suffix}.")
@@ -394,9 +390,7 @@ def cycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options shared by `agent trigger` and `agent run`."""
     options = [
         click.option("--bypass-gates", is_flag=True, help="Record gate failures and go on."),
-        click.option(
-            "--designer", type=DESIGNER_CHOICE, envvar="KTRDR_DESIGNER", help="Who designs the strategy."
-        ),
+        click.option("--designer", type=DESIGNER_CHOICE, envvar="KTRDR_DESIGNER", help="Who designs the strategy."),
         click.option("--model", envvar="KTRDR_MODEL", help="LLM model or alias (opus, sonnet, haiku)."),
         click.option("--symbol", help="Ask the designer for this symbol."),
         click.option("--timeframe", help="Ask the designer for this timeframe."),
@@ -519,9 +513,7 @@ def agent_run(home: Path, **values: Any) -> None:
     store = open_store()
     with embedded.embedded_worker():
         operation = cycle.trigger(to_options(**values), store=store)
-        click.echo(
-            f"Research cycle {operation.operation_id} (designer: {operation.metadata.get('designer')})"
-        )
+        click.echo(f"Research cycle {operation.operation_id} (designer: {operation.metadata.get('designer')})")
         final = follow_cycle(store, operation.operation_id)
     if final.status != OperationStatus.COMPLETED:
         sys.exit(1)
@@ -552,9 +544,7 @@ def progress_view(operation: Operation, child: Operation | None) -> Any:
 
     table = Table.grid(padding=(0, 2))
     table.add_row("Cycle", operation.operation_id, operation.status.value)
-    table.add_row(
-        "Phase", str(operation.metadata.get("phase") or "queued"), f"{format_percentage(operation)}"
-    )
+    table.add_row("Phase", str(operation.metadata.get("phase") or "queued"), f"{format_percentage(operation)}")
     if child is not None:
         step = str(child.progress.get("current_step") or "")
         detail = child.progress
@@ -635,9 +625,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
 
 @cli.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="KTRDR_API_HOST")
-@click.option(
-    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="KTRDR_API_PORT"
-)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="KTRDR_API_PORT")
 def api_command(host: str, port: int) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /docs)."""
     import uvicorn
@@ -649,9 +637,7 @@ QUEUE_CHOICES = ("research", "gpu")
 
 
 @cli.command("worker", context_settings={"ignore_unknown_options": True})
-@click.option(
-    "--queues", "-Q", default="research", show_default=True, help="research, gpu, or both (comma-separated)."
-)
+@click.option("--queues", "-Q", default="research", show_default=True, help="research, gpu, or both (comma-separated).")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
@@ -672,9 +658,7 @@ def worker_argv(queues: str, concurrency: int, loglevel: str, extra: Sequence[st
     names = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = [q for q in names if q not in QUEUE_CHOICES]
     if unknown or not names:
-        raise click.BadParameter(
-            f"unknown queue(s) {', '.join(unknown) or '(none)'}; use research and/or gpu"
-        )
+        raise click.BadParameter(f"unknown queue(s) {', '.join(unknown) or '(none)'}; use research and/or gpu")
     argv = [sys.executable, "-m", "celery", "-A", "agent_pipeline", "worker", "-Q", ",".join(names)]
     argv += ["-c", str(concurrency), "-l", loglevel, "-n", f"{'-'.join(names)}@%h", "--pool", "prefork"]
     if "gpu" in names:

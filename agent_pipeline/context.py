@@ -7,7 +7,7 @@ import enum
 from pydantic import BaseModel, ConfigDict
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     DESIGNING = "designing"
     TRAINING = "training"
     BACKTESTING = "backtesting"

@@ -187,9 +187,7 @@ def cancel(
             raise OperationNotFoundError("no active research cycle to cancel")
         operation_id = cycle.operation_id
     target = store.require_transition(operation_id, OperationStatus.CANCELLED)
-    trainings = [
-        op for op in _self_and_children(store, target) if op.operation_type == OperationType.TRAINING
-    ]
+    trainings = [op for op in _self_and_children(store, target) if op.operation_type == OperationType.TRAINING]
     store.cancel(operation_id, reason=reason)
     for training in trainings:
         _stop_training(training)

@@ -67,9 +67,7 @@ def embedded_worker() -> Iterator[Any]:
         state.should_terminate = None
 
 
-def wait_for(
-    operation_id: str, on_update: Callable[[Operation], None], *, interval: float = 0.5
-) -> Operation:
+def wait_for(operation_id: str, on_update: Callable[[Operation], None], *, interval: float = 0.5) -> Operation:
     """Poll the operation until it finishes, calling `on_update` with each fresh read."""
     store = get_store()
     while True:

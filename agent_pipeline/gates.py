@@ -119,9 +119,7 @@ def _backtest_reason(metrics: Mapping[str, Any], limits: BacktestThresholds) -> 
     return PASSED
 
 
-def check_training_gate(
-    metrics: Mapping[str, Any], thresholds: TrainingThresholds | None = None
-) -> tuple[bool, str]:
+def check_training_gate(metrics: Mapping[str, Any], thresholds: TrainingThresholds | None = None) -> tuple[bool, str]:
     """Check accuracy, then final loss, then loss decrease; the first failure wins.
 
     Args:
@@ -139,9 +137,7 @@ def check_training_gate(
     return reason == PASSED, reason
 
 
-def check_backtest_gate(
-    metrics: Mapping[str, Any], thresholds: BacktestThresholds | None = None
-) -> tuple[bool, str]:
+def check_backtest_gate(metrics: Mapping[str, Any], thresholds: BacktestThresholds | None = None) -> tuple[bool, str]:
     """Check win rate, then max drawdown, then Sharpe ratio; the first failure wins.
 
     Args:

@@ -225,9 +225,7 @@ class OperationsStore:
                 yield session
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-            raise DatabaseUnavailableError(
-                f"cannot reach the database at {safe_url(self.url)}: {reason}"
-            ) from None
+            raise DatabaseUnavailableError(f"cannot reach the database at {safe_url(self.url)}: {reason}") from None
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (workers and the API call this at start)."""
@@ -237,9 +235,7 @@ class OperationsStore:
             upgrade_database(self.engine)
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-            raise DatabaseUnavailableError(
-                f"cannot reach the database at {safe_url(self.url)}: {reason}"
-            ) from None
+            raise DatabaseUnavailableError(f"cannot reach the database at {safe_url(self.url)}: {reason}") from None
 
     # -- create and read -------------------------------------------------------------------------
 
@@ -300,9 +296,7 @@ class OperationsStore:
             )
             if (active or 0) >= max_active:
                 raise CapacityError(f"{active} research cycle(s) already active (limit {max_active})")
-            return self._insert(
-                session, OperationType.AGENT_RESEARCH, None, metadata, OperationStatus.PENDING
-            )
+            return self._insert(session, OperationType.AGENT_RESEARCH, None, metadata, OperationStatus.PENDING)
 
     def get(self, operation_id: str) -> Operation:
         """Raises: OperationNotFoundError."""
@@ -427,16 +421,13 @@ class OperationsStore:
         operation = self.get(operation_id)
         if operation.status not in ALLOWED_FROM[target]:
             raise InvalidTransitionError(
-                f"operation {operation_id} is already {operation.status.value}; "
-                f"it cannot become {target.value}"
+                f"operation {operation_id} is already {operation.status.value}; it cannot become {target.value}"
             )
         return operation
 
     # -- progress, metadata, heartbeats ---------------------------------------------------------
 
-    def update_progress(
-        self, operation_id: str, *, percentage: float, current_step: str, **extra: Any
-    ) -> bool:
+    def update_progress(self, operation_id: str, *, percentage: float, current_step: str, **extra: Any) -> bool:
         """Replace the progress of an active operation (ignored once finished)."""
         progress = {"percentage": round(float(percentage), 2), "current_step": current_step, **extra}
         return self._update_active(operation_id, progress=progress)

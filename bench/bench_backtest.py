@@ -23,9 +23,7 @@ def make_bars(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     closes = 1.1 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
     opens = np.concatenate(([1.1], closes[:-1]))
-    bars = pd.DataFrame(
-        {"open": opens, "close": closes}, index=pd.date_range("2000-01-01", periods=n, freq="h")
-    )
+    bars = pd.DataFrame({"open": opens, "close": closes}, index=pd.date_range("2000-01-01", periods=n, freq="h"))
     # Positions that change every ~10 bars on average, like a model's signals.
     changes = rng.random(n) < 0.1
     signals = np.where(changes, rng.choice([-1.0, 0.0, 1.0], size=n), np.nan)
@@ -69,9 +67,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=200_000)
     args = parser.parse_args()
     bars, signals = make_bars(args.bars)
-    ours_s, result = best_of(
-        3, lambda: simulate(bars, signals, commission=COST, slippage=0.0, periods_per_year=6048)
-    )
+    ours_s, result = best_of(3, lambda: simulate(bars, signals, commission=COST, slippage=0.0, periods_per_year=6048))
     loop_s, equity = best_of(3, lambda: loop(bars, signals.tolist()))
     assert np.allclose(result.equity.to_numpy(), equity, rtol=1e-9), "simulate and the loop disagree"
     ours, plain = args.bars / ours_s, args.bars / loop_s

@@ -69,9 +69,7 @@ class FakeAnthropic:
         return f"http://{host}:{port}"
 
     # -- scripting -----------------------------------------------------------------------------------
-    def reply(
-        self, status: int = 200, body: dict[str, Any] | None = None, *, times: int = 1, **kw: Any
-    ) -> None:
+    def reply(self, status: int = 200, body: dict[str, Any] | None = None, *, times: int = 1, **kw: Any) -> None:
         """Queue `times` copies of a raw reply (`headers=`, `delay=` seconds)."""
         for _ in range(times):
             self.script.append(Scripted(status, body, **kw))
@@ -119,9 +117,7 @@ class FakeAnthropic:
             self.requests.append(request)
             responder = self.script.popleft() if self.script else None
         if responder is None:
-            reply = Scripted(
-                500, {"type": "error", "error": {"type": "api_error", "message": "fake: no reply"}}
-            )
+            reply = Scripted(500, {"type": "error", "error": {"type": "api_error", "message": "fake: no reply"}})
         else:
             reply = responder(request) if callable(responder) else responder
         self.replies.append(reply)

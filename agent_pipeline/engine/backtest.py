@@ -78,9 +78,7 @@ class BacktestResult:
     def save(self, out_dir: Path) -> None:
         """Write `equity.csv` (timestamp, equity, position) and `metrics.json` atomically into `out_dir`."""
         out_dir = Path(out_dir)
-        curve = pd.DataFrame(
-            {"equity": self.equity.to_numpy(), "position": self.positions}, index=self.equity.index
-        )
+        curve = pd.DataFrame({"equity": self.equity.to_numpy(), "position": self.positions}, index=self.equity.index)
         curve.index.name = "timestamp"
         _atomic_write(out_dir / "equity.csv", curve.to_csv())
         _atomic_write(out_dir / "metrics.json", json.dumps(self.to_summary(), indent=2, allow_nan=False))
@@ -152,9 +150,7 @@ def _prices(bars: pd.DataFrame, signals: np.ndarray) -> tuple[np.ndarray, np.nda
         raise BacktestError(f"{len(signals)} signals for {len(bars)} bars")
     opens = bars["open"].to_numpy(dtype=np.float64)
     closes = bars["close"].to_numpy(dtype=np.float64)
-    if not (
-        np.isfinite(opens).all() and np.isfinite(closes).all() and (opens > 0).all() and (closes > 0).all()
-    ):
+    if not (np.isfinite(opens).all() and np.isfinite(closes).all() and (opens > 0).all() and (closes > 0).all()):
         raise BacktestError("open and close prices must be positive and finite")
     return opens, closes
 

@@ -275,9 +275,7 @@ def _check_spacing(index: pd.DatetimeIndex, timeframe: str) -> None:
         return
     spacing = pd.Series(np.diff(index.as_unit("ns").to_numpy()).astype(np.int64)).mode().min()
     if pd.Timedelta(int(spacing)) != TIMEFRAME_STEPS[timeframe]:
-        raise DataError(
-            f"bars are {pd.Timedelta(int(spacing))} apart (usually) but the timeframe is {timeframe}"
-        )
+        raise DataError(f"bars are {pd.Timedelta(int(spacing))} apart (usually) but the timeframe is {timeframe}")
 
 
 def _fix_order(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
@@ -356,9 +354,7 @@ def _write_atomically(frame: pd.DataFrame, target: Path) -> None:
 
 
 @lru_cache(maxsize=32)
-def _read_stored(
-    path: str, version: tuple[int, int, int], timeframe: str
-) -> tuple[pd.DataFrame, ValidationReport]:
+def _read_stored(path: str, version: tuple[int, int, int], timeframe: str) -> tuple[pd.DataFrame, ValidationReport]:
     """Parse and validate a stored file once per version (inode, mtime, size); callers must copy the frame."""
     frame = pd.read_csv(path, index_col="date", parse_dates=["date"])
     frame.index = pd.DatetimeIndex(frame.index, name="date")
@@ -374,9 +370,7 @@ def _load_file(path: Path, timeframe: str) -> tuple[pd.DataFrame, ValidationRepo
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
-def _info(
-    pair: tuple[str, str], path: Path, source: str, warnings: tuple[str, ...] | None = None
-) -> DatasetInfo:
+def _info(pair: tuple[str, str], path: Path, source: str, warnings: tuple[str, ...] | None = None) -> DatasetInfo:
     frame, report = _load_file(path, pair[1])
     start, end = frame.index[0].to_pydatetime(), frame.index[-1].to_pydatetime()
     found = report.warnings if warnings is None else warnings

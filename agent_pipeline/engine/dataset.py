@@ -67,14 +67,11 @@ def _check_sizes(parts: list[np.ndarray]) -> None:
     total = sum(sizes)
     if total < MIN_ROWS:
         raise DataError(
-            f"too few usable rows: {total} after warm-up, incomplete labels and purge gaps"
-            f" (minimum {MIN_ROWS})"
+            f"too few usable rows: {total} after warm-up, incomplete labels and purge gaps (minimum {MIN_ROWS})"
         )
     if min(sizes) < MIN_SPLIT_ROWS:
         counts = "/".join(str(s) for s in sizes)
-        raise DataError(
-            f"a split is too small: train/validation/test {counts} rows (minimum {MIN_SPLIT_ROWS})"
-        )
+        raise DataError(f"a split is too small: train/validation/test {counts} rows (minimum {MIN_SPLIT_ROWS})")
 
 
 def build_dataset(strategy: Strategy, bars: pd.DataFrame) -> Dataset:

@@ -133,9 +133,7 @@ class FuzzySet(_Strict):
 
 class Model(_Strict):
     type: Literal["mlp"] = "mlp"
-    hidden_layers: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
-        default=[32, 16], min_length=1, max_length=6
-    )
+    hidden_layers: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default=[32, 16], min_length=1, max_length=6)
     activation: Literal["relu", "tanh", "gelu", "leaky_relu"] = "relu"
     dropout: float = Field(default=0.2, ge=0, lt=0.9)
 

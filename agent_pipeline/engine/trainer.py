@@ -211,9 +211,7 @@ def _validate(dataset: Dataset) -> None:
         if len(x) != len(y):
             raise TrainingError(f"{name} split has {len(x)} feature rows but {len(y)} labels")
         if x.shape[1] != dataset.n_features:
-            raise TrainingError(
-                f"{name} split has {x.shape[1]} features but the dataset names {dataset.n_features}"
-            )
+            raise TrainingError(f"{name} split has {x.shape[1]} features but the dataset names {dataset.n_features}")
         if not np.isfinite(x).all():
             raise TrainingError(f"{name} features contain NaN or infinite values")
         if y.min() < 0 or y.max() >= N_CLASSES:
@@ -382,9 +380,7 @@ def _new_run(spec: ModelSpec, strategy: Strategy, dataset: Dataset, seed: int, d
     model = build_model(spec)
     standardize = model[0]
     assert isinstance(standardize, Standardize)
-    standardize.mean.copy_(
-        torch.as_tensor(dataset.x_train.mean(axis=0, dtype=np.float64), dtype=torch.float32)
-    )
+    standardize.mean.copy_(torch.as_tensor(dataset.x_train.mean(axis=0, dtype=np.float64), dtype=torch.float32))
     std = dataset.x_train.std(axis=0, dtype=np.float64)
     standardize.std.copy_(torch.as_tensor(np.where(std > 1e-12, std, 1.0), dtype=torch.float32))
     model.to(device)
@@ -432,9 +428,7 @@ def train(
     x_val, y_val = _tensors(dataset.x_val, dataset.y_val, device)
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(dataset.y_train), device=device))
     fingerprint = _fingerprint(spec, strategy, dataset, seed)
-    if not (
-        checkpoint_path and checkpoint_path.exists() and _resume(run, checkpoint_path, fingerprint, device)
-    ):
+    if not (checkpoint_path and checkpoint_path.exists() and _resume(run, checkpoint_path, fingerprint, device)):
         run.initial_loss = _evaluate(run.model, loss_fn, x_val, y_val)[0]
     epochs, patience = strategy.training.epochs, strategy.training.early_stopping_patience
     while run.epoch < epochs and not run.stopped_early:

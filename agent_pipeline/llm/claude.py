@@ -76,9 +76,7 @@ def resolve_model(name: str) -> str:
 def make_client(settings: Settings) -> anthropic.Anthropic:
     """An SDK client from the settings; the SDK itself honours ANTHROPIC_BASE_URL."""
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-    return anthropic.Anthropic(
-        api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries
-    )
+    return anthropic.Anthropic(api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
 
 
 class Conversation:
@@ -104,13 +102,9 @@ class Conversation:
         errors: list[str] = []
         for attempt in range(1, max_repairs + 2):
             message = self._create(messages, attempt)
-            block = next(
-                (b for b in message.content if b.type == "tool_use" and b.name == self.tool["name"]), None
-            )
+            block = next((b for b in message.content if b.type == "tool_use" and b.name == self.tool["name"]), None)
             if block is None:
-                errors = [
-                    f"no {self.tool['name']} tool call in the reply (stop_reason {message.stop_reason})"
-                ]
+                errors = [f"no {self.tool['name']} tool call in the reply (stop_reason {message.stop_reason})"]
                 repair: dict[str, Any] = {"role": "user", "content": self._missing_tool_text()}
             else:
                 try:

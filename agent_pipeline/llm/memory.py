@@ -9,9 +9,7 @@ from datetime import datetime
 from typing import Any
 
 # `Training gate failed: accuracy_below_threshold (35% < 45%)` -> reason key and detail.
-_GATE_MESSAGE = re.compile(
-    r"(?P<gate>Training|Backtest) gate failed: (?P<reason>[a-z_]+)(?: \((?P<detail>[^)]*)\))?"
-)
+_GATE_MESSAGE = re.compile(r"(?P<gate>Training|Backtest) gate failed: (?P<reason>[a-z_]+)(?: \((?P<detail>[^)]*)\))?")
 # How many cycles the summary lists as best / worst, and how many recent suggestions it quotes.
 SUMMARY_BEST = 3
 SUMMARY_WORST = 2
@@ -102,9 +100,7 @@ class ResearchMemory:
         failures = self.gate_failures()
         if failures:
             lines.append("Gate failures (reason x count, with an example):")
-            lines += [
-                f"- {reason} x{count}{self._example(reason)}" for reason, count in failures.most_common()
-            ]
+            lines += [f"- {reason} x{count}{self._example(reason)}" for reason, count in failures.most_common()]
         others = Counter(
             (c.error_message or "")[:120] for c in self.cycles if c.status == "failed" and not c.gate_failure
         )

@@ -53,9 +53,7 @@ def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
         context.cycle_id,
         {
             "assessment": {
-                k: assessment[k]
-                for k in ("verdict", "strengths", "weaknesses", "suggestions")
-                if k in assessment
+                k: assessment[k] for k in ("verdict", "strengths", "weaknesses", "suggestions") if k in assessment
             },
             "assessment_path": absolute(path),
             "cost_usd": round(cost, 6),

@@ -35,9 +35,7 @@ class TrainingTask(Task):
     acks_late = True
     reject_on_worker_lost = True
 
-    def after_return(
-        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
-    ) -> None:
+    def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # Celery calls this after the result is stored, so the woken supervisor sees the final state.
         wake = (kwargs or {}).get("wake")
         if wake:

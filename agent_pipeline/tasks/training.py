@@ -71,9 +71,7 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     """Send the training to the `gpu` queue with a signature that wakes this supervisor when it ends."""
     config = settings()
     strategy_path = Path(cycle.metadata["strategy_path"])
-    task_id = (
-        f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
-    )
+    task_id = f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
     wake = dict(task.signature_from_request(task.request))
     train_model.apply_async(
         kwargs={
@@ -136,9 +134,7 @@ def _check_heartbeat(child: Operation, info: dict[str, Any]) -> None:
     if isinstance(beat, int | float) and time.time() - beat > stale_after:
         flags.request_cancel(app, child.operation_id)
         app.control.revoke(child.metadata.get("celery_task_id"))
-        raise PhaseError(
-            f"Training failed: no heartbeat from the GPU worker for {stale_after:.0f} s (worker lost)"
-        )
+        raise PhaseError(f"Training failed: no heartbeat from the GPU worker for {stale_after:.0f} s (worker lost)")
 
 
 def _finish(

@@ -75,9 +75,7 @@ def test_list_on_empty_database_prints_the_table_header(db_url: str) -> None:
         assert header in result.stdout
 
 
-def test_list_on_empty_database_prints_the_header_from_the_console_script(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_list_on_empty_database_prints_the_header_from_the_console_script(db_url: str, tmp_path: Path) -> None:
     done = ktrdr("operations", "list", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     for header in TABLE_HEADERS:
@@ -178,9 +176,7 @@ def test_status_json_is_the_api_envelope(store: OperationsStore) -> None:
 # -- operations cancel -------------------------------------------------------------------------------------
 
 
-def test_cancel_cascades_and_a_second_cancel_is_one_line_exit_1(
-    store: OperationsStore, tmp_path: Path
-) -> None:
+def test_cancel_cascades_and_a_second_cancel_is_one_line_exit_1(store: OperationsStore, tmp_path: Path) -> None:
     cycle = store.create(operation_type=OperationType.AGENT_RESEARCH).operation_id
     store.start(cycle)
     child = store.create(operation_type=OperationType.TRAINING, parent_operation_id=cycle).operation_id
@@ -207,15 +203,11 @@ def test_cancel_of_unknown_id_is_one_line_exit_1(db_url: str) -> None:
 # -- failures at the edges -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "command", [["operations", "list"], ["operations", "status", "op_x"], ["db", "upgrade"]]
-)
+@pytest.mark.parametrize("command", [["operations", "list"], ["operations", "status", "op_x"], ["db", "upgrade"]])
 def test_unreachable_database_is_one_line_without_the_password(command: list[str], tmp_path: Path) -> None:
     done = ktrdr(*command, cwd=tmp_path, DATABASE_URL=UNREACHABLE_URL)
     assert done.returncode == 1
-    assert_one_line_error(
-        done.stderr, "cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/x"
-    )
+    assert_one_line_error(done.stderr, "cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/x")
     assert "secretpw" not in done.stdout + done.stderr
 
 

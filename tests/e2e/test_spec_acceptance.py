@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fake_anthropic import FakeAnthropic, Recorded, Scripted, message
-from tests.integration.cycle.conftest import Stack, make_stack, use_stack_env  # noqa: F401 - fixture
+from tests.integration.cycle.conftest import Stack
 from tests.integration.cycle.test_cycle_stack import OPEN_GATES, QUICK, start_stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
@@ -36,8 +36,14 @@ STRATEGY = {
     "timeframe": "1h",
     "indicators": [{"type": "rsi", "period": 14}, {"type": "atr", "period": 14}],
     "fuzzy_sets": {
-        "rsi_14": {"low": {"type": "triangular", "parameters": [0, 0, 40]}, "high": {"type": "triangular", "parameters": [60, 100, 100]}},
-        "atr_14": {"calm": {"type": "triangular", "parameters": [0, 0, 0.002]}, "busy": {"type": "triangular", "parameters": [0.001, 0.004, 0.004]}},
+        "rsi_14": {
+            "low": {"type": "triangular", "parameters": [0, 0, 40]},
+            "high": {"type": "triangular", "parameters": [60, 100, 100]},
+        },
+        "atr_14": {
+            "calm": {"type": "triangular", "parameters": [0, 0, 0.002]},
+            "busy": {"type": "triangular", "parameters": [0.001, 0.004, 0.004]},
+        },
     },
     "labels": {"zigzag_threshold": 0.003, "lookahead": 12},
 }
@@ -86,9 +92,19 @@ def test_spec_e2e_commands_on_a_passing_cycle(make_stack, monkeypatch) -> None:
 def _designer_or_assessor(request: Recorded) -> Scripted:
     tools = [tool.get("name") for tool in request.body.get("tools", [])]
     if "submit_strategy" in tools:
-        block = {"type": "tool_use", "id": f"toolu_{time.monotonic_ns()}", "name": "submit_strategy", "input": STRATEGY}
+        block = {
+            "type": "tool_use",
+            "id": f"toolu_{time.monotonic_ns()}",
+            "name": "submit_strategy",
+            "input": STRATEGY,
+        }
         return Scripted(200, message([block], input_tokens=3000, output_tokens=600))
-    block = {"type": "tool_use", "id": f"toolu_{time.monotonic_ns()}", "name": "submit_assessment", "input": ASSESSMENT}
+    block = {
+        "type": "tool_use",
+        "id": f"toolu_{time.monotonic_ns()}",
+        "name": "submit_assessment",
+        "input": ASSESSMENT,
+    }
     return Scripted(200, message([block], input_tokens=1500, output_tokens=300))
 
 
@@ -118,7 +134,10 @@ def api_stack(make_stack, monkeypatch) -> Iterator[tuple[Stack, AlwaysAnswering,
         stack = start_stack(make_stack, monkeypatch, **settings, KTRDR_DESIGNER="auto")
         log = (stack.home / "api.log").open("wb")
         api = subprocess.Popen(
-            [str(BIN / "ktrdr"), "api", "--port", str(API_PORT)], env=ktrdr_env(stack), stdout=log, stderr=subprocess.STDOUT
+            [str(BIN / "ktrdr"), "api", "--port", str(API_PORT)],
+            env=ktrdr_env(stack),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{API_PORT}"
         try:

@@ -44,9 +44,7 @@ def test_gate_default_is_the_documented_threshold(env_name: str) -> None:
 
 
 @pytest.mark.parametrize("env_name", sorted(GATE_ENV))
-def test_gate_threshold_is_read_from_its_upstream_env_name(
-    monkeypatch: pytest.MonkeyPatch, env_name: str
-) -> None:
+def test_gate_threshold_is_read_from_its_upstream_env_name(monkeypatch: pytest.MonkeyPatch, env_name: str) -> None:
     field, _, value = GATE_ENV[env_name]
     monkeypatch.setenv(env_name, value)
     reset_settings()

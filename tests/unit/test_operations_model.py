@@ -98,9 +98,7 @@ def test_transition_table_matches_the_lifecycle() -> None:
 
 
 @pytest.mark.parametrize("finished", FINISHED, ids=lambda s: s.value)
-def test_finished_row_never_changes_status_progress_or_error(
-    store: OperationsStore, finished: OperationStatus
-) -> None:
+def test_finished_row_never_changes_status_progress_or_error(store: OperationsStore, finished: OperationStatus) -> None:
     operation_id = operation_in(store, finished)
     before = store.get(operation_id)
 

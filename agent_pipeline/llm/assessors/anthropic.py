@@ -41,9 +41,7 @@ class AnthropicAssessor(Assessor):
     def assess(
         self, *, strategy: Strategy, training_result: dict[str, Any], backtest_result: dict[str, Any]
     ) -> AssessmentOutcome:
-        conversation = claude.Conversation(
-            self.client, model=self.model, system=SYSTEM_PROMPT, tool=assessment_tool()
-        )
+        conversation = claude.Conversation(self.client, model=self.model, system=SYSTEM_PROMPT, tool=assessment_tool())
         prompt = build_prompt(strategy, training_result, backtest_result)
         try:
             reply = conversation.run(prompt, _validate, max_repairs=self.max_repairs)

@@ -42,9 +42,7 @@ class OfflineAssessor(Assessor):
     ) -> AssessmentOutcome:
         rules = _Rules(strategy, training_result or {}, backtest_result or {})
         score = rules.apply()
-        verdict = (
-            "promising" if score >= PROMISING_SCORE else "mediocre" if score >= MEDIOCRE_SCORE else "poor"
-        )
+        verdict = "promising" if score >= PROMISING_SCORE else "mediocre" if score >= MEDIOCRE_SCORE else "poor"
         return AssessmentOutcome(
             verdict=verdict,
             strengths=_pad(rules.strengths, rules.generic_strengths()),
@@ -121,9 +119,7 @@ class _Rules:
             return 0
         if drawdown > HIGH_DRAWDOWN:
             self.weaknesses.append(f"High maximum drawdown ({_pct(drawdown)})")
-            self.suggestions.append(
-                "Cut risk: add a trend filter (e.g. ADX) or trade only high-confidence signals"
-            )
+            self.suggestions.append("Cut risk: add a trend filter (e.g. ADX) or trade only high-confidence signals")
             return -2 if drawdown > SEVERE_DRAWDOWN else -1
         if drawdown <= LOW_DRAWDOWN:
             self.strengths.append(f"Shallow maximum drawdown ({_pct(drawdown)})")
@@ -135,9 +131,7 @@ class _Rules:
         if val is None or test is None or abs(val - test) <= OVERFIT_GAP:
             return 0
         self.weaknesses.append(f"Overfitting: validation accuracy {_pct(val)} vs test {_pct(test)}")
-        self.suggestions.append(
-            "Regularise: more dropout or weight decay, a smaller network, or fewer epochs"
-        )
+        self.suggestions.append("Regularise: more dropout or weight decay, a smaller network, or fewer epochs")
         return -1
 
     def _accuracy(self) -> int:

@@ -73,9 +73,7 @@ class AnthropicDesigner(Designer):
     ) -> DesignOutcome:
         candidates = select_series(catalogue, symbol, timeframe)
         pairs = available_pairs(candidates)
-        conversation = claude.Conversation(
-            self.client, model=self.model, system=SYSTEM_PROMPT, tool=strategy_tool()
-        )
+        conversation = claude.Conversation(self.client, model=self.model, system=SYSTEM_PROMPT, tool=strategy_tool())
         prompt = build_prompt(memory=memory, catalogue=candidates, symbol=symbol, timeframe=timeframe)
         try:
             reply = conversation.run(prompt, lambda doc: _validate(doc, pairs), max_repairs=self.max_repairs)

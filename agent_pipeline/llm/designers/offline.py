@@ -128,9 +128,7 @@ class OfflineDesigner(Designer):
         )
 
 
-def select_series(
-    catalogue: Iterable[DataSeries], symbol: str | None, timeframe: str | None
-) -> list[DataSeries]:
+def select_series(catalogue: Iterable[DataSeries], symbol: str | None, timeframe: str | None) -> list[DataSeries]:
     """The catalogue entries that match the request.
 
     Raises:
@@ -250,9 +248,7 @@ class _Search:
                 indicator.pop("name", None)
 
     def _swap_indicator(self, document: dict[str, Any]) -> None:
-        indicators = [i for i in document.get("indicators", []) if i.get("type") in KINDS] or [
-            self._indicator("rsi")
-        ]
+        indicators = [i for i in document.get("indicators", []) if i.get("type") in KINDS] or [self._indicator("rsi")]
         unused = [k for k in KINDS if k not in {i["type"] for i in indicators}]
         if unused:
             indicators[self.rng.randrange(len(indicators))] = self._indicator(self.rng.choice(unused))
@@ -263,9 +259,7 @@ class _Search:
         lookahead = max(1, round(labels.get("lookahead", 20) * self.rng.uniform(0.7, 1.4)))
         threshold = labels.get("zigzag_threshold", 0.01) * self.rng.uniform(0.7, 1.4)
         # Stay in the band of balanced classes (a Claude-designed parent may sit outside it).
-        scale = bar_volatility(str(document.get("symbol")), str(document.get("timeframe"))) * math.sqrt(
-            lookahead
-        )
+        scale = bar_volatility(str(document.get("symbol")), str(document.get("timeframe"))) * math.sqrt(lookahead)
         low, high = 0.5 * LABEL_K[0] * scale, 1.25 * LABEL_K[1] * scale
         labels["zigzag_threshold"] = _clamp_threshold(min(high, max(low, threshold)))
         labels["lookahead"] = lookahead
@@ -287,11 +281,7 @@ class _Search:
             training["learning_rate"] = min(0.01, round(training.get("learning_rate", 1e-3) * 2, 6))
             training["epochs"] = min(60, training.get("epochs", 30) + 10)
             model["dropout"] = round(min(model.get("dropout", 0.2), 0.1), 3)
-        if (
-            self.failures["win_rate_too_low"]
-            + self.failures["sharpe_too_low"]
-            + self.failures["drawdown_too_high"]
-        ):
+        if self.failures["win_rate_too_low"] + self.failures["sharpe_too_low"] + self.failures["drawdown_too_high"]:
             backtest = document.setdefault("backtest", {})
             backtest["confidence_threshold"] = round(max(backtest.get("confidence_threshold", 0.4), 0.5), 3)
         move = bar_volatility(str(document["symbol"]), str(document["timeframe"]))
@@ -396,9 +386,7 @@ def _signature(document: dict[str, Any] | None) -> str:
 
 
 def _name(document: dict[str, Any]) -> str:
-    kinds = "_".join(dict.fromkeys(i["type"].replace("williams_r", "willr") for i in document["indicators"]))[
-        :40
-    ]
+    kinds = "_".join(dict.fromkeys(i["type"].replace("williams_r", "willr") for i in document["indicators"]))[:40]
     digest = hashlib.sha256(_signature(document).encode()).hexdigest()[:6]
     return f"offline_{kinds}_{digest}"
 

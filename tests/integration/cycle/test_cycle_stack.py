@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -75,7 +74,14 @@ def test_passing_cycle_runs_every_phase_and_records_its_results(make_stack, monk
     assert final.status == OperationStatus.COMPLETED, (final.error_message, stack.log("research")[-2000:])
     assert "training" in phases
     meta = final.metadata
-    for key in ("design_op_id", "training_op_id", "backtest_op_id", "assessment_op_id", "strategy_path", "model_path"):
+    for key in (
+        "design_op_id",
+        "training_op_id",
+        "backtest_op_id",
+        "assessment_op_id",
+        "strategy_path",
+        "model_path",
+    ):
         assert meta.get(key), key
     assert meta["designer"] == "offline"
     assert {"accuracy", "final_loss", "initial_loss"} <= set(meta["training_result"])
@@ -86,7 +92,12 @@ def test_passing_cycle_runs_every_phase_and_records_its_results(make_stack, monk
     store = get_store()
     children = store.list(parent_operation_id=operation.operation_id)
     assert sorted(c.operation_type for c in children) == sorted(
-        [OperationType.AGENT_DESIGN, OperationType.TRAINING, OperationType.BACKTESTING, OperationType.AGENT_ASSESSMENT]
+        [
+            OperationType.AGENT_DESIGN,
+            OperationType.TRAINING,
+            OperationType.BACKTESTING,
+            OperationType.AGENT_ASSESSMENT,
+        ]
     )
     assert all(c.status == OperationStatus.COMPLETED for c in children)
     training = store.get(meta["training_op_id"])

@@ -68,7 +68,13 @@ def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_on
 def _send_training(app: Any, task_id: str, model_dir: str) -> None:
     app.signature(
         "ktrdr.gpu.train_model",
-        kwargs={"training_op_id": task_id, "strategy_yaml": STRATEGY_YAML, "model_dir": model_dir, "data_dir": None, "seed": 7},
+        kwargs={
+            "training_op_id": task_id,
+            "strategy_yaml": STRATEGY_YAML,
+            "model_dir": model_dir,
+            "data_dir": None,
+            "seed": 7,
+        },
     ).apply_async(task_id=task_id, queue="gpu")
 
 

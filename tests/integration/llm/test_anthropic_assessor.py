@@ -52,9 +52,7 @@ def test_a_valid_assessment_tool_call_becomes_an_outcome(fake_anthropic: FakeAnt
 
 
 def test_an_invalid_assessment_is_repaired_with_the_exact_errors(fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.reply_tool_use(
-        "submit_assessment", {**ASSESSMENT, "verdict": "great", "strengths": ["only"]}
-    )
+    fake_anthropic.reply_tool_use("submit_assessment", {**ASSESSMENT, "verdict": "great", "strengths": ["only"]})
     fake_anthropic.reply_tool_use("submit_assessment", ASSESSMENT)
     assert assess().verdict == "mediocre"
     result = fake_anthropic.bodies[1]["messages"][2]["content"][0]

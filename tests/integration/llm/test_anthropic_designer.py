@@ -117,9 +117,7 @@ def test_repeatedly_invalid_output_is_a_design_error_after_the_repair_budget(
     fake_anthropic: FakeAnthropic,
 ) -> None:
     for _ in range(4):
-        fake_anthropic.reply_tool_use(
-            "submit_strategy", {**STRATEGY, "indicators": [{"type": "rsi", "period": 1}]}
-        )
+        fake_anthropic.reply_tool_use("submit_strategy", {**STRATEGY, "indicators": [{"type": "rsi", "period": 1}]})
     with pytest.raises(DesignError) as caught:
         design(design_max_repairs=3)
     message = str(caught.value)
@@ -136,9 +134,7 @@ def test_a_reply_without_the_tool_call_is_asked_again(fake_anthropic: FakeAnthro
     assert "calling the `submit_strategy` tool" in fake_anthropic.bodies[1]["messages"][2]["content"]
 
 
-@pytest.mark.parametrize(
-    ("status", "kind"), [(429, "rate_limit_error"), (529, "overloaded_error"), (500, "api_error")]
-)
+@pytest.mark.parametrize(("status", "kind"), [(429, "rate_limit_error"), (529, "overloaded_error"), (500, "api_error")])
 def test_retryable_api_errors_are_retried_by_the_sdk_then_raise_llm_error(
     fake_anthropic: FakeAnthropic, status: int, kind: str
 ) -> None:
@@ -186,9 +182,7 @@ def test_the_api_key_is_sent_but_never_logged_raised_or_recorded(
         design()
     headers = fake_anthropic.requests[0].headers
     assert PLANTED_KEY in headers.get("x-api-key", "") + headers.get("authorization", "")
-    logged = caplog.text + " ".join(
-        json.dumps(getattr(r, "__dict__", {}), default=str) for r in caplog.records
-    )
+    logged = caplog.text + " ".join(json.dumps(getattr(r, "__dict__", {}), default=str) for r in caplog.records)
     for text in (
         logged,
         str(auth.value),

@@ -183,9 +183,7 @@ def test_fatal_problems_raise_with_counts_and_write_nothing(tmp_path, row, probl
 
 def test_a_file_without_rows_is_rejected(tmp_path):
     with pytest.raises(DataError, match="no rows"):
-        import_csv(
-            write(tmp_path, "date,open,high,low,close\n"), symbol="X", timeframe="1h", data_dir=tmp_path
-        )
+        import_csv(write(tmp_path, "date,open,high,low,close\n"), symbol="X", timeframe="1h", data_dir=tmp_path)
 
 
 def test_a_file_without_a_close_column_is_rejected(tmp_path):
@@ -214,9 +212,7 @@ def test_spacing_that_contradicts_the_timeframe_is_rejected(tmp_path):
 )
 def test_names_that_could_escape_the_folder_are_refused(tmp_path, symbol, timeframe):
     with pytest.raises(DataError, match="invalid"):
-        import_csv(
-            write(tmp_path, generic_csv()), symbol=symbol, timeframe=timeframe, data_dir=tmp_path / "d"
-        )
+        import_csv(write(tmp_path, generic_csv()), symbol=symbol, timeframe=timeframe, data_dir=tmp_path / "d")
     assert not (tmp_path / "d").exists()
 
 
@@ -254,7 +250,5 @@ def test_a_broken_user_file_is_skipped_in_listings(tmp_path):
 def test_reimport_replaces_the_series_and_the_cache_sees_it(tmp_path):
     import_csv(write(tmp_path, generic_csv()), symbol="X", timeframe="1h", data_dir=tmp_path / "d")
     assert len(load_bars("X", "1h", tmp_path / "d")) == 4
-    import_csv(
-        write(tmp_path, generic_csv(HOURLY_ROWS[:3])), symbol="X", timeframe="1h", data_dir=tmp_path / "d"
-    )
+    import_csv(write(tmp_path, generic_csv(HOURLY_ROWS[:3])), symbol="X", timeframe="1h", data_dir=tmp_path / "d")
     assert len(load_bars("X", "1h", tmp_path / "d")) == 3

@@ -31,8 +31,7 @@ def make_strategy(**training):
         "indicators": [{"type": "rsi", "period": 14}],
         "fuzzy_sets": {"rsi_14": {"low": {"type": "triangular", "parameters": [0, 30, 50]}}},
         "model": {"hidden_layers": [16, 8], "activation": "relu", "dropout": 0.1},
-        "training": {"epochs": 6, "batch_size": 32, "learning_rate": 0.01, "early_stopping_patience": 0}
-        | training,
+        "training": {"epochs": 6, "batch_size": 32, "learning_rate": 0.01, "early_stopping_patience": 0} | training,
     }
     return parse_strategy(document)
 
@@ -165,9 +164,7 @@ def test_cancel_is_noticed_within_an_epoch(tmp_path):
 
     strategy = make_strategy(epochs=1, batch_size=1)  # 540 batches: several in-epoch checks
     with pytest.raises(CancelledError, match="during epoch 1"):
-        train(
-            strategy, make_dataset(), model_path=tmp_path / "m.pt", device="cpu", should_cancel=should_cancel
-        )
+        train(strategy, make_dataset(), model_path=tmp_path / "m.pt", device="cpu", should_cancel=should_cancel)
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):

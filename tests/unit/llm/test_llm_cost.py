@@ -7,9 +7,7 @@ from agent_pipeline.llm.cost import Usage, check_budget, estimate_cost, prices_f
 
 
 def test_estimate_cost_uses_the_model_price_per_million_tokens() -> None:
-    usage = Usage(
-        "claude-sonnet-5-5", input_tokens=1_000_000, output_tokens=100_000, cache_read_tokens=1_000_000
-    )
+    usage = Usage("claude-sonnet-5-5", input_tokens=1_000_000, output_tokens=100_000, cache_read_tokens=1_000_000)
     assert estimate_cost("claude-sonnet-5-5", usage) == pytest.approx(2.0 + 1.0 + 0.10)
 
 
@@ -22,12 +20,8 @@ def test_unknown_models_are_priced_like_the_dearest_so_budgets_never_under_count
 
 
 def test_prices_can_be_overridden_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(
-        "KTRDR_PRICES", '{"my-model": {"input": 1, "output": 2, "cache_read": 0, "cache_write": 0}}'
-    )
-    assert (
-        estimate_cost("my-model", Usage("my-model", input_tokens=1_000_000, output_tokens=1_000_000)) == 3.0
-    )
+    monkeypatch.setenv("KTRDR_PRICES", '{"my-model": {"input": 1, "output": 2, "cache_read": 0, "cache_write": 0}}')
+    assert estimate_cost("my-model", Usage("my-model", input_tokens=1_000_000, output_tokens=1_000_000)) == 3.0
 
 
 def test_malformed_price_env_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def cycle(n: int, **kw: object) -> PastCycle:
-    return PastCycle(
-        operation_id=f"op_agent_research_{n}", created_at=T0, status=kw.pop("status", "completed"), **kw
-    )  # type: ignore[arg-type]
+    return PastCycle(operation_id=f"op_agent_research_{n}", created_at=T0, status=kw.pop("status", "completed"), **kw)  # type: ignore[arg-type]
 
 
 def test_empty_memory_says_this_is_the_first_design() -> None:

@@ -90,9 +90,7 @@ def test_memory_of_accuracy_failures_moves_labels_and_indicator_mix_away() -> No
 
     for outcome in after:
         labels = outcome.strategy.labels
-        near = distance(outcome) < math.log(1.5) and abs(labels.lookahead - 20) <= max(
-            3, labels.lookahead // 3
-        )
+        near = distance(outcome) < math.log(1.5) and abs(labels.lookahead - 20) <= max(3, labels.lookahead // 3)
         assert not near
         assert {i.type for i in outcome.strategy.indicators} != failed_mix
     assert statistics.mean(map(distance, after)) > statistics.mean(map(distance, before))
