@@ -16,8 +16,9 @@ $(BIN)/ktrdr: pyproject.toml
 
 venv: $(BIN)/ktrdr
 
+# Exit 3 means a quality gate rejected the designed strategy: a real research outcome, shown in the report.
 demo: venv
-	$(BIN)/ktrdr agent run
+	$(BIN)/ktrdr agent run || test $$? -eq 3
 
 test: venv
 	$(BIN)/python -m pytest

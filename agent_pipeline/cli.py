@@ -515,8 +515,19 @@ def agent_run(home: Path, **values: Any) -> None:
         operation = cycle.trigger(to_options(**values), store=store)
         click.echo(f"Research cycle {operation.operation_id} (designer: {operation.metadata.get('designer')})")
         final = follow_cycle(store, operation.operation_id)
-    if final.status != OperationStatus.COMPLETED:
-        sys.exit(1)
+    sys.exit(run_exit_code(final))
+
+
+# `ktrdr agent run` exit codes: a gate rejecting a strategy is a research outcome, not a crash.
+EXIT_COMPLETED, EXIT_FAILED, EXIT_GATE_REJECTED = 0, 1, 3
+
+
+def run_exit_code(operation: Operation) -> int:
+    if operation.status == OperationStatus.COMPLETED:
+        return EXIT_COMPLETED
+    if " gate failed: " in (operation.error_message or ""):
+        return EXIT_GATE_REJECTED
+    return EXIT_FAILED
 
 
 def follow_cycle(store: OperationsStore, operation_id: str) -> Operation:

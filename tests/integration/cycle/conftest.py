@@ -65,15 +65,16 @@ class Stack:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
-    def stop_worker(self, name: str, sig: int = signal.SIGTERM) -> None:
+    def stop_worker(self, name: str, grace: float = 5.0) -> None:
+        """SIGTERM (warm shutdown); after `grace` seconds, SIGKILL the whole process group."""
         process = self.workers.pop(name, None)
         if process is None or process.poll() is not None:
             return
-        process.send_signal(sig)
+        process.terminate()
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
     def stop(self) -> None:

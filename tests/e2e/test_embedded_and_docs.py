@@ -1,0 +1,99 @@
+"""The README's promises: `ktrdr agent run` with no servers, the Python snippet, the bundled data."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a fresh shell: none of the test stack's settings, no broker, no database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KTRDR_", "ANTHROPIC_", "DATABASE_URL"))}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def test_agent_run_completes_a_cycle_in_process_without_servers(tmp_path: Path) -> None:
+    # Given no Redis or Postgres settings at all (the broker URL would be refused if it were used)
+    env = clean_env(KTRDR_TRAINING_EPOCHS="3", KTRDR_BROKER_URL="redis://127.0.0.1:1/0")
+    # When the embedded default runs with gates that any model passes
+    gates = {
+        "TRAINING_GATE_MIN_ACCURACY": "0",
+        "TRAINING_GATE_MAX_LOSS": "100",
+        "TRAINING_GATE_MIN_LOSS_DECREASE": "-1",
+        "BACKTEST_GATE_MIN_WIN_RATE": "0",
+        "BACKTEST_GATE_MAX_DRAWDOWN": "1",
+        "BACKTEST_GATE_MIN_SHARPE": "-1000",
+    }
+    done = subprocess.run(
+        [str(BIN / "ktrdr"), "agent", "run", "--home", str(tmp_path / "home")],
+        env={**env, **gates},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    # Then the whole cycle completes and its report names every phase's outcome and artifact
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for label in ("Strategy", "Training", "Training gate", "Backtest", "Backtest gate", "Assessment", "Model"):
+        assert re.search(rf"│ {label}\s", out), label
+    assert "buy-and-hold" in out and "completed" in out
+    assert (tmp_path / "home" / "ktrdr.db").is_file()
+    assert list((tmp_path / "home" / "strategies").glob("*.yaml"))
+    assert "Traceback" not in done.stderr
+
+
+def test_agent_run_exits_3_when_a_gate_rejects_the_strategy(tmp_path: Path) -> None:
+    env = clean_env(KTRDR_TRAINING_EPOCHS="2", TRAINING_GATE_MIN_ACCURACY="0.99")
+    done = subprocess.run(
+        [str(BIN / "ktrdr"), "agent", "run", "--home", str(tmp_path / "home")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Training gate failed: accuracy_below_threshold" in done.stdout
+
+
+def test_readme_python_snippet_trains_and_backtests_the_example(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- readme-snippet:start -->")[1].split("<!-- readme-snippet:end -->")[0]
+    code = block.split("```python\n")[1].split("```")[0]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"test accuracy \d+\.\d%", done.stdout)
+    assert re.search(r"vs buy-and-hold -?\d+\.\d%, Sharpe -?\d+\.\d\d, \d+ trades", done.stdout)
+    assert (tmp_path / ".ktrdr" / "backtests" / "example" / "equity.csv").is_file()
+
+
+def test_data_list_shows_the_bundled_series_on_a_fresh_machine(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "ktrdr"), "data", "list"],
+        cwd=tmp_path,
+        env=clean_env(KTRDR_HOME=str(tmp_path / "fresh")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for symbol, timeframe, bars in (("EURUSD", "1h", "6225"), ("SP500", "1d", "5031"), ("NASDAQ", "1d", "5031")):
+        assert re.search(rf"{symbol}\s.*{timeframe}\s.*{bars}", done.stdout), symbol
