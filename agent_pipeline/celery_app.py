@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
 from agent_pipeline.config import Settings, get_settings
@@ -81,3 +82,27 @@ def _forget_connections(app: Celery) -> None:
 
 
 configure(app, get_settings())
+
+
+@signals.after_setup_logger.connect
+def _structured_logs(**_: Any) -> None:
+    """The package's own log lines go out as JSON with their operation id, beside Celery's."""
+    from agent_pipeline.logs import setup_logging
+
+    setup_logging("INFO")
+
+
+@signals.celeryd_after_setup.connect
+def _prepare_research_worker(sender: str, instance: Any, **_: Any) -> None:
+    """A research worker brings the schema up and fails what lost its heartbeat while nobody watched.
+
+    A GPU-only worker skips this: a GPU host needs no database.
+    """
+    consume_from = instance.app.amqp.queues.consume_from or {}
+    if consume_from and RESEARCH_QUEUE not in consume_from:
+        return
+    from agent_pipeline.operations import get_store
+
+    store = get_store()
+    store.upgrade()
+    store.reconcile_stale(stale_after=get_settings().heartbeat_stale_after)

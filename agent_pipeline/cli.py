@@ -620,6 +620,8 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
             rows.append((f"  {key}", "\n".join(f"- {item}" for item in assessment.get(key) or [])))
     if operation.error_message:
         rows.append(("Error", operation.error_message))
+        if " gate failed: " in operation.error_message:
+            rows.append(("Next", "run again: the designer reads this failure; --bypass-gates shows every phase"))
     for key, label in (
         ("strategy_path", "Strategy file"), ("model_path", "Model"), ("backtest_dir", "Backtest"),
         ("assessment_path", "Assessment file"),

@@ -42,6 +42,7 @@ from agent_pipeline.errors import (
     InvalidTransitionError,
     OperationNotFoundError,
 )
+from agent_pipeline.logs import redact
 
 # Key of the Postgres advisory lock that serialises cycle creation (any constant unique to this app).
 CYCLE_LOCK_KEY = 0x6B747264
@@ -398,7 +399,7 @@ class OperationsStore:
 
     def fail(self, operation_id: str, *, error_message: str) -> bool:
         """pending/running -> failed. Idempotent: a second call (or one on a finished row) returns False."""
-        return self._transition(operation_id, OperationStatus.FAILED, error_message=error_message)
+        return self._transition(operation_id, OperationStatus.FAILED, error_message=redact(error_message))
 
     def cancel(self, operation_id: str, *, reason: str = "Cancelled by user") -> bool:
         """pending/running -> cancelled, cascading to the active children (and theirs).
@@ -406,7 +407,7 @@ class OperationsStore:
         Raises:
             OperationNotFoundError: unknown id.
         """
-        changed = self._transition(operation_id, OperationStatus.CANCELLED, error_message=reason)
+        changed = self._transition(operation_id, OperationStatus.CANCELLED, error_message=redact(reason))
         for child in self.list(parent_operation_id=operation_id, limit=MAX_LIST_LIMIT):
             if child.status in ACTIVE:
                 self.cancel(child.operation_id, reason=f"Parent {operation_id} cancelled")
