@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,10 +14,12 @@ from pydantic import BaseModel, ConfigDict
 from agent_pipeline import cycle
 from agent_pipeline.config import get_settings
 from agent_pipeline.errors import (
+    BrokerUnavailableError,
     BudgetExhaustedError,
     CapacityError,
     ConfigurationError,
     DatabaseUnavailableError,
+    InvalidOptionError,
     InvalidTransitionError,
     KtrdrError,
     OperationNotFoundError,
@@ -31,6 +33,8 @@ STATUS_OF: dict[type[KtrdrError], int] = {
     CapacityError: 409,
     BudgetExhaustedError: 429,
     DatabaseUnavailableError: 503,
+    BrokerUnavailableError: 503,
+    InvalidOptionError: 400,
     ConfigurationError: 500,
 }
 
@@ -39,7 +43,7 @@ class TriggerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bypass_gates: bool = False
-    designer: str | None = None
+    designer: Literal["auto", "anthropic", "offline"] | None = None
     model: str | None = None
     symbol: str | None = None
     timeframe: str | None = None

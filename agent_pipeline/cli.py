@@ -514,7 +514,13 @@ def agent_run(home: Path, **values: Any) -> None:
     with embedded.embedded_worker():
         operation = cycle.trigger(to_options(**values), store=store)
         click.echo(f"Research cycle {operation.operation_id} (designer: {operation.metadata.get('designer')})")
-        final = follow_cycle(store, operation.operation_id)
+        try:
+            final = follow_cycle(store, operation.operation_id)
+        except KeyboardInterrupt:
+            # Leave no cycle `running` behind to block the next run; the training stops at its next check.
+            cycle.cancel(operation.operation_id, store=store, reason="Interrupted (Ctrl-C)")
+            click.echo(f"Cancelled {operation.operation_id}.", err=True)
+            sys.exit(130)
     sys.exit(run_exit_code(final))
 
 

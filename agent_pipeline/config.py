@@ -70,6 +70,21 @@ class Settings(BaseSettings):
             raise ValueError("must be one of auto, anthropic, offline")
         return value
 
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "memory://")):
+            raise ValueError("must be a redis:// URL (memory:// is for the embedded run)")
+        return value
+
+    @field_validator("result_backend")
+    @classmethod
+    def _check_result_backend(cls, value: str) -> str:
+        # Cancel flags and training locks live in the result backend: they need Redis across processes.
+        if not value.startswith(("redis://", "rediss://", "cache+memory://")):
+            raise ValueError("must be a redis:// URL (cache+memory:// is for the embedded run)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 
 from agent_pipeline.config import Settings, get_settings
 from agent_pipeline.context import CycleContext
-from agent_pipeline.errors import KtrdrError
-from agent_pipeline.logs import operation_context
+from agent_pipeline.errors import BrokerUnavailableError, InvalidOptionError, OperationNotFoundError
+from agent_pipeline.logs import operation_context, redact
 from agent_pipeline.operations import (
     ACTIVE,
     Operation,
@@ -69,14 +69,16 @@ def trigger(
     Raises:
         CapacityError: the limit of active cycles is reached (`active_cycle_exists`).
         BudgetExhaustedError: today's LLM spend reached the daily budget (`budget_exhausted`).
-        KtrdrError: the broker is unreachable (the cycle is marked failed, nothing is left running).
+        InvalidOptionError: a designer that cannot run.
+        BrokerUnavailableError: the broker is unreachable (the cycle is marked failed, nothing is left running).
     """
     options = options or CycleOptions()
     store = store or get_store()
     settings = settings or get_settings()
-    store.reconcile_stale(stale_after=settings.heartbeat_stale_after)
+    reconcile(store, settings)
+    _check_designer(options, settings)
     _check_budget(store, settings)
-    designer = options.designer or settings.effective_designer
+    designer = options.designer if options.designer not in (None, "auto") else settings.effective_designer
     metadata = {
         "phase": None,
         "designer": designer,
@@ -102,15 +104,23 @@ def spent_today(store: OperationsStore | None = None) -> float:
     return (store or get_store()).spend_since(midnight)
 
 
-def _send(store: OperationsStore, context: CycleContext) -> None:
-    from agent_pipeline.tasks.cycle import record_failure
+def _check_designer(options: CycleOptions, settings: Settings) -> None:
+    """Refuse, before any row exists, a designer that cannot run (unknown name, Claude without a key)."""
+    if options.designer not in (None, "auto", "anthropic", "offline"):
+        raise InvalidOptionError(f"unknown designer {options.designer!r}: use auto, anthropic or offline")
+    if options.designer == "anthropic" and settings.anthropic_api_key is None:
+        raise InvalidOptionError("the anthropic designer needs ANTHROPIC_API_KEY")
 
+
+def _send(store: OperationsStore, context: CycleContext) -> None:
     try:
+        from agent_pipeline.tasks.cycle import record_failure
+
         result = build_cycle(context).apply_async(link_error=record_failure.s())
     except Exception as exc:  # kombu raises several types for an unreachable broker
-        message = f"Cycle failed: cannot reach the task broker ({type(exc).__name__}: {exc})"
+        message = redact(f"Cycle failed: cannot reach the task broker ({type(exc).__name__}: {exc})")
         store.fail(context.cycle_id, error_message=message)
-        raise KtrdrError(message) from None
+        raise BrokerUnavailableError(message) from None
     store.merge_metadata(context.cycle_id, {"celery_root_id": result.id})
     logger.info("cycle triggered")
 
@@ -125,7 +135,7 @@ def status(store: OperationsStore | None = None, settings: Settings | None = Non
     """The agent's status as the API and CLI report it (active cycle, or idle with the last cycle)."""
     store = store or get_store()
     settings = settings or get_settings()
-    store.reconcile_stale(stale_after=settings.heartbeat_stale_after)
+    reconcile(store, settings)
     cycle = active_cycle(store)
     if cycle is None:
         last = store.list(operation_type=OperationType.AGENT_RESEARCH, limit=1)
@@ -172,14 +182,14 @@ def cancel(
     store: OperationsStore | None = None,
     reason: str = "Cancelled by user",
 ) -> Operation:
-    """Cancel a cycle (default: the active one) or any operation; stop its training within one epoch.
+    """Cancel a cycle (default: the active one) and its children; a training stops within one epoch.
+
+    Cancelling a child of an active cycle cancels the whole cycle: the chain cannot go on without the phase.
 
     Raises:
-        OperationNotFoundError: unknown id, or no active cycle when none is given.
+        OperationNotFoundError: unknown id, or no active research cycle when none is given.
         InvalidTransitionError: the operation already finished.
     """
-    from agent_pipeline.errors import OperationNotFoundError
-
     store = store or get_store()
     if operation_id is None:
         cycle = active_cycle(store)
@@ -187,24 +197,31 @@ def cancel(
             raise OperationNotFoundError("no active research cycle to cancel")
         operation_id = cycle.operation_id
     target = store.require_transition(operation_id, OperationStatus.CANCELLED)
-    trainings = [op for op in _self_and_children(store, target) if op.operation_type == OperationType.TRAINING]
-    store.cancel(operation_id, reason=reason)
-    for training in trainings:
-        _stop_training(training)
+    parent = store.get(target.parent_operation_id) if target.parent_operation_id else None
+    if parent is not None and parent.operation_type == OperationType.AGENT_RESEARCH and parent.status in ACTIVE:
+        store.cancel(parent.operation_id, reason=f"{reason} ({target.operation_type.value} {operation_id})")
+        _stop_trainings(store, parent.operation_id)
+    else:
+        store.cancel(operation_id, reason=reason)
+        _stop_trainings(store, operation_id)
     return store.get(operation_id)
 
 
-def _self_and_children(store: OperationsStore, op: Operation) -> list[Operation]:
-    children = store.list(parent_operation_id=op.operation_id, limit=50)
-    return [op, *(c for c in children if c.status in ACTIVE)]
+def _stop_trainings(store: OperationsStore, operation_id: str) -> None:
+    """Signal every training of the operation (itself or its children) to stop, whatever its row says.
+
+    Read after the rows are cancelled, so a training created meanwhile is not missed.
+    """
+    from agent_pipeline.flags import stop_training
+
+    candidates = [store.get(operation_id), *store.list(parent_operation_id=operation_id, limit=50)]
+    for op in candidates:
+        if op.operation_type == OperationType.TRAINING:
+            stop_training(op.operation_id, op.metadata.get("celery_task_id"))
 
 
-def _stop_training(training: Operation) -> None:
-    """Raise the cancel flag the GPU task checks each epoch, and revoke it in case it has not started."""
-    from agent_pipeline import flags
-    from agent_pipeline.celery_app import app
-
-    flags.request_cancel(app, training.operation_id)
-    task_id = training.metadata.get("celery_task_id")
-    if task_id:
-        app.control.revoke(task_id)
+def reconcile(store: OperationsStore, settings: Settings) -> None:
+    """Fail what lost its heartbeat, and stop any training those failed rows still have running."""
+    for operation_id in store.reconcile_stale(stale_after=settings.heartbeat_stale_after):
+        if store.get(operation_id).operation_type == OperationType.AGENT_RESEARCH:
+            _stop_trainings(store, operation_id)

@@ -35,6 +35,14 @@ class BudgetExhaustedError(KtrdrError):
     reason = "budget_exhausted"
 
 
+class BrokerUnavailableError(KtrdrError):
+    """Raised when the Celery broker cannot be reached to start a cycle."""
+
+
+class InvalidOptionError(KtrdrError):
+    """Raised when a trigger option cannot be honoured (unknown designer, Claude without an API key)."""
+
+
 class DataError(KtrdrError):
     """Raised when market data is missing, unreadable or fails validation."""
 

@@ -6,6 +6,7 @@ cache in the embedded run), so both live there.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -17,13 +18,20 @@ LOCK_TTL_S = 120
 # How long a cancellation request is remembered.
 CANCEL_TTL_S = 24 * 3600
 
+logger = logging.getLogger(__name__)
 _local_lock = threading.Lock()
 _local: dict[str, tuple[str, float]] = {}
 
 
 def _redis(app: Celery) -> Any | None:
+    """The Redis client of the result backend; None for the embedded run's in-process cache.
+
+    Settings only admit these two backends, so the process-local fallback is never used across processes.
+    """
+    from celery.backends.redis import RedisBackend
+
     backend = app.backend
-    return getattr(backend, "client", None) if type(backend).__name__ == "RedisBackend" else None
+    return backend.client if isinstance(backend, RedisBackend) else None
 
 
 def _cancel_key(operation_id: str) -> str:
@@ -41,6 +49,21 @@ def request_cancel(app: Celery, operation_id: str) -> None:
 
 def is_cancel_requested(app: Celery, operation_id: str) -> bool:
     return _get(app, _cancel_key(operation_id)) is not None
+
+
+def stop_training(operation_id: str, task_id: str | None) -> None:
+    """Raise the cancel flag the GPU task checks every epoch, and revoke it in case it has not started.
+
+    Best effort: the rows are already final; an unreachable broker is logged, not raised.
+    """
+    from agent_pipeline.celery_app import app
+
+    try:
+        request_cancel(app, operation_id)
+        if task_id:
+            app.control.revoke(task_id)
+    except Exception:  # kombu and redis raise many types for an unreachable broker
+        logger.warning("could not signal training %s to stop", operation_id, exc_info=True)
 
 
 def _done_key(operation_id: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 operation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("operation_id", default=None)
 # Anything shaped like an Anthropic key or a URL password is masked before a line is written.
-_SECRET = re.compile(r"(sk-ant-[A-Za-z0-9_\-]+)|(?<=://)([^:/@\s]+):([^@/\s]+)@")
+_SECRET = re.compile(r"(sk-ant-[A-Za-z0-9_\-]+)|(?<=://)([^:/@\s]*):([^@/\s]+)@")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 

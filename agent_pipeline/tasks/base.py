@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ class PhaseTask(Task):
         with operation_context(context.cycle_id):
             self._enter(context)
             try:
-                return super().__call__(ctx, *args, **kwargs)
+                with Heartbeat(context.cycle_id, every=get_settings().heartbeat_stale_after / 4):
+                    return super().__call__(ctx, *args, **kwargs)
             except (Ignore, Retry, GateFailedError, PhaseError):
                 raise
             except KtrdrError as exc:
@@ -58,12 +60,53 @@ class PhaseTask(Task):
             logger.info("cycle already %s; dropping %s", cycle.status.value, self.name)
             raise Ignore()
         store.start(context.cycle_id)
-        if self.phase is not None and cycle.metadata.get("phase") != self.phase.value:
+        if self.phase is not None and _is_ahead(self.phase, cycle.metadata.get("phase")):
             store.merge_metadata(context.cycle_id, {"phase": self.phase.value})
             store.update_progress(
                 context.cycle_id, percentage=PHASE_PROGRESS[self.phase], current_step=self.phase.value
             )
         store.heartbeat(context.cycle_id)
+
+
+def _is_ahead(phase: Phase, current: str | None) -> bool:
+    """Phases only move forward: a late duplicate poll of training must not roll a cycle in backtesting back."""
+    order = [p.value for p in Phase]
+    return current not in order or order.index(phase.value) > order.index(str(current))
+
+
+class Heartbeat:
+    """While a phase body runs (a long LLM call, a backtest), beat the cycle and its active children.
+
+    Without it, the reconciler would take a slow but healthy phase for a dead worker.
+    """
+
+    def __init__(self, cycle_id: str, *, every: float) -> None:
+        self.cycle_id, self.every = cycle_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{cycle_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                beat_cycle(get_store(), self.cycle_id)
+            except KtrdrError:
+                logger.warning("heartbeat failed", exc_info=True)
+
+
+def beat_cycle(store: OperationsStore, cycle_id: str) -> None:
+    """Heartbeat the cycle and its active children."""
+    store.heartbeat(cycle_id)
+    for child in store.list(parent_operation_id=cycle_id, limit=50):
+        if not child.status.is_finished:
+            store.heartbeat(child.operation_id)
 
 
 # The cycle's progress when each phase starts (training covers most of the wall time).

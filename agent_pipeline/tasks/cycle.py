@@ -7,8 +7,9 @@ from typing import Any
 
 from agent_pipeline.celery_app import app
 from agent_pipeline.context import CycleContext
+from agent_pipeline.flags import stop_training
 from agent_pipeline.logs import operation_context
-from agent_pipeline.operations import ACTIVE, get_store
+from agent_pipeline.operations import ACTIVE, OperationType, get_store
 from agent_pipeline.tasks.base import PhaseTask
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
         for child in store.list(parent_operation_id=cycle_id, limit=50):
             if child.status in ACTIVE:
                 store.fail(child.operation_id, error_message=f"Parent failed: {message}")
+                if child.operation_type == OperationType.TRAINING:
+                    stop_training(child.operation_id, child.metadata.get("celery_task_id"))
 
 
 def _cycle_id(request: Any) -> str | None:

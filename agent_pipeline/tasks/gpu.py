@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Ignore
 
 from agent_pipeline import flags
 from agent_pipeline.celery_app import RESULT_EXPIRES_S, app
@@ -61,13 +60,15 @@ def train_model(
         owner = f"{self.request.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         if not flags.acquire_lock(self.app, training_op_id, owner):
             # Redis redelivered the message while the first delivery still trains: never train twice at once.
-            logger.warning("training already running elsewhere; dropping duplicate delivery")
-            raise Ignore()
+            # Come back after the lock's lifetime: by then the first delivery has finished (its result is
+            # returned) or died (its lock expired, and this delivery resumes from the checkpoint).
+            logger.warning("training already running elsewhere; dropping duplicate delivery for now")
+            raise self.retry(countdown=flags.LOCK_TTL_S, max_retries=None)
         try:
             summary = _train(self, training_op_id, strategy_yaml, Path(model_dir), data_dir, seed, owner)
+            flags.mark_done(self.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
         finally:
             flags.release_lock(self.app, training_op_id, owner)
-        flags.mark_done(self.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
         return summary
 
 
@@ -85,6 +86,7 @@ def _train(
     model_dir.mkdir(parents=True, exist_ok=True)
     strategy_path = _write_strategy(model_dir, strategy_yaml)
     watch = _Watch(task, training_op_id, owner)
+    watch.beat()  # a heartbeat from the start: a child that dies before its first epoch is noticed too
     result = train_strategy(
         strategy_path,
         model_dir=model_dir,
@@ -125,16 +127,16 @@ class _Watch:
             "val_loss": float(progress.val_loss),
             "val_accuracy": float(progress.val_accuracy),
         }
-        self._beat()
+        self.beat()
 
     def should_cancel(self) -> bool:
         now = time.monotonic()
         if now - self.last_check < CHECK_EVERY_S:
             return False
         self.last_check = now
-        self._beat()
+        self.beat()
         return flags.is_cancel_requested(self.task.app, self.op_id)
 
-    def _beat(self) -> None:
+    def beat(self) -> None:
         flags.refresh_lock(self.task.app, self.op_id, self.owner)
         self.task.update_state(state="PROGRESS", meta={**self.meta, "heartbeat": time.time()})

@@ -17,10 +17,10 @@ from celery import states
 from celery.exceptions import Ignore
 from celery.result import AsyncResult
 
-from agent_pipeline import flags
 from agent_pipeline.celery_app import GPU_QUEUE, app
 from agent_pipeline.context import CycleContext, Phase
 from agent_pipeline.errors import PhaseError
+from agent_pipeline.flags import stop_training
 from agent_pipeline.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
 from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, settings
 from agent_pipeline.tasks.gpu import train_model
@@ -60,6 +60,10 @@ def train(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
         },
     )
     task_id = child.metadata.get("celery_task_id") or _submit(self, store, cycle, child)
+    if store.get(context.cycle_id).status.is_finished:
+        child = store.get(child.operation_id)
+        stop_training(child.operation_id, child.metadata.get("celery_task_id"))  # cancelled meanwhile
+        raise Ignore()
     result = app.AsyncResult(task_id)
     if result.state in states.READY_STATES:
         return _finish(store, context, child, result, ctx)
@@ -109,6 +113,9 @@ def _follow(store: OperationsStore, context: CycleContext, child: Operation, res
     info = result.info if isinstance(result.info, dict) else {}
     if result.state in (states.STARTED, "PROGRESS") and child.status == OperationStatus.PENDING:
         store.start(child.operation_id)
+    if result.state == states.STARTED and child.started_at is not None:
+        # Started but silent since: a child that died before its first heartbeat.
+        _check_heartbeat(child, {"heartbeat": child.started_at.timestamp()})
     if result.state == "PROGRESS":
         _check_heartbeat(child, info)
         extra = {k: v for k, v in info.items() if k not in ("percentage", "current_step")}
@@ -132,8 +139,7 @@ def _check_heartbeat(child: Operation, info: dict[str, Any]) -> None:
     stale_after = settings().heartbeat_stale_after
     beat = info.get("heartbeat")
     if isinstance(beat, int | float) and time.time() - beat > stale_after:
-        flags.request_cancel(app, child.operation_id)
-        app.control.revoke(child.metadata.get("celery_task_id"))
+        stop_training(child.operation_id, child.metadata.get("celery_task_id"))
         raise PhaseError(f"Training failed: no heartbeat from the GPU worker for {stale_after:.0f} s (worker lost)")
 
 

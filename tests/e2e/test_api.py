@@ -97,3 +97,12 @@ def test_an_unreachable_database_is_a_503_without_the_password(monkeypatch) -> N
     assert response.status_code == 503
     assert "hunter2pw" not in response.text
     assert response.json()["error"].startswith("cannot reach the database at postgresql+psycopg://ktrdr:***@")
+
+
+def test_trigger_refuses_an_unknown_designer_with_422_and_claude_without_key_with_400(client, sqlite_url) -> None:
+    unknown = client.post("/api/v1/agent/trigger", json={"designer": "gpt"})
+    assert unknown.status_code == 422
+    keyless = client.post("/api/v1/agent/trigger", json={"designer": "anthropic"})
+    assert keyless.status_code == 400
+    assert keyless.json() == {"success": False, "error": "the anthropic designer needs ANTHROPIC_API_KEY"}
+    assert get_store(sqlite_url).count() == 0

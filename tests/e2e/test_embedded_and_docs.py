@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.cycle.test_cycle_stack import OPEN_GATES
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -27,17 +29,9 @@ def test_agent_run_completes_a_cycle_in_process_without_servers(tmp_path: Path) 
     # Given no Redis or Postgres settings at all (the broker URL would be refused if it were used)
     env = clean_env(KTRDR_TRAINING_EPOCHS="3", KTRDR_BROKER_URL="redis://127.0.0.1:1/0")
     # When the embedded default runs with gates that any model passes
-    gates = {
-        "TRAINING_GATE_MIN_ACCURACY": "0",
-        "TRAINING_GATE_MAX_LOSS": "100",
-        "TRAINING_GATE_MIN_LOSS_DECREASE": "-1",
-        "BACKTEST_GATE_MIN_WIN_RATE": "0",
-        "BACKTEST_GATE_MAX_DRAWDOWN": "1",
-        "BACKTEST_GATE_MIN_SHARPE": "-1000",
-    }
     done = subprocess.run(
         [str(BIN / "ktrdr"), "agent", "run", "--home", str(tmp_path / "home")],
-        env={**env, **gates},
+        env={**env, **OPEN_GATES},
         cwd=tmp_path,
         capture_output=True,
         text=True,
