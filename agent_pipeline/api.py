@@ -113,7 +113,7 @@ def trigger(body: TriggerRequest | None = None) -> JSONResponse:
 
 
 @app.get("/api/v1/agent/status", dependencies=[api])
-def agent_status() -> dict[str, Any]:
+def agent_status() -> cycle.ActiveStatus | cycle.IdleStatus:
     return cycle.status()
 
 

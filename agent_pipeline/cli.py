@@ -442,37 +442,37 @@ def agent_status(follow: bool, as_json: bool) -> None:
     store = open_store()
     state = cycle.status(store)
     if as_json:
-        click.echo(json.dumps(state, indent=2, default=str))
-    elif follow and state["status"] == "active":
-        follow_cycle(store, state["operation_id"])
+        click.echo(state.model_dump_json(indent=2))
+    elif follow and isinstance(state, cycle.ActiveStatus):
+        follow_cycle(store, state.operation_id)
     else:
         click.echo(describe_status(state))
 
 
-def describe_status(state: dict[str, Any]) -> str:
+def describe_status(state: Any) -> str:
     """The agent status as plain lines (`Status: active`, `Phase: training`, ...)."""
-    if state["status"] == "idle":
-        last = state.get("last_cycle")
+    if state.status == "idle":
+        last = state.last_cycle
         lines = ["Status: idle", "Phase: -"]
         if last:
-            lines.append(f"Last cycle: {last['operation_id']} {last['status']}")
-            if last.get("strategy_name"):
-                lines.append(f"Strategy: {last['strategy_name']}")
-            if last.get("error_message"):
-                lines.append(f"Error: {last['error_message']}")
+            lines.append(f"Last cycle: {last.operation_id} {last.status}")
+            if last.strategy_name:
+                lines.append(f"Strategy: {last.strategy_name}")
+            if last.error_message:
+                lines.append(f"Error: {last.error_message}")
         return "\n".join(lines)
-    progress = state.get("progress") or {}
-    child = state.get("child_progress") or {}
+    progress, child = state.progress, state.child_progress or {}
+    percentage = float(progress.get("percentage") or 0)
     lines = [
         "Status: active",
-        f"Operation: {state['operation_id']}",
-        f"Phase: {state['phase']}",
-        f"Progress: {float(progress.get('percentage') or 0):.0f}% {progress.get('current_step') or ''}".rstrip(),
-        f"Strategy: {state.get('strategy_name') or '-'}",
+        f"Operation: {state.operation_id}",
+        f"Phase: {state.phase}",
+        f"Progress: {percentage:.0f}% {progress.get('current_step') or ''}".rstrip(),
+        f"Strategy: {state.strategy_name or '-'}",
     ]
-    if state.get("child_operation_id"):
+    if state.child_operation_id:
         step = child.get("current_step") or ""
-        lines.append(f"Child: {state['child_operation_id']} ({state.get('child_status')}) {step}".rstrip())
+        lines.append(f"Child: {state.child_operation_id} ({state.child_status}) {step}".rstrip())
     return "\n".join(lines)
 
 

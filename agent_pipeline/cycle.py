@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from agent_pipeline.config import Settings, get_settings
 from agent_pipeline.context import CycleContext
@@ -131,7 +133,43 @@ def active_cycle(store: OperationsStore | None = None) -> Operation | None:
     return cycles[0] if cycles else None
 
 
-def status(store: OperationsStore | None = None, settings: Settings | None = None) -> dict[str, Any]:
+class LastCycle(BaseModel):
+    """The most recent cycle, shown when the agent is idle."""
+
+    operation_id: str
+    status: str
+    phase: str | None
+    strategy_name: str | None
+    error_message: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    result_summary: dict[str, Any] | None
+
+
+class IdleStatus(BaseModel):
+    """`{"status": "idle", "phase": null, "last_cycle": {...}}`."""
+
+    status: Literal["idle"] = "idle"
+    phase: None = None
+    last_cycle: LastCycle | None
+
+
+class ActiveStatus(BaseModel):
+    """The active cycle: phase, progress, strategy and the child operation doing the work."""
+
+    status: Literal["active"] = "active"
+    operation_id: str
+    phase: str
+    progress: dict[str, Any]
+    strategy_name: str | None
+    child_operation_id: str | None
+    child_progress: dict[str, Any] | None
+    child_status: str | None
+    started_at: datetime | None
+    designer: str | None
+
+
+def status(store: OperationsStore | None = None, settings: Settings | None = None) -> ActiveStatus | IdleStatus:
     """The agent's status as the API and CLI report it (active cycle, or idle with the last cycle)."""
     store = store or get_store()
     settings = settings or get_settings()
@@ -139,20 +177,19 @@ def status(store: OperationsStore | None = None, settings: Settings | None = Non
     cycle = active_cycle(store)
     if cycle is None:
         last = store.list(operation_type=OperationType.AGENT_RESEARCH, limit=1)
-        return {"status": "idle", "phase": None, "last_cycle": _last_cycle(last[0]) if last else None}
+        return IdleStatus(last_cycle=_last_cycle(last[0]) if last else None)
     child = current_child(store, cycle)
-    return {
-        "status": "active",
-        "operation_id": cycle.operation_id,
-        "phase": cycle.metadata.get("phase") or "queued",
-        "progress": cycle.progress,
-        "strategy_name": cycle.metadata.get("strategy_name"),
-        "child_operation_id": child.operation_id if child else None,
-        "child_progress": child.progress if child else None,
-        "child_status": child.status.value if child else None,
-        "started_at": cycle.started_at.isoformat() if cycle.started_at else None,
-        "designer": cycle.metadata.get("designer"),
-    }
+    return ActiveStatus(
+        operation_id=cycle.operation_id,
+        phase=cycle.metadata.get("phase") or "queued",
+        progress=cycle.progress,
+        strategy_name=cycle.metadata.get("strategy_name"),
+        child_operation_id=child.operation_id if child else None,
+        child_progress=child.progress if child else None,
+        child_status=child.status.value if child else None,
+        started_at=cycle.started_at,
+        designer=cycle.metadata.get("designer"),
+    )
 
 
 def current_child(store: OperationsStore, cycle: Operation) -> Operation | None:
@@ -163,17 +200,17 @@ def current_child(store: OperationsStore, cycle: Operation) -> Operation | None:
     return None
 
 
-def _last_cycle(cycle: Operation) -> dict[str, Any]:
-    return {
-        "operation_id": cycle.operation_id,
-        "status": cycle.status.value,
-        "phase": cycle.metadata.get("phase"),
-        "strategy_name": cycle.metadata.get("strategy_name"),
-        "error_message": cycle.error_message,
-        "created_at": cycle.created_at.isoformat(),
-        "completed_at": cycle.completed_at.isoformat() if cycle.completed_at else None,
-        "result_summary": cycle.result_summary,
-    }
+def _last_cycle(cycle: Operation) -> LastCycle:
+    return LastCycle(
+        operation_id=cycle.operation_id,
+        status=cycle.status.value,
+        phase=cycle.metadata.get("phase"),
+        strategy_name=cycle.metadata.get("strategy_name"),
+        error_message=cycle.error_message,
+        created_at=cycle.created_at,
+        completed_at=cycle.completed_at,
+        result_summary=cycle.result_summary,
+    )
 
 
 def cancel(

@@ -73,4 +73,4 @@ def test_an_unreachable_broker_fails_the_new_cycle_with_one_clear_line(store, mo
     assert str(failed.value).startswith("Cycle failed: cannot reach the task broker")
     (row,) = store.list(operation_type=OperationType.AGENT_RESEARCH)
     assert row.status == OperationStatus.FAILED
-    assert cycle.status(store)["status"] == "idle"
+    assert cycle.status(store).status == "idle"

@@ -67,7 +67,7 @@ def test_passing_cycle_runs_every_phase_and_records_its_results(make_stack, monk
 
     def done() -> Any:
         state = cycle.status()
-        phases.add(str(state.get("phase")))
+        phases.add(str(state.phase))
         return finished(operation.operation_id)()
 
     final = wait_until(done, timeout=180)
@@ -120,7 +120,7 @@ def test_training_gate_failure_fails_the_cycle_but_keeps_training_completed(make
     assert final.metadata["training_gate"]["passed"] is False
     assert "backtest_op_id" not in final.metadata
     state = cycle.status()
-    assert state["status"] == "idle" and state["last_cycle"]["status"] == "failed"
+    assert state.status == "idle" and state.last_cycle is not None and state.last_cycle.status == "failed"
 
 
 def test_bypass_gates_records_the_failure_and_goes_on(make_stack, monkeypatch) -> None:

@@ -130,7 +130,7 @@ def test_a_lost_research_worker_never_leaves_the_cycle_running(make_stack, monke
     stack.kill_worker("research")
     time.sleep(11)
     # The reconciler (run by status, trigger and worker start) fails what lost its heartbeat
-    assert cycle.status()["status"] == "idle"
+    assert cycle.status().status == "idle"
     lost = store.get(operation.operation_id)
     assert lost.status == OperationStatus.FAILED
     assert lost.error_message.startswith("Lost: no heartbeat for 10 s")
