@@ -505,35 +505,69 @@ def agent_budget(as_json: bool) -> None:
     "--home", type=click.Path(file_okay=False, path_type=Path), default=Path(".ktrdr"), show_default=True,
     envvar="KTRDR_HOME", help="Folder for the SQLite file, strategies, models and backtests.",
 )  # fmt: skip
-def agent_run(home: Path, **values: Any) -> None:
-    """Run one whole cycle in this process: no servers (SQLite, in-memory broker, in-process workers)."""
+@click.option(
+    "--cycles", type=click.IntRange(1, 1000), default=1, show_default=True,
+    help="Cycles to run one after another; each design reads the results of the ones before.",
+)  # fmt: skip
+def agent_run(home: Path, cycles: int, **values: Any) -> None:
+    """Run whole cycles in this process: no servers (SQLite, in-memory broker, in-process workers)."""
     from agent_pipeline import cycle, embedded
 
     embedded.prepare_environment(home)
     store = open_store()
+    finals: list[Operation] = []
     with embedded.embedded_worker():
-        operation = cycle.trigger(to_options(**values), store=store)
-        click.echo(f"Research cycle {operation.operation_id} (designer: {operation.metadata.get('designer')})")
-        try:
-            final = follow_cycle(store, operation.operation_id)
-        except KeyboardInterrupt:
-            # Leave no cycle `running` behind to block the next run; the training stops at its next check.
-            cycle.cancel(operation.operation_id, store=store, reason="Interrupted (Ctrl-C)")
-            click.echo(f"Cancelled {operation.operation_id}.", err=True)
-            sys.exit(130)
-    sys.exit(run_exit_code(final))
+        for number in range(1, cycles + 1):
+            operation = cycle.trigger(to_options(**values), store=store)
+            designer = operation.metadata.get("designer")
+            click.echo(f"Research cycle {number}/{cycles}: {operation.operation_id} (designer: {designer})")
+            try:
+                finals.append(follow_cycle(store, operation.operation_id))
+            except KeyboardInterrupt:
+                # Leave no cycle `running` behind to block the next run; the training stops at its next check.
+                cycle.cancel(operation.operation_id, store=store, reason="Interrupted (Ctrl-C)")
+                click.echo(f"Cancelled {operation.operation_id}.", err=True)
+                sys.exit(130)
+    if cycles > 1:
+        console().print(cycles_table(finals))
+    sys.exit(run_exit_code(finals))
 
 
 # `ktrdr agent run` exit codes: a gate rejecting a strategy is a research outcome, not a crash.
 EXIT_COMPLETED, EXIT_FAILED, EXIT_GATE_REJECTED = 0, 1, 3
 
 
-def run_exit_code(operation: Operation) -> int:
-    if operation.status == OperationStatus.COMPLETED:
+def run_exit_code(finals: Sequence[Operation]) -> int:
+    """0 when a cycle completed, 3 when every cycle was stopped by a gate, 1 otherwise."""
+    if any(op.status == OperationStatus.COMPLETED for op in finals):
         return EXIT_COMPLETED
-    if " gate failed: " in (operation.error_message or ""):
+    if finals and all(" gate failed: " in (op.error_message or "") for op in finals):
         return EXIT_GATE_REJECTED
     return EXIT_FAILED
+
+
+def cycles_table(finals: Sequence[Operation]) -> Any:
+    """One line per cycle of a multi-cycle run: what was tried and how it ended."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Research cycles", title_justify="left")
+    for header in ("#", "Cycle", "Strategy", "Accuracy", "Return", "Buy & hold", "Outcome"):
+        table.add_column(header)
+    for number, op in enumerate(finals, 1):
+        training = op.metadata.get("training_result") or {}
+        backtest = op.metadata.get("backtest_result") or {}
+        outcome = op.status.value if op.status == OperationStatus.COMPLETED else (op.error_message or op.status.value)
+        table.add_row(
+            str(number),
+            op.operation_id,
+            str(op.metadata.get("strategy_name") or "-"),
+            pct(training.get("accuracy")),
+            pct(backtest.get("total_return")),
+            pct(backtest.get("buy_and_hold_return")),
+            Text(truncate(outcome, 70), style=STATUS_STYLES[op.status]),
+        )
+    return table
 
 
 def follow_cycle(store: OperationsStore, operation_id: str) -> Operation:
@@ -595,6 +629,16 @@ def num(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}" if isinstance(value, int | float) else "-"
 
 
+def gate_row(meta: dict[str, Any], key: str, label: str) -> list[tuple[str, str]]:
+    """`passed`, `failed: <reason>` or `bypassed: <reason>` for one gate, if it ran."""
+    gate = meta.get(key)
+    if not gate:
+        return []
+    if gate.get("passed"):
+        return [(label, "passed")]
+    return [(label, f"{'bypassed' if gate.get('bypassed') else 'failed'}: {gate.get('reason')}")]
+
+
 def report_rows(operation: Operation) -> list[tuple[str, str]]:
     meta = operation.metadata
     rows = [("Strategy", f"{meta.get('strategy_name') or '-'}  (designer: {meta.get('designer') or '-'})")]
@@ -606,11 +650,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
             f"loss {num(training.get('initial_loss'))} -> {num(training.get('final_loss'))}, "
             f"{training.get('epochs_run', '-')} epochs on {training.get('device', '-')}",
         ))  # fmt: skip
-    for key, label in (("training_gate", "Training gate"), ("backtest_gate", "Backtest gate")):
-        gate = meta.get(key)
-        if gate:
-            verdict = "passed" if gate.get("passed") else ("bypassed" if gate.get("bypassed") else "failed")
-            rows.append((label, f"{verdict}: {gate.get('reason')}"))
+    rows += gate_row(meta, "training_gate", "Training gate")
     backtest = meta.get("backtest_result")
     if backtest:
         rows.append((
@@ -619,6 +659,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
             f"Sharpe {num(backtest.get('sharpe_ratio'), 2)}, max drawdown {pct(backtest.get('max_drawdown'))}, "
             f"win rate {pct(backtest.get('win_rate'))}, {backtest.get('num_trades', '-')} trades",
         ))  # fmt: skip
+    rows += gate_row(meta, "backtest_gate", "Backtest gate")
     assessment = meta.get("assessment")
     if assessment:
         rows.append(("Assessment", str(assessment.get("verdict"))))
@@ -629,7 +670,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
         if " gate failed: " in operation.error_message:
             rows.append(("Next", "run again: the designer reads this failure; --bypass-gates shows every phase"))
     for key, label in (
-        ("strategy_path", "Strategy file"), ("model_path", "Model"), ("backtest_dir", "Backtest"),
+        ("strategy_path", "Strategy file"), ("model_path", "Model"), ("backtest_dir", "Backtest files"),
         ("assessment_path", "Assessment file"),
     ):  # fmt: skip
         if meta.get(key):

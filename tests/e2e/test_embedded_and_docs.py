@@ -91,3 +91,25 @@ def test_data_list_shows_the_bundled_series_on_a_fresh_machine(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     for symbol, timeframe, bars in (("EURUSD", "1h", "6225"), ("SP500", "1d", "5031"), ("NASDAQ", "1d", "5031")):
         assert re.search(rf"{symbol}\s.*{timeframe}\s.*{bars}", done.stdout), symbol
+
+
+def test_agent_run_cycles_learns_from_the_cycle_before(tmp_path: Path) -> None:
+    # Given gates no model passes, so every cycle ends with a gate failure for the designer to read
+    env = clean_env(KTRDR_TRAINING_EPOCHS="2", TRAINING_GATE_MIN_ACCURACY="0.99")
+    done = subprocess.run(
+        [str(BIN / "ktrdr"), "agent", "run", "--cycles", "2", "--home", str(tmp_path / "home")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # Then both cycles ran, the summary lists them, and the second design differs from the first
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Research cycle 1/2" in done.stdout and "Research cycle 2/2" in done.stdout
+    assert "Research cycles" in done.stdout
+    strategies = sorted((tmp_path / "home" / "strategies").glob("*.yaml"))
+    assert len(strategies) == 2
+    first, second = (path.read_text() for path in strategies)
+    assert first != second
