@@ -106,3 +106,11 @@ def _prepare_research_worker(sender: str, instance: Any, **_: Any) -> None:
     store = get_store()
     store.upgrade()
     store.reconcile_stale(stale_after=get_settings().heartbeat_stale_after)
+
+
+@signals.worker_process_init.connect
+def _fresh_database_connections(**_: Any) -> None:
+    """Prefork children start without the parent's database connections (opened by the start-up upgrade)."""
+    from agent_pipeline.operations import forget_inherited_connections
+
+    forget_inherited_connections()

@@ -519,3 +519,13 @@ def get_store(url: str | None = None) -> OperationsStore:
         if url not in _stores:
             _stores[url] = OperationsStore(url)
         return _stores[url]
+
+
+def forget_inherited_connections() -> None:
+    """Drop pooled connections inherited across a fork (without closing the parent's sockets).
+
+    SQLAlchemy's documented rule for multiprocessing: a forked child must not reuse its parent's connections.
+    """
+    with _stores_lock:
+        for store in _stores.values():
+            store.engine.dispose(close=False)
