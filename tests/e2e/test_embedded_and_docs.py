@@ -25,19 +25,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
+def ktrdr(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the installed `ktrdr` script as a user would."""
+    return subprocess.run(
+        [str(BIN / "ktrdr"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def test_agent_run_completes_a_cycle_in_process_without_servers(tmp_path: Path) -> None:
     # Given no Redis or Postgres settings at all (the broker URL would be refused if it were used)
     env = clean_env(KTRDR_TRAINING_EPOCHS="3", KTRDR_BROKER_URL="redis://127.0.0.1:1/0")
     # When the embedded default runs with gates that any model passes
-    done = subprocess.run(
-        [str(BIN / "ktrdr"), "agent", "run", "--home", str(tmp_path / "home")],
-        env={**env, **OPEN_GATES},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = ktrdr("agent", "run", "--home", str(tmp_path / "home"), env={**env, **OPEN_GATES}, cwd=tmp_path)
     # Then the whole cycle completes and its report names every phase's outcome and artifact
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -51,15 +50,7 @@ def test_agent_run_completes_a_cycle_in_process_without_servers(tmp_path: Path) 
 
 def test_agent_run_exits_3_when_a_gate_rejects_the_strategy(tmp_path: Path) -> None:
     env = clean_env(KTRDR_TRAINING_EPOCHS="2", TRAINING_GATE_MIN_ACCURACY="0.99")
-    done = subprocess.run(
-        [str(BIN / "ktrdr"), "agent", "run", "--home", str(tmp_path / "home")],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = ktrdr("agent", "run", "--home", str(tmp_path / "home"), env=env, cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "Training gate failed: accuracy_below_threshold" in done.stdout
 
@@ -79,15 +70,7 @@ def test_readme_python_snippet_trains_and_backtests_the_example(tmp_path: Path) 
 
 
 def test_data_list_shows_the_bundled_series_on_a_fresh_machine(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [str(BIN / "ktrdr"), "data", "list"],
-        cwd=tmp_path,
-        env=clean_env(KTRDR_HOME=str(tmp_path / "fresh")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = ktrdr("data", "list", env=clean_env(KTRDR_HOME=str(tmp_path / "fresh")), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     for symbol, timeframe, bars in (("EURUSD", "1h", "6225"), ("SP500", "1d", "5031"), ("NASDAQ", "1d", "5031")):
         assert re.search(rf"{symbol}\s.*{timeframe}\s.*{bars}", done.stdout), symbol
@@ -96,15 +79,7 @@ def test_data_list_shows_the_bundled_series_on_a_fresh_machine(tmp_path: Path) -
 def test_agent_run_cycles_learns_from_the_cycle_before(tmp_path: Path) -> None:
     # Given gates no model passes, so every cycle ends with a gate failure for the designer to read
     env = clean_env(KTRDR_TRAINING_EPOCHS="2", TRAINING_GATE_MIN_ACCURACY="0.99")
-    done = subprocess.run(
-        [str(BIN / "ktrdr"), "agent", "run", "--cycles", "2", "--home", str(tmp_path / "home")],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = ktrdr("agent", "run", "--cycles", "2", "--home", str(tmp_path / "home"), env=env, cwd=tmp_path)
     # Then both cycles ran, the summary lists them, and the second design differs from the first
     assert done.returncode == 3, done.stdout + done.stderr
     assert "Research cycle 1/2" in done.stdout and "Research cycle 2/2" in done.stdout
