@@ -416,12 +416,20 @@ def to_options(**values: Any) -> Any:
 @agent.command("trigger")
 @cycle_options
 @click.option("--follow", is_flag=True, help="Show live progress until the cycle ends, then its report.")
+@click.option(
+    "--cycles", type=click.IntRange(1, 100_000), default=1, show_default=True,
+    help="Run this many cycles one after another (implies --follow); each design reads the ones before.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
-def agent_trigger(follow: bool, as_json: bool, **values: Any) -> None:
+def agent_trigger(follow: bool, cycles: int, as_json: bool, **values: Any) -> None:
     """Start a research cycle on the workers (design, train, gates, backtest, assess)."""
     from agent_pipeline import cycle
 
     store = open_store()
+    if cycles > 1:
+        finals = run_cycles(store, to_options(**values), cycles)
+        console().print(cycles_table(finals))
+        return
     operation = cycle.trigger(to_options(**values), store=store)
     if as_json:
         click.echo(json.dumps({"triggered": True, "operation_id": operation.operation_id}))
@@ -430,6 +438,25 @@ def agent_trigger(follow: bool, as_json: bool, **values: Any) -> None:
         click.echo(f"Triggered research cycle {operation.operation_id} (designer: {designer})")
     if follow:
         follow_cycle(store, operation.operation_id)
+
+
+def run_cycles(store: OperationsStore, options: Any, cycles: int) -> list[Operation]:
+    """Trigger and follow `cycles` cycles one after another; Ctrl-C cancels the one running and stops."""
+    from agent_pipeline import cycle
+
+    finals: list[Operation] = []
+    for number in range(1, cycles + 1):
+        operation = cycle.trigger(options, store=store)
+        designer = operation.metadata.get("designer")
+        click.echo(f"Research cycle {number}/{cycles}: {operation.operation_id} (designer: {designer})")
+        try:
+            finals.append(follow_cycle(store, operation.operation_id))
+        except KeyboardInterrupt:
+            # Leave no cycle `running` behind to block the next run; the training stops at its next check.
+            cycle.cancel(operation.operation_id, store=store, reason="Interrupted (Ctrl-C)")
+            click.echo(f"Cancelled {operation.operation_id}.", err=True)
+            sys.exit(130)
+    return finals
 
 
 @agent.command("status")
@@ -511,23 +538,12 @@ def agent_budget(as_json: bool) -> None:
 )  # fmt: skip
 def agent_run(home: Path, cycles: int, **values: Any) -> None:
     """Run whole cycles in this process: no servers (SQLite, in-memory broker, in-process workers)."""
-    from agent_pipeline import cycle, embedded
+    from agent_pipeline import embedded
 
     embedded.prepare_environment(home)
     store = open_store()
-    finals: list[Operation] = []
     with embedded.embedded_worker():
-        for number in range(1, cycles + 1):
-            operation = cycle.trigger(to_options(**values), store=store)
-            designer = operation.metadata.get("designer")
-            click.echo(f"Research cycle {number}/{cycles}: {operation.operation_id} (designer: {designer})")
-            try:
-                finals.append(follow_cycle(store, operation.operation_id))
-            except KeyboardInterrupt:
-                # Leave no cycle `running` behind to block the next run; the training stops at its next check.
-                cycle.cancel(operation.operation_id, store=store, reason="Interrupted (Ctrl-C)")
-                click.echo(f"Cancelled {operation.operation_id}.", err=True)
-                sys.exit(130)
+        finals = run_cycles(store, to_options(**values), cycles)
     if cycles > 1:
         console().print(cycles_table(finals))
     sys.exit(run_exit_code(finals))

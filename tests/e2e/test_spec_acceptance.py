@@ -215,3 +215,21 @@ def test_api_errors_are_one_line_and_4xx(api_stack) -> None:
     assert status == 404 and body["error"] == "no active research cycle to cancel"
     status, body = _get(f"{base}/api/v1/agent/status")
     assert status == 200 and body == {"status": "idle", "phase": None, "last_cycle": None}
+
+
+def test_trigger_cycles_runs_cycles_back_to_back_on_the_workers(make_stack, monkeypatch) -> None:
+    from agent_pipeline.operations import OperationType, get_store
+
+    stack = start_stack(make_stack, monkeypatch, TRAINING_GATE_MIN_ACCURACY="0.99", **QUICK)
+    done = subprocess.run(
+        [str(BIN / "ktrdr"), "agent", "trigger", "--cycles", "2"],
+        env=ktrdr_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Research cycle 2/2" in done.stdout and "Research cycles" in done.stdout
+    cycles = get_store().list(operation_type=OperationType.AGENT_RESEARCH)
+    assert len(cycles) == 2 and all(c.status.is_finished for c in cycles)
