@@ -15,14 +15,23 @@ Each design:
 Labels and fuzzy sets are scaled by the series' typical move per bar (`bar_volatility`: measured values
 for the bundled series, else a per-timeframe table with a smaller move for currency pairs). The ZigZag
 threshold is `k * volatility * sqrt(lookahead)` with k in LABEL_K, which keeps every class (SELL / HOLD /
-BUY) at 14-66% of the training rows. SELL/HOLD/BUY shares measured on the bundled data (training split)
-at the corners of the label space (lookahead 10 or 30, k 0.65 or 0.9):
+BUY) at 12-72% of the training rows. SELL/HOLD/BUY shares measured on the bundled data (training split)
+at the corners of the label space (lookahead 10 or 30, k 0.8 or 1.0):
 
-| series | volatility | 10, 0.65 | 10, 0.9 | 30, 0.65 | 30, 0.9 |
+| series | volatility | 10, 0.8 | 10, 1.0 | 30, 0.8 | 30, 1.0 |
 |---|---|---|---|---|---|
-| EURUSD 1h | 0.00095 | 29/40/31% | 18/59/23% | 34/25/41% | 23/44/34% |
-| SP500 1d | 0.0134 | 29/45/26% | 19/66/15% | 31/40/29% | 20/64/16% |
-| NASDAQ 1d | 0.018 | 28/42/30% | 20/61/19% | 30/35/34% | 20/59/21% |
+| EURUSD 1h | 0.00095 | 22/52/26% | 16/64/20% | 27/36/37% | 19/51/30% |
+| SP500 1d | 0.0134 | 22/60/18% | 16/72/12% | 24/56/20% | 17/71/12% |
+| NASDAQ 1d | 0.018 | 23/54/23% | 17/67/15% | 24/51/25% | 17/67/16% |
+
+HOLD is the plurality on purpose: with HOLD at roughly half to two thirds of the rows the model learns the
+volatility regime (calm -> HOLD) and so a validation loss well under the prior's, and a BUY or SELL it does
+predict is a real swing call. The backtester acts on every BUY/SELL whose top probability clears
+`confidence_threshold` and keeps the position on HOLD, so fresh strategies draw a low threshold (CONFIDENCE,
+just above 1/3, the floor for three classes): with a threshold of 0.5 or more a HOLD-heavy model rarely
+acts at all (no trades, win rate 0), while a low one turns its swing calls into trades. Measured with
+empty memory on the bundled data (first proposal, seeds 0..99): both gates 31/100 (17/100 with k in
+0.65-0.9 and thresholds 0.4-0.6), training gate 68/100 (54/100), median trades per backtest 9.5 (1).
 
 Every fresh strategy holds one ATR (volatility regime: with a fixed threshold, calm periods are HOLD,
 volatile ones BUY/SELL, the most learnable part of the labels) plus one to three oscillators or rate of
@@ -89,10 +98,13 @@ CURRENCIES = frozenset(["USD", "EUR", "JPY", "GBP", "CHF", "AUD", "CAD", "NZD", 
 # Measured on the bundled data (standard deviation of 1-bar log returns over the 70% training split).
 MEASURED = {("EURUSD", "1h"): 0.00095, ("SP500", "1d"): 0.0134, ("NASDAQ", "1d"): 0.018}
 # ZigZag threshold in units of volatility * sqrt(lookahead): below ~0.5 HOLD vanishes, above ~1.1 it
-# swamps BUY and SELL (see the table in the module docstring).
-LABEL_K = (0.65, 0.9)
+# swamps BUY and SELL (under 10% each on SP500 1d; see the table in the module docstring).
+LABEL_K = (0.8, 1.0)
 # Lookaheads drawn for a fresh strategy; longer windows give the volatility regime more to work with.
 LOOKAHEADS = (10, 12, 16, 20, 24, 30)
+# Backtest confidence thresholds drawn for a fresh strategy: just above 1/3, so the model's swing calls
+# become trades (see the module docstring).
+CONFIDENCE = (0.34, 0.45)
 # Bar length in hours, for the series weights of fresh draws.
 HOURS = {"1m": 1 / 60, "5m": 5 / 60, "15m": 0.25, "30m": 0.5, "1h": 1, "4h": 4, "1d": 24, "1w": 120}
 
@@ -195,7 +207,7 @@ class _Search:
             "model": self._model(),
             "labels": self._labels(series.symbol, series.timeframe),
             "training": self._training(),
-            "backtest": {"confidence_threshold": round(self.rng.uniform(0.4, 0.6), 3)},
+            "backtest": {"confidence_threshold": round(self.rng.uniform(*CONFIDENCE), 3)},
         }
 
     def _indicator(self, kind: str) -> dict[str, Any]:
@@ -260,7 +272,7 @@ class _Search:
         threshold = labels.get("zigzag_threshold", 0.01) * self.rng.uniform(0.7, 1.4)
         # Stay in the band of balanced classes (a Claude-designed parent may sit outside it).
         scale = bar_volatility(str(document.get("symbol")), str(document.get("timeframe"))) * math.sqrt(lookahead)
-        low, high = 0.5 * LABEL_K[0] * scale, 1.25 * LABEL_K[1] * scale
+        low, high = 0.5 * LABEL_K[0] * scale, 1.1 * LABEL_K[1] * scale
         labels["zigzag_threshold"] = _clamp_threshold(min(high, max(low, threshold)))
         labels["lookahead"] = lookahead
 

@@ -158,3 +158,17 @@ def test_proposed_labels_keep_every_class_at_10_percent_of_training_rows_on_the_
             counts = Counter(y_train.tolist())
             shares = [counts.get(label, 0) / len(y_train) for label in (0, 1, 2)]
             assert min(shares) >= 0.10, (strategy.name, strategy.labels, shares)
+
+
+def test_fresh_strategies_act_on_their_swing_calls_with_a_low_confidence_threshold() -> None:
+    # Given fresh proposals (empty memory) for many seeds
+    from agent_pipeline.llm.designers.offline import CONFIDENCE, LABEL_K, bar_volatility
+
+    for seed in range(50):
+        strategy = design(seed).strategy
+        # Then the backtest acts on BUY/SELL calls just above the three-class floor of 1/3
+        assert 1 / 3 < CONFIDENCE[0] <= strategy.backtest.confidence_threshold <= CONFIDENCE[1] < 0.5
+        # And the ZigZag threshold sits in the HOLD-plurality band k * volatility * sqrt(lookahead)
+        scale = bar_volatility(strategy.symbol, strategy.timeframe) * math.sqrt(strategy.labels.lookahead)
+        k = strategy.labels.zigzag_threshold / scale
+        assert LABEL_K[0] * 0.99 <= k <= LABEL_K[1] * 1.01, (strategy.name, k)
