@@ -9,7 +9,7 @@ Each design:
    by backtest Sharpe, then training accuracy); otherwise it draws a fresh strategy;
 3. steers away from gate failures: label settings (ZigZag threshold, lookahead) and indicator mixes of
    cycles that failed `accuracy_below_threshold` are avoided; loss failures raise the learning rate,
-   epochs and lower dropout; backtest failures raise the confidence threshold;
+   epochs and lower dropout; backtest failures move the confidence threshold to the top of its range (below 0.5);
 4. validates with `parse_strategy` and retries until the document is valid and new.
 
 Labels and fuzzy sets are scaled by the series' typical move per bar (`bar_volatility`: measured values
@@ -295,7 +295,9 @@ class _Search:
             model["dropout"] = round(min(model.get("dropout", 0.2), 0.1), 3)
         if self.failures["win_rate_too_low"] + self.failures["sharpe_too_low"] + self.failures["drawdown_too_high"]:
             backtest = document.setdefault("backtest", {})
-            backtest["confidence_threshold"] = round(max(backtest.get("confidence_threshold", 0.4), 0.5), 3)
+            # More selective, but below 0.5: above it a HOLD-heavy model stops trading and the win rate is 0.
+            middle = (CONFIDENCE[0] + CONFIDENCE[1]) / 2
+            backtest["confidence_threshold"] = round(self.rng.uniform(middle, CONFIDENCE[1]), 3)
         move = bar_volatility(str(document["symbol"]), str(document["timeframe"]))
         document["fuzzy_sets"] = {_feature_id(i): self._fuzzy_sets(i, move) for i in document["indicators"]}
 

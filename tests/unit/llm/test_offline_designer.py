@@ -172,3 +172,19 @@ def test_fresh_strategies_act_on_their_swing_calls_with_a_low_confidence_thresho
         scale = bar_volatility(strategy.symbol, strategy.timeframe) * math.sqrt(strategy.labels.lookahead)
         k = strategy.labels.zigzag_threshold / scale
         assert LABEL_K[0] * 0.99 <= k <= LABEL_K[1] * 1.01, (strategy.name, k)
+
+
+def test_after_backtest_gate_failures_the_threshold_gets_more_selective_but_still_trades() -> None:
+    message = "Backtest gate failed: win_rate_too_low (25% < 45%)"
+    memory = ResearchMemory(
+        tuple(
+            PastCycle(f"op_{i}", datetime(2026, 1, 1, tzinfo=UTC), "failed", f"weak_{i}", FAILING, message)
+            for i in range(4)
+        )
+    )
+    from agent_pipeline.llm.designers.offline import CONFIDENCE
+
+    middle = (CONFIDENCE[0] + CONFIDENCE[1]) / 2
+    for seed in range(20):
+        threshold = design(seed, memory).strategy.backtest.confidence_threshold
+        assert middle <= threshold <= CONFIDENCE[1] < 0.5
