@@ -641,6 +641,10 @@ def pct(value: Any) -> str:
     return f"{float(value):.1%}" if isinstance(value, int | float) else "-"
 
 
+def plural(count: Any, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count if count is not None else '-'} {noun}s"
+
+
 def num(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}" if isinstance(value, int | float) else "-"
 
@@ -673,7 +677,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
             "Backtest",
             f"return {pct(backtest.get('total_return'))} vs buy-and-hold {pct(backtest.get('buy_and_hold_return'))}, "
             f"Sharpe {num(backtest.get('sharpe_ratio'), 2)}, max drawdown {pct(backtest.get('max_drawdown'))}, "
-            f"win rate {pct(backtest.get('win_rate'))}, {backtest.get('num_trades', '-')} trades",
+            f"win rate {pct(backtest.get('win_rate'))}, {plural(backtest.get('num_trades'), 'trade')}",
         ))  # fmt: skip
     rows += gate_row(meta, "backtest_gate", "Backtest gate")
     assessment = meta.get("assessment")
