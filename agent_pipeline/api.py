@@ -9,10 +9,10 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
 
 from agent_pipeline import cycle
 from agent_pipeline.config import get_settings
+from agent_pipeline.context import CycleOptions
 from agent_pipeline.errors import (
     BrokerUnavailableError,
     BudgetExhaustedError,
@@ -39,14 +39,10 @@ STATUS_OF: dict[type[KtrdrError], int] = {
 }
 
 
-class TriggerRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TriggerRequest(CycleOptions):
+    """The trigger's body: the cycle options, with the designer spelled out for OpenAPI."""
 
-    bypass_gates: bool = False
     designer: Literal["auto", "anthropic", "offline"] | None = None
-    model: str | None = None
-    symbol: str | None = None
-    timeframe: str | None = None
 
 
 @asynccontextmanager
@@ -100,7 +96,7 @@ def health() -> dict[str, Any]:
 
 @app.post("/api/v1/agent/trigger", status_code=202, dependencies=[api])
 def trigger(body: TriggerRequest | None = None) -> JSONResponse:
-    options = cycle.CycleOptions(**(body or TriggerRequest()).model_dump())
+    options = body or TriggerRequest()
     try:
         operation = cycle.trigger(options)
     except (CapacityError, BudgetExhaustedError) as exc:

@@ -401,16 +401,9 @@ def cycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def to_options(**values: Any) -> Any:
-    from agent_pipeline.cycle import CycleOptions
+    from agent_pipeline.context import CycleOptions
 
-    designer = values.get("designer")
-    return CycleOptions(
-        bypass_gates=bool(values.get("bypass_gates")),
-        designer=None if designer in (None, "auto") else designer,
-        model=values.get("model"),
-        symbol=values.get("symbol"),
-        timeframe=values.get("timeframe"),
-    )
+    return CycleOptions(bypass_gates=bool(values.pop("bypass_gates", False)), **values)
 
 
 @agent.command("trigger")

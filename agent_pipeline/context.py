@@ -14,18 +14,23 @@ class Phase(enum.StrEnum):
     ASSESSING = "assessing"
 
 
-class CycleContext(BaseModel):
-    """The message every phase task receives and returns.
-
-    It stays small on purpose: results live in the cycle's row (the source of truth), so a redelivered or
-    duplicated task reads what is already done instead of trusting a stale message.
-    """
+class CycleOptions(BaseModel):
+    """What a user may choose when triggering a cycle (the CLI's options, the API's request body)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cycle_id: str
     bypass_gates: bool = False
     designer: str | None = None
     model: str | None = None
     symbol: str | None = None
     timeframe: str | None = None
+
+
+class CycleContext(CycleOptions):
+    """The message every phase task receives and returns: the cycle's id and its options.
+
+    It stays small on purpose: results live in the cycle's row (the source of truth), so a redelivered or
+    duplicated task reads what is already done instead of trusting a stale message.
+    """
+
+    cycle_id: str

@@ -6,15 +6,19 @@ The faces (CLI, API, embedded runner) call these; they never build chains or imp
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from agent_pipeline.config import Settings, get_settings
-from agent_pipeline.context import CycleContext
-from agent_pipeline.errors import BrokerUnavailableError, InvalidOptionError, OperationNotFoundError
+from agent_pipeline.context import CycleContext, CycleOptions
+from agent_pipeline.errors import (
+    BrokerUnavailableError,
+    ConfigurationError,
+    InvalidOptionError,
+    OperationNotFoundError,
+)
 from agent_pipeline.logs import operation_context, redact
 from agent_pipeline.operations import (
     ACTIVE,
@@ -29,17 +33,6 @@ logger = logging.getLogger(__name__)
 
 # Metadata keys of the cycle's children, in the order the phases create them.
 CHILD_KEYS = ("design_op_id", "training_op_id", "backtest_op_id", "assessment_op_id")
-
-
-@dataclass(frozen=True)
-class CycleOptions:
-    """What a user may choose when triggering a cycle."""
-
-    bypass_gates: bool = False
-    designer: str | None = None
-    model: str | None = None
-    symbol: str | None = None
-    timeframe: str | None = None
 
 
 def build_cycle(context: CycleContext) -> Any:
@@ -78,9 +71,8 @@ def trigger(
     store = store or get_store()
     settings = settings or get_settings()
     reconcile(store, settings)
-    _check_designer(options, settings)
+    designer = _check_designer(options, settings)
     _check_budget(store, settings)
-    designer = options.designer if options.designer not in (None, "auto") else settings.effective_designer
     metadata = {
         "phase": None,
         "designer": designer,
@@ -88,7 +80,7 @@ def trigger(
         "model": options.model or settings.model,
     }
     cycle = store.create_cycle(max_active=settings.max_concurrent_cycles, metadata=metadata)
-    context = CycleContext(cycle_id=cycle.operation_id, **{**options.__dict__, "designer": designer})
+    context = CycleContext(**{**options.model_dump(), "designer": designer}, cycle_id=cycle.operation_id)
     with operation_context(cycle.operation_id):
         _send(store, context)
     return store.get(cycle.operation_id)
@@ -106,12 +98,18 @@ def spent_today(store: OperationsStore | None = None) -> float:
     return (store or get_store()).spend_since(midnight)
 
 
-def _check_designer(options: CycleOptions, settings: Settings) -> None:
-    """Refuse, before any row exists, a designer that cannot run (unknown name, Claude without a key)."""
-    if options.designer not in (None, "auto", "anthropic", "offline"):
-        raise InvalidOptionError(f"unknown designer {options.designer!r}: use auto, anthropic or offline")
-    if options.designer == "anthropic" and settings.anthropic_api_key is None:
-        raise InvalidOptionError("the anthropic designer needs ANTHROPIC_API_KEY")
+def _check_designer(options: CycleOptions, settings: Settings) -> str:
+    """The designer the cycle will use; refused before any row exists if it cannot run.
+
+    Raises:
+        InvalidOptionError: unknown name, or Claude without an API key.
+    """
+    from agent_pipeline.llm.choice import choose
+
+    try:
+        return choose(settings, options.designer, role="designer")
+    except ConfigurationError as exc:
+        raise InvalidOptionError(str(exc)) from None
 
 
 def _send(store: OperationsStore, context: CycleContext) -> None:

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_pipeline.engine.strategy import Strategy
-from agent_pipeline.errors import ConfigurationError
+from agent_pipeline.llm.choice import choose
 from agent_pipeline.llm.cost import Usage
 
 if TYPE_CHECKING:
     from agent_pipeline.config import Settings
 
-ASSESSORS = ("anthropic", "offline")
 VERDICTS = ("promising", "mediocre", "poor")
 ASSESSMENT_FILE = "assessment.json"
 
@@ -88,18 +87,14 @@ def get_assessor(settings: Settings, name: str | None = None) -> Assessor:
     Raises:
         ConfigurationError: unknown name, or `anthropic` without `ANTHROPIC_API_KEY`.
     """
-    chosen = name or settings.effective_designer
+    chosen = choose(settings, name, role="assessor")
     if chosen == "anthropic":
-        if settings.anthropic_api_key is None or not settings.anthropic_api_key.get_secret_value():
-            raise ConfigurationError("the anthropic assessor needs ANTHROPIC_API_KEY")
         from agent_pipeline.llm.assessors.anthropic import AnthropicAssessor
 
         return AnthropicAssessor(settings)
-    if chosen == "offline":
-        from agent_pipeline.llm.assessors.offline import OfflineAssessor
+    from agent_pipeline.llm.assessors.offline import OfflineAssessor
 
-        return OfflineAssessor()
-    raise ConfigurationError(f"unknown assessor {chosen!r}: must be one of {', '.join(ASSESSORS)}")
+    return OfflineAssessor()
 
 
 def save_assessment(outcome: AssessmentOutcome, path: Path) -> Path:

@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.engine.strategy import Strategy, save_strategy
-from agent_pipeline.errors import ConfigurationError
 from agent_pipeline.llm.catalogue import DataSeries
+from agent_pipeline.llm.choice import choose
 from agent_pipeline.llm.cost import Usage
 from agent_pipeline.llm.memory import ResearchMemory
 
 if TYPE_CHECKING:
     from agent_pipeline.config import Settings
-
-DESIGNERS = ("anthropic", "offline")
 
 
 @dataclass(frozen=True)
@@ -77,18 +75,14 @@ def get_designer(settings: Settings, name: str | None = None) -> Designer:
     Raises:
         ConfigurationError: unknown name, or `anthropic` without `ANTHROPIC_API_KEY`.
     """
-    chosen = name or settings.effective_designer
+    chosen = choose(settings, name, role="designer")
     if chosen == "anthropic":
-        if settings.anthropic_api_key is None or not settings.anthropic_api_key.get_secret_value():
-            raise ConfigurationError("the anthropic designer needs ANTHROPIC_API_KEY")
         from agent_pipeline.llm.designers.anthropic import AnthropicDesigner
 
         return AnthropicDesigner(settings)
-    if chosen == "offline":
-        from agent_pipeline.llm.designers.offline import OfflineDesigner
+    from agent_pipeline.llm.designers.offline import OfflineDesigner
 
-        return OfflineDesigner(seed=settings.seed)
-    raise ConfigurationError(f"unknown designer {chosen!r}: must be one of {', '.join(DESIGNERS)}")
+    return OfflineDesigner(seed=settings.seed)
 
 
 def save_design(outcome: DesignOutcome, folder: Path, *, now: datetime | None = None) -> Path:
