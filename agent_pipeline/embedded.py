@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from agent_pipeline.config import get_settings, reset_settings
-from agent_pipeline.operations import Operation, get_store
 
 # Settings the embedded run forces (the user's own DATABASE_URL etc. are for the full stack).
 EMBEDDED_ENV = {
@@ -65,14 +63,3 @@ def embedded_worker() -> Iterator[Any]:
         state.should_terminate = 0
         thread.join(30)
         state.should_terminate = None
-
-
-def wait_for(operation_id: str, on_update: Callable[[Operation], None], *, interval: float = 0.5) -> Operation:
-    """Poll the operation until it finishes, calling `on_update` with each fresh read."""
-    store = get_store()
-    while True:
-        operation = store.get(operation_id)
-        on_update(operation)
-        if operation.status.is_finished:
-            return operation
-        time.sleep(interval)
