@@ -8,7 +8,7 @@ from typing import Any
 from agent_pipeline.celery_app import app
 from agent_pipeline.context import CycleContext, Phase
 from agent_pipeline.operations import OperationsStore, OperationType, get_store
-from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, run_child, settings
+from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child
 
 
 @app.task(
@@ -38,7 +38,7 @@ def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
 
     meta = store.get(context.cycle_id).metadata
     strategy_path = Path(meta["strategy_path"])
-    assessor = get_assessor(settings(), context.designer)
+    assessor = get_assessor(llm_settings(context), context.designer)
     outcome = assessor.assess(
         strategy=load_strategy(strategy_path),
         training_result=meta.get("training_result") or {},

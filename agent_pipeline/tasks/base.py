@@ -157,6 +157,12 @@ def settings() -> Settings:
     return get_settings()
 
 
+def llm_settings(context: CycleContext) -> Settings:
+    """The settings the designer and assessor use: the trigger's `--model` overrides KTRDR_MODEL."""
+    config = get_settings()
+    return config.model_copy(update={"model": context.model}) if context.model else config
+
+
 def absolute(path: Path | str) -> str:
     """Paths go into rows absolute, so every process reads the same file whatever its working directory."""
     return str(Path(path).resolve())

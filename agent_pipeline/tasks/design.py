@@ -11,7 +11,7 @@ import yaml
 from agent_pipeline.celery_app import app
 from agent_pipeline.context import CycleContext, Phase
 from agent_pipeline.operations import FINISHED, OperationsStore, OperationType, get_store
-from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, run_child, settings
+from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings
 
 # How many past cycles the designer's memory reads.
 MEMORY_CYCLES = 50
@@ -43,7 +43,7 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
         DataSeries(symbol=d.symbol, timeframe=d.timeframe, start=d.start, end=d.end, bars=d.bars)
         for d in list_datasets(config.data_dir)
     ]
-    designer = get_designer(config, context.designer)
+    designer = get_designer(llm_settings(context), context.designer)
     outcome = designer.design(
         memory=research_memory(store, exclude=context.cycle_id),
         catalogue=catalogue,

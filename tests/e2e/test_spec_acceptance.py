@@ -233,3 +233,21 @@ def test_trigger_cycles_runs_cycles_back_to_back_on_the_workers(make_stack, monk
     assert "Research cycle 2/2" in done.stdout and "Research cycles" in done.stdout
     cycles = get_store().list(operation_type=OperationType.AGENT_RESEARCH)
     assert len(cycles) == 2 and all(c.status.is_finished for c in cycles)
+
+
+def test_the_triggers_model_reaches_the_designer_and_the_assessor(api_stack) -> None:
+    from agent_pipeline.llm.claude import resolve_model
+
+    _stack, fake, base = api_stack
+    request = urllib.request.Request(
+        f"{base}/api/v1/agent/trigger",
+        data=json.dumps({"model": "haiku"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        cycle_id = json.loads(response.read())["operation_id"]
+    wait_until(lambda: _get(f"{base}/api/v1/operations/{cycle_id}")[1]["data"]["status"] == "completed", timeout=120)
+    models = {body["model"] for body in fake.bodies}
+    assert models == {resolve_model("haiku")}
+    assert len(fake.bodies) >= 2  # one design, one assessment
