@@ -59,22 +59,34 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'operations.db'}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A SQLAlchemy URL of a fresh, uniquely named Postgres database, dropped after the test."""
+def create_database(prefix: str = "ktrdr_test") -> str:
+    """Create a fresh, uniquely named Postgres database and return its name."""
     import psycopg
 
-    name = f"ktrdr_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
         service_missing("Postgres on 127.0.0.1:5432 (user postgres)", str(exc).strip().splitlines()[0])
-    url = POSTGRES_URL_PREFIX + name
-    yield url
-    forget_store(url)
+    return name
+
+
+def drop_database(name: str) -> None:
+    """Close this process's connections to the database, then drop it."""
+    import psycopg
+
+    forget_store(POSTGRES_URL_PREFIX + name)
     with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A SQLAlchemy URL of a fresh, uniquely named Postgres database, dropped after the test."""
+    name = create_database()
+    yield POSTGRES_URL_PREFIX + name
+    drop_database(name)
 
 
 @pytest.fixture

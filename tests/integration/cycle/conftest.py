@@ -7,14 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import POSTGRES_ADMIN_DSN, POSTGRES_URL_PREFIX, forget_store, service_missing
+from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database, service_missing
 
 # A Redis database number of its own for the worker stack (db 15 belongs to the `redis_url` fixture).
 STACK_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -85,26 +84,6 @@ class Stack:
         return self.logs[name].read_text(errors="replace")
 
 
-def _create_database() -> str:
-    import psycopg
-
-    name = f"ktrdr_stack_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        service_missing("Postgres on 127.0.0.1:5432", str(exc).strip().splitlines()[0])
-    return name
-
-
-def _drop_database(name: str) -> None:
-    import psycopg
-
-    forget_store(POSTGRES_URL_PREFIX + name)
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _flush_redis() -> None:
     import redis
 
@@ -124,7 +103,7 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
 
     def build(**settings: str) -> Stack:
         _flush_redis()
-        name = _create_database()
+        name = create_database("ktrdr_stack")
         home = tmp_path_factory.mktemp("stack")
         env = {
             "DATABASE_URL": POSTGRES_URL_PREFIX + name,
@@ -143,7 +122,7 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     yield build
     for stack, name in created:
         stack.stop()
-        _drop_database(name)
+        drop_database(name)
     _flush_redis()
 
 
