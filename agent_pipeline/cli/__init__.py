@@ -1,0 +1,12 @@
+"""The `ktrdr` command line: one module per command group, rendering in `render`.
+
+Importing this package registers every group on the root `cli` group; `main` is the console-script entry point.
+"""
+
+from __future__ import annotations
+
+from agent_pipeline.cli import agent, data, db, operations, servers
+from agent_pipeline.cli.app import cli, main
+from agent_pipeline.cli.servers import worker_argv
+
+__all__ = ["agent", "cli", "data", "db", "main", "operations", "servers", "worker_argv"]

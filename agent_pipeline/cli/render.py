@@ -1,0 +1,271 @@
+"""Rendering for the CLI: rich tables and panels, and the formatting of figures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from agent_pipeline.operations import (
+    Operation,
+    OperationStatus,
+    utcnow,
+)
+
+# Longest error text shown in a table cell; `ktrdr operations status` shows it whole.
+ERROR_CELL_WIDTH = 48
+
+
+STATUS_STYLES = {
+    OperationStatus.PENDING: "yellow",
+    OperationStatus.RUNNING: "cyan",
+    OperationStatus.COMPLETED: "green",
+    OperationStatus.FAILED: "red",
+    OperationStatus.CANCELLED: "magenta",
+}
+
+
+def format_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def format_duration(operation: Operation) -> str:
+    """Run time so far (or in all, once finished), e.g. `42.0s`, `3m 05s`, `2h 07m`."""
+    if operation.started_at is None:
+        return "-"
+    seconds = ((operation.completed_at or utcnow()) - operation.started_at).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    return f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def truncate(text: str | None, width: int = ERROR_CELL_WIDTH) -> str:
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def format_percentage(operation: Operation) -> str:
+    return f"{float(operation.progress.get('percentage') or 0.0):.0f}%"
+
+
+def operations_table(found: Sequence[Operation]) -> Any:
+    """A rich table of operations; headers only when empty."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Operations", title_justify="left")
+    table.add_column("ID", no_wrap=True)
+    for header in ("Type", "Status"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("Progress", justify="right", no_wrap=True)
+    for header in ("Step", "Created (UTC)", "Duration", "Error"):
+        table.add_column(header)
+    for op in found:
+        table.add_row(
+            op.operation_id,
+            op.operation_type.value,
+            Text(op.status.value, style=STATUS_STYLES[op.status]),
+            format_percentage(op),
+            Text(str(op.progress.get("current_step") or "")),
+            format_time(op.created_at),
+            format_duration(op),
+            Text(truncate(op.error_message)),
+        )
+    return table
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def operation_panel(operation: Operation, children: Sequence[Operation]) -> Any:
+    """A rich panel with every field of `operation` and one line per child."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for label, value in operation_fields(operation, children):
+        grid.add_row(label, value if isinstance(value, Text) else Text(value))
+    status = Text(operation.status.value, style=STATUS_STYLES[operation.status])
+    return Panel(grid, title=Text.assemble(operation.operation_id, " ", status), title_align="left")
+
+
+def operation_fields(operation: Operation, children: Sequence[Operation]) -> list[tuple[str, Any]]:
+    """(label, value) rows of the status panel."""
+    progress = dict(operation.progress)
+    step = progress.pop("current_step", "") or ""
+    progress.pop("percentage", None)
+    rows: list[tuple[str, Any]] = [
+        ("Type", operation.operation_type.value),
+        ("Status", operation.status.value),
+        ("Parent", operation.parent_operation_id or "-"),
+        ("Created", format_time(operation.created_at)),
+        ("Started", format_time(operation.started_at)),
+        ("Completed", format_time(operation.completed_at)),
+        ("Duration", format_duration(operation)),
+        ("Heartbeat", format_time(operation.heartbeat_at)),
+        ("Progress", f"{format_percentage(operation)} {step}".strip()),
+    ]
+    if progress:
+        rows.append(("Progress detail", pretty_json(progress)))
+    rows.append(("Error", operation.error_message or "-"))
+    rows.append(("Metadata", pretty_json(operation.metadata) if operation.metadata else "-"))
+    summary = operation.result_summary
+    rows.append(("Result summary", pretty_json(summary) if summary else "-"))
+    lines = [f"{c.operation_id}  {c.operation_type.value}  {c.status.value}" for c in children]
+    rows.append(("Children", "\n".join(lines) or "-"))
+    return rows
+
+
+def describe_status(state: Any) -> str:
+    """The agent status as plain lines (`Status: active`, `Phase: training`, ...)."""
+    if state.status == "idle":
+        last = state.last_cycle
+        lines = ["Status: idle", "Phase: -"]
+        if last:
+            lines.append(f"Last cycle: {last.operation_id} {last.status}")
+            if last.strategy_name:
+                lines.append(f"Strategy: {last.strategy_name}")
+            if last.error_message:
+                lines.append(f"Error: {last.error_message}")
+        return "\n".join(lines)
+    progress, child = state.progress, state.child_progress or {}
+    percentage = float(progress.get("percentage") or 0)
+    lines = [
+        "Status: active",
+        f"Operation: {state.operation_id}",
+        f"Phase: {state.phase}",
+        f"Progress: {percentage:.0f}% {progress.get('current_step') or ''}".rstrip(),
+        f"Strategy: {state.strategy_name or '-'}",
+    ]
+    if state.child_operation_id:
+        step = child.get("current_step") or ""
+        lines.append(f"Child: {state.child_operation_id} ({state.child_status}) {step}".rstrip())
+    return "\n".join(lines)
+
+
+def cycles_table(finals: Sequence[Operation]) -> Any:
+    """One line per cycle of a multi-cycle run: what was tried and how it ended."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Research cycles", title_justify="left")
+    for header in ("#", "Cycle", "Strategy", "Accuracy", "Return", "Buy & hold", "Outcome"):
+        table.add_column(header)
+    for number, op in enumerate(finals, 1):
+        training = op.metadata.get("training_result") or {}
+        backtest = op.metadata.get("backtest_result") or {}
+        outcome = op.status.value if op.status == OperationStatus.COMPLETED else (op.error_message or op.status.value)
+        table.add_row(
+            str(number),
+            op.operation_id,
+            str(op.metadata.get("strategy_name") or "-"),
+            pct(training.get("accuracy")),
+            pct(backtest.get("total_return")),
+            pct(backtest.get("buy_and_hold_return")),
+            Text(truncate(outcome, 70), style=STATUS_STYLES[op.status]),
+        )
+    return table
+
+
+def progress_view(operation: Operation, child: Operation | None) -> Any:
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_row("Cycle", operation.operation_id, operation.status.value)
+    table.add_row("Phase", str(operation.metadata.get("phase") or "queued"), f"{format_percentage(operation)}")
+    if child is not None:
+        step = str(child.progress.get("current_step") or "")
+        detail = child.progress
+        if "val_accuracy" in detail:
+            step += f"  loss {detail.get('train_loss', 0):.3f}  val acc {detail.get('val_accuracy', 0):.1%}"
+        table.add_row(child.operation_type.value, child.status.value, f"{format_percentage(child)} {step}")
+    return table
+
+
+def cycle_report(operation: Operation) -> Any:
+    """The final report: strategy, training, gates, backtest vs buy-and-hold, assessment, artifacts."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for label, value in report_rows(operation):
+        grid.add_row(label, Text(value))
+    status = Text(operation.status.value, style=STATUS_STYLES[operation.status])
+    title = Text.assemble("Research cycle ", operation.operation_id, " ", status)
+    return Panel(grid, title=title, title_align="left")
+
+
+def pct(value: Any) -> str:
+    return f"{float(value):.1%}" if isinstance(value, int | float) else "-"
+
+
+def plural(count: Any, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count if count is not None else '-'} {noun}s"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    return f"{float(value):.{digits}f}" if isinstance(value, int | float) else "-"
+
+
+def gate_row(meta: dict[str, Any], key: str, label: str) -> list[tuple[str, str]]:
+    """`passed`, `failed: <reason>` or `bypassed: <reason>` for one gate, if it ran."""
+    gate = meta.get(key)
+    if not gate:
+        return []
+    if gate.get("passed"):
+        return [(label, "passed")]
+    return [(label, f"{'bypassed' if gate.get('bypassed') else 'failed'}: {gate.get('reason')}")]
+
+
+def report_rows(operation: Operation) -> list[tuple[str, str]]:
+    meta = operation.metadata
+    rows = [("Strategy", f"{meta.get('strategy_name') or '-'}  (designer: {meta.get('designer') or '-'})")]
+    training = meta.get("training_result")
+    if training:
+        rows.append((
+            "Training",
+            f"test accuracy {pct(training.get('accuracy'))}, val accuracy {pct(training.get('val_accuracy'))}, "
+            f"loss {num(training.get('initial_loss'))} -> {num(training.get('final_loss'))}, "
+            f"{training.get('epochs_run', '-')} epochs on {training.get('device', '-')}",
+        ))  # fmt: skip
+    rows += gate_row(meta, "training_gate", "Training gate")
+    backtest = meta.get("backtest_result")
+    if backtest:
+        rows.append((
+            "Backtest",
+            f"return {pct(backtest.get('total_return'))} vs buy-and-hold {pct(backtest.get('buy_and_hold_return'))}, "
+            f"Sharpe {num(backtest.get('sharpe_ratio'), 2)}, max drawdown {pct(backtest.get('max_drawdown'))}, "
+            f"win rate {pct(backtest.get('win_rate'))}, {plural(backtest.get('num_trades'), 'trade')}",
+        ))  # fmt: skip
+    rows += gate_row(meta, "backtest_gate", "Backtest gate")
+    assessment = meta.get("assessment")
+    if assessment:
+        rows.append(("Assessment", str(assessment.get("verdict"))))
+        for key in ("strengths", "weaknesses", "suggestions"):
+            rows.append((f"  {key}", "\n".join(f"- {item}" for item in assessment.get(key) or [])))
+    if operation.error_message:
+        rows.append(("Error", operation.error_message))
+        if " gate failed: " in operation.error_message:
+            rows.append(("Next", "run again: the designer reads this failure; --bypass-gates shows every phase"))
+    for key, label in (
+        ("strategy_path", "Strategy file"), ("model_path", "Model"), ("backtest_dir", "Backtest files"),
+        ("assessment_path", "Assessment file"),
+    ):  # fmt: skip
+        if meta.get(key):
+            rows.append((label, str(meta[key])))
+    if meta.get("cost_usd"):
+        rows.append(("LLM cost", f"${float(meta['cost_usd']):.4f}"))
+    return rows
