@@ -62,6 +62,16 @@ class Settings(BaseSettings):
         default=0.4, ge=0, le=1, validation_alias=_env("BACKTEST_GATE_MAX_DRAWDOWN")
     )
     backtest_gate_min_sharpe: float = Field(default=-0.5, validation_alias=_env("BACKTEST_GATE_MIN_SHARPE"))
+    # Checked after the spec's checks, only when the metric is present (see gates.py).
+    training_gate_min_balanced_accuracy: float = Field(
+        default=0.40, ge=0, le=1, validation_alias=_env("TRAINING_GATE_MIN_BALANCED_ACCURACY")
+    )
+    backtest_gate_min_trades: int = Field(default=10, ge=0, validation_alias=_env("BACKTEST_GATE_MIN_TRADES"))
+
+    # Evaluation you can trust: the last `lockbox_fraction` of every series is traded once per finished cycle
+    # and never shown to the loop; walk-forward folds split the research period before it.
+    lockbox_fraction: float = Field(default=0.2, gt=0, le=0.5)
+    walk_forward_folds: int = Field(default=4, ge=2, le=10)
 
     @field_validator("designer")
     @classmethod

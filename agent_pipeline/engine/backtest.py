@@ -30,7 +30,7 @@ import torch
 
 from agent_pipeline.engine.dataset import BUY, SELL, Dataset
 from agent_pipeline.engine.strategy import Strategy
-from agent_pipeline.engine.trainer import EVAL_CHUNK, ModelSpec, load_model
+from agent_pipeline.engine.trainer import ModelSpec, load_model, predict_probabilities
 from agent_pipeline.errors import BacktestError, TrainingError
 
 # Bars per year: 252 trading days; intraday timeframes assume a 24-hour market (FX), so 1h -> 24 * 252.
@@ -68,11 +68,19 @@ class BacktestResult:
     end: str
     equity: pd.Series = field(repr=False)  # equity at each bar's close, starting capital 1.0
     positions: np.ndarray = field(repr=False)  # position held during each bar (from its open)
+    closes: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    first_open: float = field(repr=False, default=1.0)
+
+    @property
+    def returns(self) -> np.ndarray:
+        """Per-bar returns of the close-to-close equity curve (the first bar's against the starting capital)."""
+        equity = self.equity.to_numpy()
+        return np.diff(equity, prepend=1.0) / np.concatenate(([1.0], equity[:-1]))
 
     def to_summary(self) -> dict[str, Any]:
         """JSON-safe metrics; non-finite numbers (an infinite profit factor) become None."""
         summary = asdict(self)
-        del summary["equity"], summary["positions"]
+        del summary["equity"], summary["positions"], summary["closes"], summary["first_open"]
         return {k: _finite(v) for k, v in summary.items()}
 
     def save(self, out_dir: Path) -> None:
@@ -82,6 +90,38 @@ class BacktestResult:
         curve.index.name = "timestamp"
         _atomic_write(out_dir / "equity.csv", curve.to_csv())
         _atomic_write(out_dir / "metrics.json", json.dumps(self.to_summary(), indent=2, allow_nan=False))
+
+
+def save_walk_forward(result: BacktestResult, folds: np.ndarray, summary: dict[str, Any], out_dir: Path) -> None:
+    """Write a stitched walk-forward record atomically into `out_dir`.
+
+    `equity.csv`: timestamp, equity, position, fold, buy_and_hold (its equity from the first open);
+    `oos_returns.csv`: timestamp, return, buy_and_hold (per-bar returns, for statistics across trials);
+    `metrics.json`: `summary`.
+    """
+    out_dir = Path(out_dir)
+    index = result.equity.index
+    closes = result.closes
+    hold = closes / result.first_open
+    hold_returns = np.diff(hold, prepend=1.0) / np.concatenate(([1.0], hold[:-1]))
+    curve = pd.DataFrame(
+        {"equity": result.equity.to_numpy(), "position": result.positions, "fold": folds, "buy_and_hold": hold},
+        index=index,
+    )
+    curve.index.name = "timestamp"
+    returns = pd.DataFrame({"return": result.returns, "buy_and_hold": hold_returns}, index=index)
+    returns.index.name = "timestamp"
+    _atomic_write(out_dir / "equity.csv", curve.to_csv())
+    _atomic_write(out_dir / "oos_returns.csv", returns.to_csv())
+    _atomic_write(out_dir / "metrics.json", json.dumps(_json_safe(summary), indent=2, allow_nan=False))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return _finite(value)
 
 
 def _finite(value: Any) -> Any:
@@ -130,15 +170,12 @@ def predict_signals(model_path: Path, x: np.ndarray, *, confidence_threshold: fl
     """The model's target position (+1 long, -1 short, 0 flat) after each bar; see the module docstring.
 
     Raises:
-        BacktestError: the features do not match the model's inputs.
+        BacktestError: the model cannot be read, or the features do not match its inputs.
     """
-    model, spec = _load(model_path)
-    if x.ndim != 2 or x.shape[1] != spec.n_features:
-        raise BacktestError(f"features have shape {x.shape}; the model expects {spec.n_features} columns")
-    with torch.no_grad():
-        tensor = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
-        logits = torch.cat([model(tensor[i : i + EVAL_CHUNK]) for i in range(0, len(tensor), EVAL_CHUNK)])
-        probabilities = torch.softmax(logits, dim=1).numpy()
+    try:
+        probabilities = predict_probabilities(Path(model_path), x)
+    except TrainingError as exc:
+        raise BacktestError(str(exc)) from None
     classes = probabilities.argmax(axis=1)
     return positions_from_classes(classes, probabilities.max(axis=1) >= confidence_threshold)
 
@@ -254,6 +291,8 @@ def simulate(
         end=str(bars.index[-1]),
         equity=pd.Series(equity, index=bars.index, name="equity"),
         positions=held,
+        closes=closes,
+        first_open=float(opens[0]),
     )
 
 

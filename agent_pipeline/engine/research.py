@@ -7,14 +7,32 @@ the backtest task import it.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from agent_pipeline.engine.backtest import BacktestResult, run_backtest
+import numpy as np
+import pandas as pd
+
+from agent_pipeline.engine import stats
+from agent_pipeline.engine.backtest import (
+    BacktestResult,
+    periods_per_year,
+    predict_signals,
+    run_backtest,
+    save_walk_forward,
+    simulate,
+)
 from agent_pipeline.engine.data import available_pairs, load_bars
 from agent_pipeline.engine.dataset import Dataset, build_dataset
 from agent_pipeline.engine.strategy import Strategy, load_strategy
-from agent_pipeline.engine.trainer import EpochProgress, TrainingResult, train
+from agent_pipeline.engine.trainer import EpochProgress, TrainingResult, predict_probabilities, train
+from agent_pipeline.engine.walkforward import Fold, WalkForward, build_walk_forward, lockbox_rows
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -75,3 +93,246 @@ def backtest_strategy(
     """
     strategy, dataset = prepare(strategy_path, data_dir)
     return run_backtest(strategy, dataset, Path(model_path), out_dir=Path(out_dir))
+
+
+# --- Walk-forward research: K fold models and a final model, the lockbox traded once -------------------------
+
+# Laplace smoothing of the class prior, so a class absent from a fold's training rows costs a finite log-loss.
+PRIOR_SMOOTHING = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """How a cycle evaluates: the same values must reach training, backtest and lockbox."""
+
+    lockbox_fraction: float = 0.2
+    folds: int = 4
+
+
+def _walk_forward(strategy_path: Path, data_dir: Path | None, evaluation: Evaluation) -> tuple[Strategy, WalkForward]:
+    strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
+    bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
+    plan = build_walk_forward(strategy, bars, lockbox_fraction=evaluation.lockbox_fraction, folds=evaluation.folds)
+    return strategy, plan
+
+
+def model_path(folder: Path, fold: Fold) -> Path:
+    """Where a walk-forward model lives: `<folder>/model.pt` for the final model, `<folder>/fold_k/` for folds."""
+    return folder / MODEL_FILE if fold.index == 0 else folder / fold.name / MODEL_FILE
+
+
+def train_walk_forward(
+    strategy_path: Path,
+    *,
+    model_dir: Path,
+    evaluation: Evaluation,
+    data_dir: Path | None = None,
+    seed: int = 7,
+    device: str | None = None,
+    on_epoch: Callable[[EpochProgress, str], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train the K fold models and the final model of a strategy, in one call, with progress across all.
+
+    Each model checkpoints on its own, so a redelivered task resumes where it stopped. The summary is the final
+    model's (spec fields `final_loss`, `initial_loss`, `model_path`), with `accuracy` and the honest metrics
+    computed on the stitched out-of-sample rows of the folds.
+
+    Args:
+        on_epoch: called after every epoch with the progress (its `percentage` spans all models) and the stage
+            (`fold 2/4`, `final model`).
+
+    Raises:
+        StrategyValidationError, DataError, TrainingError, CancelledError.
+    """
+    strategy, plan = _walk_forward(strategy_path, data_dir, evaluation)
+    folder = Path(model_dir) / strategy.name
+    models = plan.models
+    results: list[TrainingResult] = []
+    for i, fold in enumerate(models):
+        stage = f"fold {fold.index}/{len(plan.folds)}" if fold.index else "final model"
+
+        def report(progress: EpochProgress, i: int = i, stage: str = stage) -> None:
+            if on_epoch is not None:
+                overall = 100.0 * (i + progress.percentage / 100.0) / len(models)
+                on_epoch(dataclasses.replace(progress, percentage=overall), stage)
+
+        path = model_path(folder, fold)
+        results.append(
+            train(
+                strategy,
+                plan.dataset(fold),
+                model_path=path,
+                checkpoint_path=path.with_name(CHECKPOINT_FILE),
+                seed=seed,
+                device=device,
+                on_epoch=report,
+                should_cancel=should_cancel,
+            )
+        )
+    return _training_summary(plan, results, evaluation)
+
+
+def _training_summary(plan: WalkForward, results: list[TrainingResult], evaluation: Evaluation) -> dict[str, Any]:
+    final = results[-1]
+    actual, probabilities, prior_losses, folds = [], [], [], []
+    for fold, result in zip(plan.folds, results, strict=False):
+        y = plan.labels[fold.test_labelled]
+        p = predict_probabilities(Path(result.model_path), plan.x[fold.test_labelled])
+        prior = np.bincount(plan.labels[fold.train], minlength=3) + PRIOR_SMOOTHING
+        prior_losses.append(-np.log(prior / prior.sum())[y])
+        actual.append(y)
+        probabilities.append(p)
+        folds.append(
+            {
+                "fold": fold.index,
+                **plan.dates(fold),
+                "n_train": len(fold.train),
+                "n_test": len(fold.test),
+                **classification_metrics(y, p),
+                "epochs_run": result.epochs_run,
+                "history": result.history,
+            }
+        )
+    y_all, p_all = np.concatenate(actual), np.concatenate(probabilities)
+    summary = final.to_summary()
+    summary.update(classification_metrics(y_all, p_all))
+    summary["prior_log_loss"] = float(np.concatenate(prior_losses).mean())
+    summary["log_loss_skill"] = 1.0 - summary["log_loss"] / summary["prior_log_loss"]
+    summary["folds"] = folds
+    summary["walk_forward"] = {
+        "folds": len(plan.folds),
+        "lockbox_fraction": evaluation.lockbox_fraction,
+        "research_start": str(plan.bars.index[0]),
+        "research_end": str(plan.bars.index[-1]),
+        "oos_rows": int(len(y_all)),
+    }
+    summary["duration_s"] = round(sum(r.duration_s for r in results), 3)
+    return summary
+
+
+def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy, macro F1, the majority-class baseline and the log-loss of predictions.
+
+    Balanced accuracy is the mean recall over the classes present in `actual`; macro F1 the mean F1 over the
+    classes present in `actual` or predicted (scikit-learn's definitions). `baseline_accuracy` is what always
+    predicting the most frequent actual class would score.
+    """
+    predicted = probabilities.argmax(axis=1)
+    present = np.unique(actual)
+    recalls = [np.mean(predicted[actual == c] == c) for c in present]
+    f1s = []
+    for c in np.union1d(present, np.unique(predicted)):
+        hits = np.sum((predicted == c) & (actual == c))
+        denominator = np.sum(predicted == c) + np.sum(actual == c)
+        f1s.append(2.0 * hits / denominator if denominator else 0.0)
+    picked = probabilities[np.arange(len(actual)), actual]
+    return {
+        "accuracy": float(np.mean(predicted == actual)),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "macro_f1": float(np.mean(f1s)),
+        "baseline_accuracy": float(np.bincount(actual).max() / len(actual)),
+        "log_loss": float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Trials:
+    """Every earlier trial on the same series: how many, and the annualised OOS Sharpe ratios recorded."""
+
+    count: int = 0
+    sharpes: tuple[float, ...] = ()
+
+
+def backtest_walk_forward(
+    strategy_path: Path,
+    *,
+    model_dir: Path,
+    evaluation: Evaluation,
+    out_dir: Path,
+    trials: Trials = Trials(),
+    data_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Each fold model trades its own fold; the stitched out-of-sample record is the backtest.
+
+    Writes `equity.csv` (timestamp, equity, position, fold, buy_and_hold), `oos_returns.csv` (timestamp,
+    return, buy_and_hold) and `metrics.json` to `out_dir`.
+
+    Args:
+        model_dir: the folder holding `fold_k/model.pt` (the training summary's model_path's folder).
+        trials: the earlier trials on this series; this one is added to them for the DSR.
+
+    Raises:
+        StrategyValidationError, DataError, BacktestError.
+    """
+    strategy, plan = _walk_forward(strategy_path, data_dir, evaluation)
+    threshold = strategy.backtest.confidence_threshold
+    signals, fold_ids = [], []
+    for fold in plan.folds:
+        signals.append(
+            predict_signals(model_path(Path(model_dir), fold), plan.x[fold.test], confidence_threshold=threshold)
+        )
+        fold_ids.append(np.full(len(fold.test), fold.index))
+    bars = pd.concat([plan.test_bars(f) for f in plan.folds])
+    result = _simulate(strategy, bars, np.concatenate(signals))
+    summary = result.to_summary()
+    summary["folds"] = [_fold_summary(strategy, plan, f, s) for f, s in zip(plan.folds, signals, strict=True)]
+    summary.update(_sharpe_evidence(result, strategy.timeframe, trials))
+    save_walk_forward(result, np.concatenate(fold_ids), summary, Path(out_dir))
+    return summary
+
+
+def _simulate(strategy: Strategy, bars: pd.DataFrame, signals: np.ndarray) -> BacktestResult:
+    costs = strategy.backtest
+    return simulate(
+        bars,
+        signals,
+        commission=costs.commission,
+        slippage=costs.slippage,
+        periods_per_year=periods_per_year(strategy.timeframe),
+    )
+
+
+def _fold_summary(strategy: Strategy, plan: WalkForward, fold: Fold, signals: np.ndarray) -> dict[str, Any]:
+    result = _simulate(strategy, plan.test_bars(fold), signals)
+    keys = ("start", "end", "total_return", "buy_and_hold_return", "sharpe_ratio", "num_trades", "win_rate")
+    return {"fold": fold.index, **{k: result.to_summary()[k] for k in keys}}
+
+
+def _sharpe_evidence(result: BacktestResult, timeframe: str, trials: Trials) -> dict[str, Any]:
+    """PSR against 0 and the DSR over every trial on the series (this one included)."""
+    returns = result.returns
+    evidence = stats.SharpeEvidence.of(returns)
+    per_bar = math.sqrt(periods_per_year(timeframe))
+    sharpes = [s / per_bar for s in trials.sharpes] + [evidence.sharpe]
+    variance = stats.trials_variance(sharpes, len(returns))
+    count = trials.count + 1
+    return {
+        "psr": stats.probabilistic_sharpe(evidence),
+        "deflated_sharpe": stats.deflated_sharpe(evidence, trials=count, variance=variance),
+        "trials": count,
+        "sharpe_variance": variance * per_bar**2,  # annualised units, like sharpe_ratio
+        "expected_max_sharpe": stats.expected_max_sharpe(count, variance) * per_bar,
+        "skewness": evidence.skewness,
+        "kurtosis": evidence.kurtosis,
+    }
+
+
+# Lockbox result fields: what people see, never the loop.
+LOCKBOX_KEYS = ("start", "end", "total_return", "buy_and_hold_return", "sharpe_ratio", "num_trades")
+
+
+def trade_lockbox(
+    strategy_path: Path, *, model_path: Path, evaluation: Evaluation, data_dir: Path | None = None
+) -> dict[str, Any]:
+    """The final model trades the lockbox once; its figures go to people only (the cycle's result_summary).
+
+    Raises:
+        StrategyValidationError, DataError, BacktestError.
+    """
+    strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
+    bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
+    x, lockbox = lockbox_rows(strategy, bars, lockbox_fraction=evaluation.lockbox_fraction)
+    signals = predict_signals(Path(model_path), x, confidence_threshold=strategy.backtest.confidence_threshold)
+    summary = _simulate(strategy, lockbox, signals).to_summary()
+    return {k: summary[k] for k in LOCKBOX_KEYS}

@@ -171,6 +171,12 @@ class Backtest(_Strict):
     slippage: float = Field(default=0.0001, ge=0, le=0.05)
 
 
+class Evaluation(_Strict):
+    """Walk-forward evaluation; `folds` unset takes KTRDR_WALK_FORWARD_FOLDS (default 4)."""
+
+    folds: int | None = Field(default=None, ge=2, le=10)
+
+
 class Strategy(_Strict):
     """A complete strategy document."""
 
@@ -186,6 +192,7 @@ class Strategy(_Strict):
     split: Split = Split()
     training: Training = Training()
     backtest: Backtest = Backtest()
+    evaluation: Evaluation = Evaluation()
 
     @field_validator("timeframe")
     @classmethod

@@ -206,6 +206,8 @@ def _validate(dataset: Dataset) -> None:
         "test": (dataset.x_test, dataset.y_test),
     }
     for name, (x, y) in splits.items():
+        if name == "test" and len(x) == 0:
+            continue  # a walk-forward final model has no test rows: the folds are its out-of-sample record
         if x.ndim != 2 or len(x) == 0:
             raise TrainingError(f"{name} split is empty (features shape {x.shape})")
         if len(x) != len(y):
@@ -214,7 +216,7 @@ def _validate(dataset: Dataset) -> None:
             raise TrainingError(f"{name} split has {x.shape[1]} features but the dataset names {dataset.n_features}")
         if not np.isfinite(x).all():
             raise TrainingError(f"{name} features contain NaN or infinite values")
-        if y.min() < 0 or y.max() >= N_CLASSES:
+        if len(y) and (y.min() < 0 or y.max() >= N_CLASSES):
             raise TrainingError(f"{name} labels must be 0 (SELL), 1 (HOLD) or 2 (BUY)")
     if len(np.unique(dataset.y_train)) < 2:
         only = CLASS_NAMES[int(dataset.y_train[0])]
@@ -303,6 +305,21 @@ def _resume(run: _Run, path: Path, fingerprint: dict[str, Any], device: str) -> 
     if state["cuda_rng"] and device.startswith("cuda"):
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     return True
+
+
+def predict_probabilities(model_path: Path, x: np.ndarray) -> np.ndarray:
+    """Class probabilities (SELL, HOLD, BUY) of a saved model for feature rows `x`, on the CPU.
+
+    Raises:
+        TrainingError: the model file is missing or malformed, or `x` has the wrong number of columns.
+    """
+    model, spec = load_model(Path(model_path), device="cpu")
+    if x.ndim != 2 or x.shape[1] != spec.n_features:
+        raise TrainingError(f"features have shape {x.shape}; the model expects {spec.n_features} columns")
+    if len(x) == 0:
+        return np.empty((0, N_CLASSES), dtype=np.float32)
+    logits = _predict_logits(model, torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)))
+    return torch.softmax(logits, dim=1).numpy()
 
 
 @torch.no_grad()
@@ -428,7 +445,9 @@ def train(
     x_val, y_val = _tensors(dataset.x_val, dataset.y_val, device)
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(dataset.y_train), device=device))
     fingerprint = _fingerprint(spec, strategy, dataset, seed)
-    if not (checkpoint_path and checkpoint_path.exists() and _resume(run, checkpoint_path, fingerprint, device)):
+    if checkpoint_path and checkpoint_path.exists() and _resume(run, checkpoint_path, fingerprint, device):
+        logger.info("resumed from checkpoint at epoch %d", run.epoch, extra={"checkpoint": str(checkpoint_path)})
+    else:
         run.initial_loss = _evaluate(run.model, loss_fn, x_val, y_val)[0]
     epochs, patience = strategy.training.epochs, strategy.training.early_stopping_patience
     while run.epoch < epochs and not run.stopped_early:
@@ -463,12 +482,12 @@ def _finish(
     x_val, y_val = _tensors(dataset.x_val, dataset.y_val, device)
     x_test, _ = _tensors(dataset.x_test, dataset.y_test, device)
     val_loss, val_accuracy = _evaluate(run.model, loss_fn, x_val, y_val)
-    predicted = _predict_logits(run.model, x_test).argmax(dim=1).cpu().numpy()
+    predicted = _predict_logits(run.model, x_test).argmax(dim=1).cpu().numpy() if len(x_test) else np.empty(0)
     precision, recall = _per_class(predicted, dataset.y_test)
     state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
     atomic_torch_save({"format": MODEL_FORMAT, "spec": asdict(spec), "state_dict": state}, Path(model_path))
     return TrainingResult(
-        accuracy=float(np.mean(predicted == dataset.y_test)),
+        accuracy=float(np.mean(predicted == dataset.y_test)) if len(predicted) else float("nan"),
         final_loss=val_loss,
         initial_loss=run.initial_loss,
         val_accuracy=val_accuracy,
