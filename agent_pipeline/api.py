@@ -23,6 +23,7 @@ from agent_pipeline.errors import (
     InvalidTransitionError,
     KtrdrError,
     OperationNotFoundError,
+    StrategyValidationError,
 )
 from agent_pipeline.operations import MAX_LIST_LIMIT, OperationStatus, OperationType, get_store
 
@@ -35,6 +36,7 @@ STATUS_OF: dict[type[KtrdrError], int] = {
     DatabaseUnavailableError: 503,
     BrokerUnavailableError: 503,
     InvalidOptionError: 400,
+    StrategyValidationError: 422,
     ConfigurationError: 500,
 }
 
