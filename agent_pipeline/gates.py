@@ -27,6 +27,7 @@ class TrainingThresholds:
     min_accuracy: float = 0.45
     max_loss: float = 0.8
     min_loss_decrease: float = 0.2
+    min_balanced_accuracy: float = 0.40  # chance is 1/3 with three classes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingThresholds:
@@ -34,6 +35,7 @@ class TrainingThresholds:
             min_accuracy=settings.training_gate_min_accuracy,
             max_loss=settings.training_gate_max_loss,
             min_loss_decrease=settings.training_gate_min_loss_decrease,
+            min_balanced_accuracy=settings.training_gate_min_balanced_accuracy,
         )
 
 
@@ -44,6 +46,7 @@ class BacktestThresholds:
     min_win_rate: float = 0.45
     max_drawdown: float = 0.4
     min_sharpe: float = -0.5
+    min_trades: int = 10  # fewer trades than this is an anecdote, not a record
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BacktestThresholds:
@@ -51,6 +54,7 @@ class BacktestThresholds:
             min_win_rate=settings.backtest_gate_min_win_rate,
             max_drawdown=settings.backtest_gate_max_drawdown,
             min_sharpe=settings.backtest_gate_min_sharpe,
+            min_trades=settings.backtest_gate_min_trades,
         )
 
 
@@ -103,6 +107,11 @@ def _training_reason(metrics: Mapping[str, Any], limits: TrainingThresholds) -> 
     if _below(decrease, limits.min_loss_decrease):
         shown = f"{format_percent(decrease)} < {format_percent(limits.min_loss_decrease)}"
         return f"insufficient_loss_decrease ({shown})"
+    if metrics.get("balanced_accuracy") is not None:  # walk-forward metrics; absent from the spec's mappings
+        balanced = _read(metrics, "balanced_accuracy")
+        if _below(balanced, limits.min_balanced_accuracy):
+            shown = f"{format_percent(balanced)} < {format_percent(limits.min_balanced_accuracy)}"
+            return f"no_skill (balanced accuracy {shown})"
     return PASSED
 
 
@@ -116,14 +125,18 @@ def _backtest_reason(metrics: Mapping[str, Any], limits: BacktestThresholds) -> 
     sharpe = _read(metrics, "sharpe_ratio")
     if _below(sharpe, limits.min_sharpe):
         return f"sharpe_too_low ({sharpe:.2f} < {limits.min_sharpe:.2f})"
+    if metrics.get("num_trades") is not None:
+        trades = _read(metrics, "num_trades")
+        if _below(trades, limits.min_trades):
+            return f"too_few_trades ({trades:.0f} < {limits.min_trades})"
     return PASSED
 
 
 def check_training_gate(metrics: Mapping[str, Any], thresholds: TrainingThresholds | None = None) -> tuple[bool, str]:
-    """Check accuracy, then final loss, then loss decrease; the first failure wins.
+    """Check accuracy, then final loss, then loss decrease, then balanced accuracy; the first failure wins.
 
     Args:
-        metrics: reads `accuracy` (fraction), `final_loss` and `initial_loss`.
+        metrics: reads `accuracy` (fraction), `final_loss` and `initial_loss`; `balanced_accuracy` when present.
         thresholds: the limits; by default from the settings (TRAINING_GATE_* environment variables).
 
     Returns:
@@ -138,10 +151,11 @@ def check_training_gate(metrics: Mapping[str, Any], thresholds: TrainingThreshol
 
 
 def check_backtest_gate(metrics: Mapping[str, Any], thresholds: BacktestThresholds | None = None) -> tuple[bool, str]:
-    """Check win rate, then max drawdown, then Sharpe ratio; the first failure wins.
+    """Check win rate, then max drawdown, then Sharpe ratio, then the number of trades; the first failure wins.
 
     Args:
-        metrics: reads `win_rate` (fraction), `max_drawdown` (fraction 0-1, positive) and `sharpe_ratio`.
+        metrics: reads `win_rate` (fraction), `max_drawdown` (fraction 0-1, positive) and `sharpe_ratio`;
+            `num_trades` when present.
         thresholds: the limits; by default from the settings (BACKTEST_GATE_* environment variables).
 
     Returns:

@@ -499,6 +499,36 @@ class OperationsStore:
             ).all()
         return float(sum(float((meta or {}).get("cost_usd") or 0.0) for meta in rows))
 
+    def series_cycles(self, *, symbol: str, timeframe: str) -> builtins.list[Operation]:
+        """Every research cycle whose strategy trades `symbol` / `timeframe` (any status), oldest first.
+
+        The statistics that count trials read this: a trial is a strategy designed on the series.
+        """
+        meta = OperationRow.metadata_
+        with self._session() as session:
+            rows = session.scalars(
+                select(OperationRow)
+                .where(
+                    OperationRow.operation_type == OperationType.AGENT_RESEARCH.value,
+                    meta["symbol"].as_string() == symbol,
+                    meta["timeframe"].as_string() == timeframe,
+                )
+                .order_by(OperationRow.created_at)
+            ).all()
+            return [_to_record(row) for row in rows]
+
+    def series(self) -> builtins.list[tuple[str, str]]:
+        """The (symbol, timeframe) pairs research cycles have designed strategies for."""
+        meta = OperationRow.metadata_
+        symbol, timeframe = meta["symbol"].as_string(), meta["timeframe"].as_string()
+        with self._session() as session:
+            rows = session.execute(
+                select(symbol, timeframe)
+                .where(OperationRow.operation_type == OperationType.AGENT_RESEARCH.value, symbol.is_not(None))
+                .distinct()
+            ).all()
+        return sorted((str(a), str(b)) for a, b in rows if a is not None and b is not None)
+
     def ping(self) -> None:
         """Raises: DatabaseUnavailableError."""
         with self._session() as session:

@@ -150,8 +150,9 @@ def _describe_strategy(document: dict[str, Any]) -> str:
 def _describe_results(cycle: PastCycle) -> str:
     parts = []
     training = cycle.training_result or {}
-    if "accuracy" in training:
-        parts.append(f"accuracy {_fmt(training.get('accuracy'))}")
+    for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy")):
+        if key in training:
+            parts.append(f"{label} {_fmt(training.get(key))}")
     backtest = cycle.backtest_result or {}
     for key, label in (
         ("sharpe_ratio", "sharpe"),
@@ -160,6 +161,7 @@ def _describe_results(cycle: PastCycle) -> str:
         ("win_rate", "win rate"),
         ("max_drawdown", "drawdown"),
         ("num_trades", "trades"),
+        ("deflated_sharpe", "deflated sharpe"),
     ):
         if key in backtest:
             parts.append(f"{label} {_fmt(backtest.get(key))}")

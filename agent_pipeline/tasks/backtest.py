@@ -7,13 +7,14 @@ from typing import Any
 
 from agent_pipeline.celery_app import app
 from agent_pipeline.context import CycleContext, Phase
-from agent_pipeline.operations import OperationsStore, OperationType, get_store
+from agent_pipeline.operations import Operation, OperationsStore, OperationType, get_store
 from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, run_child, settings
 
 # Metrics copied from the backtest summary into the cycle's `backtest_result`.
 BACKTEST_RESULT_KEYS = (
     "total_return", "annualised_return", "sharpe_ratio", "sortino_ratio", "max_drawdown", "win_rate",
-    "num_trades", "profit_factor", "buy_and_hold_return", "excess_return", "exposure",
+    "num_trades", "profit_factor", "buy_and_hold_return", "excess_return", "exposure", "start", "end",
+    "psr", "deflated_sharpe", "trials", "sharpe_variance", "expected_max_sharpe", "folds",
 )  # fmt: skip
 
 
@@ -40,19 +41,35 @@ def backtest(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def _backtest(store: OperationsStore, context: CycleContext, backtest_op_id: str) -> dict[str, Any]:
-    from agent_pipeline.engine.research import backtest_strategy
+    from agent_pipeline.engine.research import Evaluation, backtest_walk_forward
 
     config = settings()
-    meta = store.get(context.cycle_id).metadata
+    cycle = store.get(context.cycle_id)
+    meta = cycle.metadata
     out_dir = Path(config.artifacts_dir or ".") / "backtests" / backtest_op_id
-    result = backtest_strategy(
+    summary = backtest_walk_forward(
         Path(meta["strategy_path"]),
-        model_path=Path(meta["model_path"]),
-        data_dir=config.data_dir,
+        model_dir=Path(meta["model_path"]).parent,
+        evaluation=Evaluation(**meta["evaluation"]),
         out_dir=out_dir,
+        trials=earlier_trials(store, cycle),
+        data_dir=config.data_dir,
     )
-    summary = dict(result.to_summary())
     summary["artifacts_dir"] = absolute(out_dir)
     brief = {k: summary[k] for k in BACKTEST_RESULT_KEYS if k in summary}
     store.merge_metadata(context.cycle_id, {"backtest_result": brief, "backtest_dir": absolute(out_dir)})
     return summary
+
+
+def earlier_trials(store: OperationsStore, cycle: Operation) -> Any:
+    """Every other strategy designed on the cycle's series, whatever became of it, with the OOS Sharpe
+    ratios of those that reached a backtest: the DSR's N and V[SR]."""
+    from agent_pipeline.engine.research import Trials
+
+    others = [
+        op
+        for op in store.series_cycles(symbol=cycle.metadata["symbol"], timeframe=cycle.metadata["timeframe"])
+        if op.operation_id != cycle.operation_id
+    ]
+    sharpes = [(op.metadata.get("backtest_result") or {}).get("sharpe_ratio") for op in others]
+    return Trials(count=len(others), sharpes=tuple(float(s) for s in sharpes if isinstance(s, int | float)))

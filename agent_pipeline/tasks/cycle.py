@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from agent_pipeline.celery_app import app
+from agent_pipeline.config import get_settings
 from agent_pipeline.context import CycleContext
 from agent_pipeline.flags import stop_training
 from agent_pipeline.logs import operation_context
@@ -16,9 +18,12 @@ logger = logging.getLogger(__name__)
 
 # Cycle metadata keys copied into the finished cycle's result_summary.
 SUMMARY_KEYS = (
-    "strategy_name", "strategy_path", "designer", "training_result", "training_gate", "model_path",
-    "backtest_result", "backtest_gate", "assessment", "assessment_path", "cost_usd",
+    "strategy_name", "strategy_path", "designer", "symbol", "timeframe", "evaluation", "training_result",
+    "training_gate", "model_path", "backtest_result", "backtest_gate", "backtest_dir", "assessment",
+    "assessment_path", "cost_usd",
 )  # fmt: skip
+# A strategy whose Deflated Sharpe Ratio reaches this is a discovery: P(true Sharpe > best of N by luck).
+DISCOVERY_DSR = 0.95
 
 
 @app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.finalize")
@@ -26,9 +31,36 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     context = CycleContext.model_validate(ctx)
     store = get_store()
     meta = store.get(context.cycle_id).metadata
-    store.complete(context.cycle_id, result_summary={k: meta[k] for k in SUMMARY_KEYS if k in meta})
-    logger.info("cycle completed")
+    summary = {k: meta[k] for k in SUMMARY_KEYS if k in meta}
+    summary["discovery"] = is_discovery(meta.get("backtest_result"))
+    # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
+    summary["lockbox"] = _trade_lockbox(meta)
+    store.complete(context.cycle_id, result_summary=summary)
+    logger.info("cycle completed", extra={"discovery": summary["discovery"]})
     return ctx
+
+
+def is_discovery(backtest_result: dict[str, Any] | None) -> bool:
+    """True when the out-of-sample Deflated Sharpe Ratio is at least DISCOVERY_DSR."""
+    dsr = (backtest_result or {}).get("deflated_sharpe")
+    return isinstance(dsr, int | float) and dsr >= DISCOVERY_DSR
+
+
+def _trade_lockbox(meta: dict[str, Any]) -> dict[str, Any]:
+    """The final model trades the lockbox once; a lockbox that cannot be traded is reported, not fatal."""
+    from agent_pipeline.engine.research import Evaluation, trade_lockbox
+    from agent_pipeline.errors import KtrdrError
+
+    try:
+        return trade_lockbox(
+            Path(meta["strategy_path"]),
+            model_path=Path(meta["model_path"]),
+            evaluation=Evaluation(**meta["evaluation"]),
+            data_dir=get_settings().data_dir,
+        )
+    except (KtrdrError, KeyError) as exc:
+        logger.warning("lockbox not traded", extra={"error": str(exc)})
+        return {"error": f"lockbox not traded: {exc}"}
 
 
 @app.task(name="ktrdr.cycle.record_failure")

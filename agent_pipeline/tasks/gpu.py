@@ -50,6 +50,7 @@ def train_model(
     model_dir: str,
     data_dir: str | None,
     seed: int,
+    evaluation: dict[str, Any] | None = None,
     wake: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     with operation_context(training_op_id):
@@ -65,7 +66,7 @@ def train_model(
             logger.warning("training already running elsewhere; dropping duplicate delivery for now")
             raise self.retry(countdown=flags.LOCK_TTL_S, max_retries=None)
         try:
-            summary = _train(self, training_op_id, strategy_yaml, Path(model_dir), data_dir, seed, owner)
+            summary = _train(self, training_op_id, strategy_yaml, Path(model_dir), data_dir, seed, owner, evaluation)
             flags.mark_done(self.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
         finally:
             flags.release_lock(self.app, training_op_id, owner)
@@ -80,23 +81,24 @@ def _train(
     data_dir: str | None,
     seed: int,
     owner: str,
+    evaluation: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    from agent_pipeline.engine.research import train_strategy
+    from agent_pipeline.engine.research import Evaluation, train_walk_forward
 
     model_dir.mkdir(parents=True, exist_ok=True)
     strategy_path = _write_strategy(model_dir, strategy_yaml)
     watch = _Watch(task, training_op_id, owner)
     watch.beat()  # a heartbeat from the start: a child that dies before its first epoch is noticed too
-    result = train_strategy(
+    return train_walk_forward(
         strategy_path,
         model_dir=model_dir,
+        evaluation=Evaluation(**(evaluation or {})),
         data_dir=Path(data_dir) if data_dir else None,
         seed=seed,
         device=None,
         on_epoch=watch.on_epoch,
         should_cancel=watch.should_cancel,
     )
-    return dict(result.to_summary())
 
 
 def _write_strategy(model_dir: Path, text: str) -> Path:
@@ -117,10 +119,11 @@ class _Watch:
         self.last_check = 0.0
         self.meta: dict[str, Any] = {"percentage": 0.0, "current_step": "starting"}
 
-    def on_epoch(self, progress: Any) -> None:
+    def on_epoch(self, progress: Any, stage: str = "") -> None:
         self.meta = {
             "percentage": float(progress.percentage),
-            "current_step": f"epoch {progress.epoch}/{progress.epochs}",
+            "current_step": f"{stage} epoch {progress.epoch}/{progress.epochs}".strip(),
+            "stage": stage,
             "epoch": progress.epoch,
             "epochs": progress.epochs,
             "train_loss": float(progress.train_loss),

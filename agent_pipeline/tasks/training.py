@@ -32,6 +32,7 @@ CYCLE_PROGRESS_START, CYCLE_PROGRESS_SPAN = 15.0, 60.0
 # Metrics copied from the training summary into the cycle's `training_result`.
 TRAINING_RESULT_KEYS = (
     "accuracy", "final_loss", "initial_loss", "val_accuracy", "val_loss", "epochs_run", "n_parameters", "device",
+    "balanced_accuracy", "macro_f1", "baseline_accuracy", "log_loss", "prior_log_loss", "log_loss_skill",
 )  # fmt: skip
 
 
@@ -77,6 +78,8 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     strategy_path = Path(cycle.metadata["strategy_path"])
     task_id = f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
     wake = dict(task.signature_from_request(task.request))
+    evaluation = evaluation_of(cycle)
+    _record_series(store, cycle.operation_id, strategy_path)
     train_model.apply_async(
         kwargs={
             "training_op_id": child.operation_id,
@@ -84,6 +87,7 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
             "model_dir": absolute(Path(config.artifacts_dir or ".") / "models" / child.operation_id),
             "data_dir": absolute(config.data_dir) if config.data_dir else None,
             "seed": config.seed,
+            "evaluation": evaluation,
             "wake": wake,
         },
         task_id=task_id,
@@ -95,6 +99,23 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     store.update_progress(child.operation_id, percentage=0.0, current_step="queued for a GPU worker")
     logger.info("training queued", extra={"training_op_id": child.operation_id, "task_id": task_id})
     return task_id
+
+
+def _record_series(store: OperationsStore, cycle_id: str, strategy_path: Path) -> None:
+    """`symbol` and `timeframe` on the cycle: the statistics count trials per series."""
+    from agent_pipeline.engine.strategy import load_strategy
+
+    strategy = load_strategy(strategy_path)
+    store.merge_metadata(cycle_id, {"symbol": strategy.symbol, "timeframe": strategy.timeframe})
+
+
+def evaluation_of(cycle: Operation) -> dict[str, Any]:
+    """The cycle's evaluation settings, fixed at its first training submit so every phase uses the same ones."""
+    if "evaluation" not in cycle.metadata:
+        config = settings()
+        evaluation = {"lockbox_fraction": config.lockbox_fraction, "folds": config.walk_forward_folds}
+        get_store().claim_metadata(cycle.operation_id, "evaluation", evaluation)
+    return dict(get_store().get(cycle.operation_id).metadata["evaluation"])
 
 
 def _strategy_text(path: Path, epochs: int | None) -> str:

@@ -80,9 +80,23 @@ def build_prompt(strategy: Strategy, training_result: dict[str, Any], backtest_r
             dump_strategy(strategy),
             "## Training result",
             json.dumps(training_result, indent=1, default=str),
-            "## Backtest result (held-out period)",
+            "## Backtest result (walk-forward out-of-sample, stitched over the folds)",
             json.dumps(backtest_result, indent=1, default=str),
+            "## Evidence across trials",
+            _evidence_line(backtest_result),
         ]
+    )
+
+
+def _evidence_line(backtest_result: dict[str, Any]) -> str:
+    """Trials and deflated Sharpe, spelled out: a verdict must not ignore how many strategies were tried."""
+    trials, dsr = backtest_result.get("trials"), backtest_result.get("deflated_sharpe")
+    psr = backtest_result.get("psr")
+    return (
+        f"trials: {trials} strategies tried on this series; deflated_sharpe: {dsr} (probability that the true "
+        f"Sharpe exceeds the best that {trials} zero-skill trials reach by luck; 0.95 or more is a discovery); "
+        f"psr: {psr}. Do not call a strategy promising with fewer than 10 trades or with a return no better "
+        "than buy-and-hold on the same bars."
     )
 
 

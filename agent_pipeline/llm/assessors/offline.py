@@ -10,7 +10,13 @@ Rules (each adds to the score and to strengths or weaknesses, with the numbers):
 - overfitting: validation and test accuracy differ by more than 5 points scores -1.
 - accuracy: test accuracy >= 55% is a strength (+1); below 45% a weakness (-1).
 
+- evidence: a deflated Sharpe ratio (every trial on the series counted) >= 0.95 scores +1; below 0.5 a
+  weakness (-1): the result is within what the best of that many zero-skill trials reaches by luck.
+- skill: balanced accuracy below 40% (chance is 33%) is a weakness.
+
 Verdict: score >= PROMISING_SCORE (3) -> promising; score >= MEDIOCRE_SCORE (0) -> mediocre; else poor.
+Never "promising" with fewer than MIN_TRADES trades, or with out-of-sample results no better than buy-and-hold:
+such a verdict is capped at "mediocre".
 Each list holds 2-4 items; short lists are padded with generic but true statements about the run.
 """
 
@@ -26,6 +32,10 @@ PROMISING_SCORE = 3
 MEDIOCRE_SCORE = 0
 # Fewer trades than this make the backtest statistics unreliable.
 MIN_TRADES = 10
+# Deflated Sharpe ratios: a discovery at or above, a weakness below.
+DISCOVERY_DSR, WEAK_DSR = 0.95, 0.5
+# Balanced accuracy below this is no skill (chance is 1/3).
+NO_SKILL = 0.40
 # Validation and test accuracy further apart than this (a fraction) signal overfitting.
 OVERFIT_GAP = 0.05
 # Drawdowns (fractions) counted as high / severe / low.
@@ -43,6 +53,8 @@ class OfflineAssessor(Assessor):
         rules = _Rules(strategy, training_result or {}, backtest_result or {})
         score = rules.apply()
         verdict = "promising" if score >= PROMISING_SCORE else "mediocre" if score >= MEDIOCRE_SCORE else "poor"
+        if verdict == "promising" and not rules.may_be_promising():
+            verdict = "mediocre"
         return AssessmentOutcome(
             verdict=verdict,
             strengths=_pad(rules.strengths, rules.generic_strengths()),
@@ -65,7 +77,28 @@ class _Rules:
 
     def apply(self) -> int:
         return sum(rule() for rule in (self._edge, self._sharpe, self._win_rate, self._trades, self._drawdown,
-                                       self._overfitting, self._accuracy))  # fmt: skip
+                                       self._overfitting, self._accuracy, self._evidence))  # fmt: skip
+
+    def may_be_promising(self) -> bool:
+        """Enough trades, and an out-of-sample return above buy-and-hold on the same bars."""
+        trades = _get(self.backtest, "num_trades")
+        total, hold = _get(self.backtest, "total_return"), _get(self.backtest, "buy_and_hold_return")
+        enough = trades is None or trades >= MIN_TRADES
+        return enough and total is not None and total > (hold or 0.0)
+
+    def _evidence(self) -> int:
+        dsr, trials = _get(self.backtest, "deflated_sharpe"), _get(self.backtest, "trials")
+        if dsr is None:
+            return 0
+        counted = f"{int(trials)} trials counted" if trials is not None else "every trial counted"
+        if dsr >= DISCOVERY_DSR:
+            self.strengths.append(f"Deflated Sharpe {dsr:.2f} ({counted}): unlikely to be luck")
+            return 1
+        if dsr < WEAK_DSR:
+            self.weaknesses.append(f"Deflated Sharpe {dsr:.2f} ({counted}): within what luck explains")
+            self.suggestions.append("Treat this as noise until an independent edge shows in more trials")
+            return -1
+        return 0
 
     def _edge(self) -> int:
         total, hold = _get(self.backtest, "total_return"), _get(self.backtest, "buy_and_hold_return")
@@ -135,6 +168,10 @@ class _Rules:
         return -1
 
     def _accuracy(self) -> int:
+        balanced = _get(self.training, "balanced_accuracy")
+        if balanced is not None and balanced < NO_SKILL:
+            self.weaknesses.append(f"No skill: balanced accuracy {_pct(balanced)} (chance is about 33%)")
+            return -1
         accuracy = _get(self.training, "test_accuracy", _get(self.training, "accuracy"))
         if accuracy is None:
             return 0
