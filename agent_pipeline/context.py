@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent_pipeline.user_strategy import MAX_STRATEGY_BYTES
 
 
 class Phase(enum.StrEnum):
@@ -24,6 +26,8 @@ class CycleOptions(BaseModel):
     model: str | None = None
     symbol: str | None = None
     timeframe: str | None = None
+    # A user's strategy (YAML text): the design phase runs it as given instead of asking a designer.
+    strategy: str | None = Field(default=None, max_length=MAX_STRATEGY_BYTES)
 
 
 class CycleContext(CycleOptions):

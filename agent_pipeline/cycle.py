@@ -65,6 +65,7 @@ def trigger(
         CapacityError: the limit of active cycles is reached (`active_cycle_exists`).
         BudgetExhaustedError: today's LLM spend reached the daily budget (`budget_exhausted`).
         InvalidOptionError: a designer that cannot run.
+        StrategyValidationError: the user's strategy (`options.strategy`) is invalid or too large.
         BrokerUnavailableError: the broker is unreachable (the cycle is marked failed, nothing is left running).
     """
     options = options or CycleOptions()
@@ -72,10 +73,11 @@ def trigger(
     settings = settings or get_settings()
     reconcile(store, settings)
     designer = _check_designer(options, settings)
+    _check_user_strategy(options, settings)
     _check_budget(store, settings)
     metadata = {
         "phase": None,
-        "designer": designer,
+        "designer": "user" if options.strategy else designer,
         "bypass_gates": options.bypass_gates,
         "model": options.model or settings.model,
     }
@@ -84,6 +86,16 @@ def trigger(
     with operation_context(cycle.operation_id):
         _send(store, context)
     return store.get(cycle.operation_id)
+
+
+def _check_user_strategy(options: CycleOptions, settings: Settings) -> None:
+    """A user's strategy is refused before any row exists when it is invalid (every problem, in one message)."""
+    if options.strategy is not None:
+        from agent_pipeline import user_strategy
+
+        if options.symbol or options.timeframe:
+            raise InvalidOptionError("a user strategy names its own symbol and timeframe; leave out symbol/timeframe")
+        user_strategy.check(options.strategy, user_strategy.available_series(settings.data_dir))
 
 
 def _check_budget(store: OperationsStore, settings: Settings) -> None:

@@ -36,6 +36,12 @@ def cycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", envvar="KTRDR_MODEL", help="LLM model or alias (opus, sonnet, haiku)."),
         click.option("--symbol", help="Ask the designer for this symbol."),
         click.option("--timeframe", help="Ask the designer for this timeframe."),
+        click.option(
+            "--strategy",
+            "strategy_file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Run this strategy file as given (no designer); `ktrdr strategy validate FILE` checks it.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -43,9 +49,13 @@ def cycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def to_options(**values: Any) -> Any:
+    """The CycleOptions of the command's options; a `--strategy` file is read (size-checked) into its text."""
     from agent_pipeline.context import CycleOptions
+    from agent_pipeline.user_strategy import read_strategy_file
 
-    return CycleOptions(bypass_gates=bool(values.pop("bypass_gates", False)), **values)
+    strategy_file = values.pop("strategy_file", None)
+    strategy = read_strategy_file(strategy_file) if strategy_file else None
+    return CycleOptions(bypass_gates=bool(values.pop("bypass_gates", False)), strategy=strategy, **values)
 
 
 @agent.command("trigger")

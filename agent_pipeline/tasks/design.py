@@ -12,6 +12,7 @@ from agent_pipeline.celery_app import app
 from agent_pipeline.context import CycleContext, Phase
 from agent_pipeline.operations import FINISHED, OperationsStore, OperationType, get_store
 from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings
+from agent_pipeline.user_strategy import use_user_strategy
 
 # How many past cycles the designer's memory reads.
 MEMORY_CYCLES = 50
@@ -35,6 +36,8 @@ def design(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
+    if context.strategy is not None:  # the user's own strategy skips the designer (issue 10)
+        return use_user_strategy(store, context)
     from agent_pipeline.engine.data import list_datasets
     from agent_pipeline.llm.designer import DataSeries, get_designer, save_design
 
