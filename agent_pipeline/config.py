@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     @field_validator("designer")
     @classmethod
     def _check_designer(cls, value: str) -> str:
-        if value not in ("auto", "anthropic", "offline"):
-            raise ValueError("must be one of auto, anthropic, offline")
+        if value not in ("auto", "anthropic", "offline", "random"):
+            raise ValueError("must be one of auto, anthropic, offline, random")
         return value
 
     @field_validator("broker_url")

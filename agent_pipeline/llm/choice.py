@@ -9,12 +9,13 @@ from agent_pipeline.errors import ConfigurationError
 if TYPE_CHECKING:
     from agent_pipeline.config import Settings
 
-# The implementations behind each of the two LLM roles.
-IMPLEMENTATIONS = ("anthropic", "offline")
+# The implementations behind each of the two LLM roles (`random` designs like `offline`, drawing uniformly;
+# its cycles are assessed offline).
+IMPLEMENTATIONS = ("anthropic", "offline", "random")
 
 
 def choose(settings: Settings, name: str | None, *, role: str) -> str:
-    """`anthropic` or `offline` for `role` ("designer"/"assessor"); `None` or `auto` follows the settings.
+    """`anthropic`, `offline` or `random` for `role` ("designer"/"assessor"); `None` or `auto` follows the settings.
 
     Cheap (no SDK import), so a trigger can refuse a choice that cannot run before it creates any row.
 

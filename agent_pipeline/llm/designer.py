@@ -1,6 +1,6 @@
 """The designer interface: memory and market data in, one validated `Strategy` out.
 
-Implementations live in `agent_pipeline.llm.designers` (`anthropic`, `offline`); `get_designer` picks one
+Implementations live in `agent_pipeline.llm.designers` (`anthropic`, `offline`, `random`); `get_designer` picks one
 from the settings. A designer only produces the strategy; the caller saves it (`save_design`) and records
 the outcome on the operation.
 """
@@ -33,6 +33,7 @@ class DesignOutcome:
     designer: str
     attempts: int
     notes: str = ""
+    study_trial: int | None = None  # the optimiser's trial number (offline and random designers)
 
     def to_dict(self) -> dict[str, Any]:
         """Operation metadata: everything but the strategy object (its document is included)."""
@@ -43,6 +44,7 @@ class DesignOutcome:
             "designer": self.designer,
             "attempts": self.attempts,
             "notes": self.notes,
+            "study_trial": self.study_trial,
         }
 
 
@@ -80,9 +82,13 @@ def get_designer(settings: Settings, name: str | None = None) -> Designer:
         from agent_pipeline.llm.designers.anthropic import AnthropicDesigner
 
         return AnthropicDesigner(settings)
+    if chosen == "random":
+        from agent_pipeline.llm.designers.random import RandomDesigner
+
+        return RandomDesigner(settings)
     from agent_pipeline.llm.designers.offline import OfflineDesigner
 
-    return OfflineDesigner(seed=settings.seed)
+    return OfflineDesigner(settings)
 
 
 def save_design(outcome: DesignOutcome, folder: Path, *, now: datetime | None = None) -> Path:

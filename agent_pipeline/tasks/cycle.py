@@ -12,6 +12,7 @@ from agent_pipeline.context import CycleContext
 from agent_pipeline.flags import stop_training
 from agent_pipeline.logs import operation_context
 from agent_pipeline.operations import ACTIVE, OperationType, get_store
+from agent_pipeline.study import tell_cycle
 from agent_pipeline.tasks.base import PhaseTask
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
     summary["lockbox"] = _trade_lockbox(meta)
     store.complete(context.cycle_id, result_summary=summary)
+    tell_cycle(store.get(context.cycle_id))  # the optimiser's study learns the outcome (issue 9)
     logger.info("cycle completed", extra={"discovery": summary["discovery"]})
     return ctx
 
@@ -83,6 +85,7 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
                 store.fail(child.operation_id, error_message=f"Parent failed: {message}")
                 if child.operation_type == OperationType.TRAINING:
                     stop_training(child.operation_id, child.metadata.get("celery_task_id"))
+        tell_cycle(store.get(cycle_id))  # the optimiser's study learns the outcome (issue 9)
 
 
 def _cycle_id(request: Any) -> str | None:

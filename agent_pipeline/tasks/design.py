@@ -62,6 +62,9 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
             "strategy_name": outcome.strategy.name,
             "strategy_path": path,
             "designer": outcome.designer,
+            "symbol": outcome.strategy.symbol,
+            "timeframe": outcome.strategy.timeframe,
+            "study_trial": outcome.study_trial,
             "design_usage": usage,
             "cost_usd": round(cost, 6),
         },
@@ -72,6 +75,7 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
         "designer": outcome.designer,
         "attempts": outcome.attempts,
         "notes": outcome.notes,
+        "study_trial": outcome.study_trial,
         "usage": usage,
     }
 
