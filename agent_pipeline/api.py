@@ -26,6 +26,7 @@ from agent_pipeline.errors import (
     StrategyValidationError,
 )
 from agent_pipeline.operations import MAX_LIST_LIMIT, OperationStatus, OperationType, get_store
+from agent_pipeline.routes import history
 
 # Expected errors -> HTTP status; anything else is a 500 with a logged traceback.
 STATUS_OF: dict[type[KtrdrError], int] = {
@@ -163,3 +164,6 @@ def get_operation(operation_id: str) -> dict[str, Any]:
 def cancel_operation(operation_id: str) -> dict[str, Any]:
     operation = cycle.cancel(operation_id)
     return {"success": True, "data": operation.to_dict()}
+
+
+app.include_router(history.router, dependencies=[api])  # the leaderboard (issue 10)

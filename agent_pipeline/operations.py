@@ -170,6 +170,15 @@ def _to_record(row: OperationRow) -> Operation:
     )
 
 
+def _record_finished(session: Session, operation_id: str) -> None:
+    """A cycle that just finished gets its leaderboard row in the same transaction (history.py, issue 10)."""
+    from agent_pipeline.history import record_result
+
+    row = session.get(OperationRow, operation_id)
+    if row is not None and row.operation_type == OperationType.AGENT_RESEARCH.value:
+        record_result(session, _to_record(row))
+
+
 def safe_url(url: str) -> str:
     """The URL with its password masked, for messages and logs."""
     return make_url(url).render_as_string(hide_password=True)
@@ -382,6 +391,8 @@ class OperationsStore:
             changed = _rowcount(session.execute(statement)) == 1
             if not changed and session.get(OperationRow, operation_id) is None:
                 raise OperationNotFoundError(f"operation not found: {operation_id}")
+            if changed and target in FINISHED:
+                _record_finished(session, operation_id)
             return changed
 
     def start(self, operation_id: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from agent_pipeline.cli.app import cli, console, open_store
+from agent_pipeline.cli.app import cli, console, echo_json, open_store
 from agent_pipeline.cli.render import cycle_report, cycles_table, describe_status, progress_view
 from agent_pipeline.operations import (
     Operation,
@@ -128,6 +128,30 @@ def agent_cancel() -> None:
 
     operation = cycle.cancel(store=open_store())
     click.echo(f"Cancelled {operation.operation_id}.")
+
+
+SORT_CHOICE = click.Choice(["dsr", "sharpe", "return", "created"])
+
+
+@agent.command("history")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True, help="Rows to show.")
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Rows to skip.")
+@click.option("--symbol", help="Only cycles on this symbol.")
+@click.option("--timeframe", help="Only cycles on this timeframe.")
+@click.option("--sort", type=SORT_CHOICE, default="dsr", show_default=True, help="Best first by this figure.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
+def agent_history(limit: int, offset: int, symbol: str | None, timeframe: str | None, sort: str, as_json: bool) -> None:
+    """The leaderboard of finished cycles: best first, the lockbox return in its own marked column."""
+    from agent_pipeline.cli.render import history_table
+    from agent_pipeline.history import SortKey, leaderboard
+
+    results = leaderboard(
+        open_store(), symbol=symbol, timeframe=timeframe, sort=SortKey(sort), limit=limit, offset=offset
+    )
+    if as_json:
+        echo_json([result.to_dict() for result in results])
+    else:
+        console().print(history_table(results))
 
 
 @agent.command("budget")

@@ -308,3 +308,46 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
     if meta.get("cost_usd"):
         rows.append(("LLM cost", f"${float(meta['cost_usd']):.4f}"))
     return rows
+
+
+# The lockbox column's mark and the note under the history table that explains it.
+LOCKBOX_MARK = "†"
+LOCKBOX_NOTE = f"{LOCKBOX_MARK} lockbox: traded once after research, shown to people, never fed back to the loop"
+
+
+def outcome_text(result: Any) -> str:
+    """`passed`, `training gate: <reason>`, `backtest gate: <reason>`, `cancelled` or `error: <message>`."""
+    if result.outcome == "passed":
+        return "passed"
+    label = result.outcome.replace("_", " ")
+    return f"{label}: {result.reason}" if result.reason and result.outcome != "cancelled" else label
+
+
+def history_table(results: Sequence[Any]) -> Any:
+    """The leaderboard: one line per finished cycle, the lockbox return in its own marked column."""
+    from rich.table import Table
+
+    table = Table(title="Research history", title_justify="left", caption=LOCKBOX_NOTE, caption_justify="left")
+    table.add_column("Cycle", no_wrap=True, min_width=42)  # full ids: `ktrdr agent report <id>` takes them
+    for header in ("Strategy", "Series", "Designer", "Outcome"):
+        table.add_column(header)
+    for header in ("Bal. acc", "OOS Sharpe", "Trades", "DSR", "Excess", "Cost", f"Lockbox{LOCKBOX_MARK}"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for result in results:
+        series = f"{result.symbol} {result.timeframe}" if result.symbol else "-"
+        cost = f"${result.cost_usd:.4f}" if result.cost_usd is not None else "-"
+        table.add_row(
+            result.operation_id,
+            result.strategy_name or "-",
+            series,
+            result.designer or "-",
+            truncate(outcome_text(result), 60),
+            pct(result.balanced_accuracy),
+            num(result.sharpe_ratio, 2),
+            str(result.num_trades) if result.num_trades is not None else "-",
+            num(result.deflated_sharpe, 2),
+            pct(result.excess_return),
+            cost,
+            pct(result.lockbox_return),
+        )
+    return table
