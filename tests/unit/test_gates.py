@@ -256,3 +256,37 @@ def test_backtest_gate_reads_thresholds_from_the_environment(monkeypatch):
 
 def test_backtest_thresholds_default_to_the_documented_values():
     assert BacktestThresholds.from_settings(get_settings()) == BacktestThresholds(0.45, 0.4, -0.5)
+
+
+# --- Walk-forward checks, after the spec's and only when their metric is present -------------------------
+
+
+def test_training_gate_reports_no_skill_with_balanced_accuracy_after_the_spec_checks():
+    metrics = {**GOOD_TRAINING, "balanced_accuracy": 0.352}
+    assert check_training_gate(metrics) == (False, "no_skill (balanced accuracy 35.2% < 40%)")
+    # the spec's checks still come first
+    failing = {**metrics, "accuracy": 0.35}
+    assert check_training_gate(failing) == (False, "accuracy_below_threshold (35% < 45%)")
+
+
+def test_training_gate_passes_skill_at_the_threshold_and_ignores_an_absent_metric():
+    assert check_training_gate({**GOOD_TRAINING, "balanced_accuracy": 0.40}) == (True, "passed")
+    assert check_training_gate({**GOOD_TRAINING, "balanced_accuracy": None}) == (True, "passed")
+
+
+def test_backtest_gate_reports_too_few_trades_after_the_spec_checks():
+    assert check_backtest_gate({**GOOD_BACKTEST, "num_trades": 1}) == (False, "too_few_trades (1 < 10)")
+    assert check_backtest_gate({**GOOD_BACKTEST, "num_trades": 10}) == (True, "passed")
+    failing = {**GOOD_BACKTEST, "num_trades": 1, "sharpe_ratio": -0.9}
+    assert check_backtest_gate(failing) == (False, "sharpe_too_low (-0.90 < -0.50)")
+
+
+def test_new_thresholds_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TRAINING_GATE_MIN_BALANCED_ACCURACY", "0.5")
+    monkeypatch.setenv("BACKTEST_GATE_MIN_TRADES", "50")
+    reset_settings()
+    assert check_training_gate({**GOOD_TRAINING, "balanced_accuracy": 0.45}) == (
+        False,
+        "no_skill (balanced accuracy 45% < 50%)",
+    )
+    assert check_backtest_gate({**GOOD_BACKTEST, "num_trades": 42}) == (False, "too_few_trades (42 < 50)")

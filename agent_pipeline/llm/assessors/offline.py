@@ -76,8 +76,8 @@ class _Rules:
         self.suggestions: list[str] = []
 
     def apply(self) -> int:
-        return sum(rule() for rule in (self._edge, self._sharpe, self._win_rate, self._trades, self._drawdown,
-                                       self._overfitting, self._accuracy, self._evidence))  # fmt: skip
+        return sum(rule() for rule in (self._edge, self._evidence, self._trades, self._sharpe, self._win_rate,
+                                       self._drawdown, self._overfitting, self._accuracy))  # fmt: skip
 
     def may_be_promising(self) -> bool:
         """Enough trades, and an out-of-sample return above buy-and-hold on the same bars."""

@@ -110,3 +110,27 @@ def test_importing_the_llm_package_does_not_import_the_sdk() -> None:
     code = "import sys, agent_pipeline.llm as llm; llm.get_designer; print('anthropic' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_one_trade_strategy_is_never_promising_however_good_its_figures():
+    # The demo's old "promising" verdict: one long trade through a bull market, +59.9% against +44.7%
+    one_trade = {**GOOD_BACKTEST, "total_return": 0.599, "buy_and_hold_return": 0.447, "num_trades": 1}
+    outcome = OfflineAssessor().assess(strategy=STRATEGY, training_result=GOOD_TRAINING, backtest_result=one_trade)
+    assert outcome.verdict != "promising"
+    assert any("Too few trades (1 < 10)" in w for w in outcome.weaknesses)
+
+
+def test_no_excess_return_over_buy_and_hold_is_never_promising():
+    no_edge = {**GOOD_BACKTEST, "total_return": 0.03, "buy_and_hold_return": 0.03, "deflated_sharpe": 0.99}
+    outcome = OfflineAssessor().assess(strategy=STRATEGY, training_result=GOOD_TRAINING, backtest_result=no_edge)
+    assert outcome.verdict != "promising"
+
+
+def test_the_deflated_sharpe_and_trial_count_are_weighed():
+    lucky = {**GOOD_BACKTEST, "deflated_sharpe": 0.2, "trials": 40}
+    outcome = OfflineAssessor().assess(strategy=STRATEGY, training_result=GOOD_TRAINING, backtest_result=lucky)
+    assert any("Deflated Sharpe 0.20 (40 trials counted)" in w for w in outcome.weaknesses)
+    found = {**GOOD_BACKTEST, "deflated_sharpe": 0.97, "trials": 40}
+    outcome = OfflineAssessor().assess(strategy=STRATEGY, training_result=GOOD_TRAINING, backtest_result=found)
+    assert outcome.verdict == "promising"
+    assert any("Deflated Sharpe 0.97" in s for s in outcome.strengths)
