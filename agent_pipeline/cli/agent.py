@@ -154,6 +154,22 @@ def agent_history(limit: int, offset: int, symbol: str | None, timeframe: str | 
         console().print(history_table(results))
 
 
+@agent.command("evidence")
+@click.option("--symbol", help="Only this symbol.")
+@click.option("--timeframe", help="Only this timeframe.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
+def agent_evidence(symbol: str | None, timeframe: str | None, as_json: bool) -> None:
+    """Per series: trials, the best strategies by deflated Sharpe, discoveries, Hansen's SPA p-value."""
+    from agent_pipeline import evidence
+    from agent_pipeline.cli.render import evidence_tables
+
+    found = evidence.collect(open_store(), symbol=symbol, timeframe=timeframe)
+    if as_json:
+        click.echo(found.model_dump_json(indent=2))
+    else:
+        console().print(*evidence_tables(found))
+
+
 @agent.command("budget")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def agent_budget(as_json: bool) -> None:

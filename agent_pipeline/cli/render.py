@@ -351,3 +351,37 @@ def history_table(results: Sequence[Any]) -> Any:
             pct(result.lockbox_return),
         )
     return table
+
+
+def evidence_tables(found: Any) -> list[Any]:
+    """One table per series: its trials, SPA p-value and best strategies (an `evidence.Evidence`)."""
+    from rich.table import Table
+
+    if not found.series:
+        return ["No research cycles with a designed strategy yet."]
+    tables = []
+    for series in found.series:
+        spa = num(series.spa_pvalue, 3) if series.spa_pvalue is not None else "- (too little data)"
+        discoveries = "discovery" if len(series.discoveries) == 1 else "discoveries"
+        strategies = "strategy" if series.spa_models == 1 else "strategies"
+        title = (
+            f"{series.symbol} {series.timeframe}: {plural(series.trials, 'trial')}, "
+            f"{len(series.discoveries)} {discoveries}, SPA p-value vs buy-and-hold {spa} over "
+            f"{series.spa_models} {strategies}"
+        )
+        table = Table(title=title, title_justify="left")
+        for header in ("Cycle", "Strategy", "Status", "Deflated Sharpe", "PSR", "Sharpe", "Trades", "Excess"):
+            table.add_column(header)
+        for trial in series.best:
+            table.add_row(
+                trial.cycle_id,
+                trial.strategy_name or "-",
+                trial.status,
+                num(trial.deflated_sharpe, 2),
+                num(trial.psr, 2),
+                num(trial.sharpe_ratio, 2),
+                str(trial.num_trades if trial.num_trades is not None else "-"),
+                pct(trial.excess_return),
+            )
+        tables.append(table)
+    return tables
