@@ -540,6 +540,70 @@ class OperationsStore:
             ).all()
         return sorted((str(a), str(b)) for a, b in rows if a is not None and b is not None)
 
+    # -- figures for the metrics endpoint (issue 10): indexed reads only -------------------------
+
+    def active_counts(self) -> dict[tuple[str, str], int]:
+        """(operation_type, status) -> rows, for the pending and running rows (ix_operations_status_type)."""
+        query = (
+            select(OperationRow.operation_type, OperationRow.status, func.count())
+            .where(OperationRow.status.in_([s.value for s in ACTIVE]))
+            .group_by(OperationRow.operation_type, OperationRow.status)
+        )
+        with self._session() as session:
+            return {(str(kind), str(status)): int(n) for kind, status, n in session.execute(query)}
+
+    def created_since(
+        self, since: datetime, *, operation_types: tuple[OperationType, ...], limit: int = 10_000
+    ) -> builtins.list[Operation]:
+        """Rows of these types created since `since`, newest first (ix_operations_type_created), at most `limit`."""
+        query = (
+            select(OperationRow)
+            .where(
+                OperationRow.operation_type.in_([t.value for t in operation_types]),
+                OperationRow.created_at >= since,
+            )
+            .order_by(OperationRow.created_at.desc())
+            .limit(limit)
+        )
+        with self._session() as session:
+            return [_to_record(row) for row in session.scalars(query)]
+
+    def run_times_since(
+        self, since: datetime, *, operation_types: tuple[OperationType, ...], limit: int = 10_000
+    ) -> builtins.list[tuple[OperationType, float]]:
+        """(type, seconds from start to completion) of the completed rows created since `since`, at most `limit`."""
+        query = (
+            select(OperationRow.operation_type, OperationRow.started_at, OperationRow.completed_at)
+            .where(
+                OperationRow.operation_type.in_([t.value for t in operation_types]),
+                OperationRow.created_at >= since,
+                OperationRow.status == OperationStatus.COMPLETED.value,
+            )
+            .limit(limit)
+        )
+        with self._session() as session:
+            rows = session.execute(query).all()
+        return [
+            (OperationType(kind), (_aware(done) - _aware(began)).total_seconds())  # type: ignore[operator]
+            for kind, began, done in rows
+            if began is not None and done is not None
+        ]
+
+    def last_completed(self, operation_type: OperationType, *, window: int = 50) -> datetime | None:
+        """When the newest of the last `window` completed rows of this type completed (None when none)."""
+        recent = (
+            select(OperationRow.completed_at)
+            .where(
+                OperationRow.operation_type == operation_type.value,
+                OperationRow.status == OperationStatus.COMPLETED.value,
+            )
+            .order_by(OperationRow.created_at.desc())
+            .limit(window)
+            .subquery()
+        )
+        with self._session() as session:
+            return _aware(session.scalar(select(func.max(recent.c.completed_at))))
+
     def ping(self) -> None:
         """Raises: DatabaseUnavailableError."""
         with self._session() as session:
