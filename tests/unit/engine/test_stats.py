@@ -31,7 +31,8 @@ def _vectorbt_dsr(est_sharpe, var_sharpe, nb_trials, backtest_horizon, skew, kur
         (1 - np.euler_gamma) * norm.ppf(1 - 1 / nb_trials) + np.euler_gamma * norm.ppf(1 - 1 / (nb_trials * np.e))
     )
     return norm.cdf(
-        (est_sharpe - sr0) * np.sqrt(backtest_horizon - 1)
+        (est_sharpe - sr0)
+        * np.sqrt(backtest_horizon - 1)
         / np.sqrt(1 - skew * est_sharpe + ((kurtosis - 1) / 4) * est_sharpe**2)
     )
 
@@ -41,9 +42,7 @@ def test_dsr_of_real_returns_matches_an_independent_implementation(seed: int) ->
     rng = np.random.default_rng(seed)
     returns = rng.standard_t(df=4, size=800) * 0.01 + 0.0008
     evidence = stats.SharpeEvidence.of(returns)
-    expected = _vectorbt_dsr(
-        evidence.sharpe, 0.002, 25, len(returns), evidence.skewness, evidence.kurtosis
-    )
+    expected = _vectorbt_dsr(evidence.sharpe, 0.002, 25, len(returns), evidence.skewness, evidence.kurtosis)
     assert stats.deflated_sharpe(evidence, trials=25, variance=0.002) == pytest.approx(expected, rel=1e-9)
     assert evidence.kurtosis > 3  # Student-t tails: Pearson kurtosis, not excess
 
