@@ -1,12 +1,9 @@
 """The optimiser's memory: one Optuna study per symbol/timeframe, kept in the operations database.
 
-A design is one `ask` (`ask_trial`); the cycle's end is its `tell` (`tell_cycle`, called by the chain's two
-ends). Optuna's RDBStorage shares `DATABASE_URL` with the operations table: its own tables (`studies`,
-`trials`, ...) sit beside `operations`. Both use Alembic's default `alembic_version` table, so ours is brought
-up first and Optuna's schema check is skipped: Optuna stamps that table only when it is empty, and would
-otherwise refuse our revision as unknown.
-
-The objective is `objective(backtest_result)`, the walk-forward out-of-sample figure; never the lockbox.
+A design is one `ask` (`ask_trial`); the cycle's end is its `tell` (`tell_cycle`, from the chain's two ends).
+Optuna's tables (`studies`, `trials`, ...) sit beside `operations` under the same `DATABASE_URL`. Both use
+Alembic's default `alembic_version` table, so ours is brought up first and Optuna's schema check is skipped:
+Optuna stamps that table only when it is empty, and would refuse our revision as unknown.
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import hashlib
 import logging
 import re
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -26,17 +24,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Told to a cycle stopped by a gate: below every objective a traded strategy gets (objectives are clipped).
-POOR = -3.0
+# A gate-stopped cycle is told POOR + GATE_SPREAD * (how close it came, 0..1): below every traded cycle.
+POOR, GATE_SPREAD = -3.0, 0.4
 # Objectives are clipped to this range, so one freak figure cannot dominate TPE's good/bad split.
 CLIP = (-2.5, 5.0)
 # Sharpe units taken off a strategy with no trades; proportionally less up to the backtest gate's minimum.
 MISSING_TRADES_PENALTY = 1.0
 # Random draws before TPE models the good and bad trials (a third of the benchmark's 24 cycles).
 STARTUP_TRIALS = 8
-# `Training gate failed: no_skill (..)` -> `training gate: no_skill`.
+# `Training gate failed: no_skill (..)` -> ("Training", "no_skill").
 _GATE = re.compile(r"(Training|Backtest) gate failed: ([a-z_]+)")
-# Backtest figures kept on each trial (walk-forward, out of sample), for the study's view.
+# Walk-forward figures kept on each trial, for the study's view; never the lockbox's.
 FIGURES = ("sharpe_ratio", "num_trades", "psr", "deflated_sharpe", "trials", "total_return", "win_rate")
 
 _storages: dict[str, Any] = {}
@@ -63,8 +61,21 @@ def objective(backtest: dict[str, Any], min_trades: int | None = None) -> float:
     return min(CLIP[1], max(CLIP[0], sharpe - MISSING_TRADES_PENALTY * missing))
 
 
-def study_name(symbol: str, timeframe: str) -> str:
-    return f"ktrdr:{symbol}:{timeframe}"
+def told_value(cycle: Operation) -> float | None:
+    """What `tell_cycle` tells for a finished cycle; None for a failure that is not a gate's (or a cancel).
+
+    A gate-stopped cycle gets a poor value still ordered by how close it came (balanced accuracy at the
+    training gate, PSR at the backtest gate), so TPE can tell near misses from hopeless draws.
+    """
+    meta = cycle.metadata
+    if cycle.status.value == "completed":
+        return objective(meta.get("backtest_result") or {})
+    gate = _GATE.search(cycle.error_message or "")
+    if gate is None:
+        return None
+    figures = meta.get("training_result") if gate[1] == "Training" else meta.get("backtest_result")
+    closeness = (figures or {}).get("balanced_accuracy" if gate[1] == "Training" else "psr")
+    return POOR + GATE_SPREAD * min(1.0, max(0.0, float(closeness or 0.0)))
 
 
 def storage(url: str) -> Any:
@@ -76,69 +87,58 @@ def storage(url: str) -> Any:
     with _lock:
         if url not in _storages:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
+            # TPE's multivariate, group and constant_liar are flagged experimental (stable since Optuna 2.x).
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
             get_store(url).upgrade()
             kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
             _storages[url] = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=True)
         return _storages[url]
 
 
-def load_study(symbol: str, timeframe: str, *, url: str, sampler: Any = None) -> optuna.Study:
+def load_study(symbol: str, timeframe: str, *, url: str) -> optuna.Study:
     """The study of one series (created on first use; concurrent creators get the same one)."""
     import optuna
 
-    name = study_name(symbol, timeframe)
-    return optuna.create_study(
-        study_name=name, storage=storage(url), sampler=sampler, direction="maximize", load_if_exists=True
-    )
-
-
-def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
-    """`tpe` (the optimiser) or `random` (the baseline: every parameter uniform over its distribution)."""
-    import warnings
-
-    import optuna
-
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():  # multivariate/group are flagged experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # group: the indicators' periods are only drawn when used; constant_liar: running trials count as
-        # poor, so concurrent cycles spread out instead of piling onto one promising region.
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True, constant_liar=True
-        )
+    name = f"ktrdr:{symbol}:{timeframe}"
+    return optuna.create_study(study_name=name, storage=storage(url), direction="maximize", load_if_exists=True)
 
 
 def ask_trial(symbol: str, timeframe: str, *, url: str, sampler: str, seed: int) -> optuna.Trial:
-    """A new trial of the series' study whose draws depend only on (seed, trial number, past trials).
+    """A new trial of the series' study; its draws depend only on (seed, trial number, past trials).
 
     The storage numbers trials under a row lock, so concurrent askers never share one; the sampler is then
     seeded from that number, so two processes with the same seed still draw different strategies, and a
-    rerun of the same sequence draws the same ones.
+    rerun of the same sequence draws the same ones. `sampler`: `tpe` (the optimiser) or `random` (uniform).
     """
+    import optuna
+
     study = load_study(symbol, timeframe, url=url)
     trial = study.ask()
-    digest = hashlib.sha256(f"{seed}:{symbol}:{timeframe}:{trial.number}".encode()).digest()
+    seeded = int.from_bytes(hashlib.sha256(f"{seed}:{symbol}:{timeframe}:{trial.number}".encode()).digest()[:4])
     # Optuna samples lazily, at the trial's first `suggest`, with whatever sampler the study holds then.
-    study.sampler = make_sampler(sampler, int.from_bytes(digest[:4]))
+    study.sampler = optuna.samplers.RandomSampler(seed=seeded)
+    if sampler == "tpe":
+        # group: periods are drawn only for the indicators used; constant_liar: running trials count as poor,
+        # so concurrent cycles spread out instead of piling onto one promising region.
+        study.sampler = optuna.samplers.TPESampler(
+            seed=seeded, n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True, constant_liar=True
+        )
     return trial
 
 
 def tell_cycle(cycle: Operation) -> None:
-    """Tell the cycle's outcome to its study; never raises (the cycle's end must not fail because of it).
+    """Tell a finished cycle's outcome (`told_value`) to its study; idempotent, and never raises.
 
-    A completed cycle is told `objective(backtest_result)`; one stopped by a gate POOR, with the reason as
-    the user attribute `failure`; any other failure or a cancel a FAIL state (TPE skips those). Idempotent.
-    A cycle designed without a study trial (Claude) is added as a finished trial with the parameters that
-    map onto the space, so the optimiser learns from it too.
+    The reason a gate stopped it goes into the user attribute `failure`; a failure that is not a gate's, or
+    a cancel, is told as FAIL (TPE skips those). A cycle designed without a trial (Claude, a user's file) is
+    added as a finished trial with its parameters that fall inside the space, so the optimiser learns from it.
     """
     meta = cycle.metadata
-    if not meta.get("symbol") or not meta.get("timeframe") or not meta.get("designer"):
-        return
-    try:
-        _tell(cycle, meta)
-    except Exception:  # noqa: BLE001 - the optimiser is advisory; the cycle's own record stands
-        logger.warning("could not tell the study", exc_info=True, extra={"operation_id": cycle.operation_id})
+    if meta.get("symbol") and meta.get("timeframe") and meta.get("designer"):
+        try:
+            _tell(cycle, meta)
+        except Exception:  # noqa: BLE001 - the optimiser is advisory: the cycle's own record stands
+            logger.warning("study not told", exc_info=True, extra={"operation_id": cycle.operation_id})
 
 
 def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
@@ -148,39 +148,29 @@ def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
     from agent_pipeline.config import get_settings
 
     url = get_settings().database_url
-    study = load_study(meta["symbol"], meta["timeframe"], url=url)
-    value, state, attrs = _outcome(cycle)
+    study, value = load_study(meta["symbol"], meta["timeframe"], url=url), told_value(cycle)
+    state = TrialState.FAIL if value is None else TrialState.COMPLETE
+    backtest = meta.get("backtest_result") or {}
+    attrs = {key: backtest[key] for key in FIGURES if isinstance(backtest.get(key), int | float)}
     attrs |= {"cycle_id": cycle.operation_id, "designer": meta["designer"]}
+    if cycle.status.value != "completed":
+        gate = _GATE.search(cycle.error_message or "")
+        attrs["failure"] = f"{gate[1].lower()} gate: {gate[2]}" if gate else (cycle.error_message or "cancelled")[:200]
     number = meta.get("study_trial")
     if not isinstance(number, int):
-        if any(t.user_attrs.get("cycle_id") == cycle.operation_id for t in study.get_trials(deepcopy=False)):
-            return
-        params, distributions = _proposal(meta)
-        trial = optuna.trial.create_trial(
-            params=params, distributions=distributions, value=value, state=state, user_attrs=attrs
-        )
-        study.add_trial(trial)
+        if all(t.user_attrs.get("cycle_id") != cycle.operation_id for t in study.get_trials(deepcopy=False)):
+            params, distributions = _proposal(meta)
+            trial = optuna.trial.create_trial(
+                params=params, distributions=distributions, value=value, state=state, user_attrs=attrs
+            )
+            study.add_trial(trial)
         return
     store = storage(url)
     trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(study.study_name), number)
-    if store.get_trial(trial_id).state != TrialState.RUNNING:
-        return
-    for key, item in attrs.items():
-        store.set_trial_user_attr(trial_id, key, item)
-    study.tell(number, value if state == TrialState.COMPLETE else None, state=state)
-
-
-def _outcome(cycle: Operation) -> tuple[float | None, Any, dict[str, Any]]:
-    from optuna.trial import TrialState
-
-    backtest = cycle.metadata.get("backtest_result") or {}
-    attrs: dict[str, Any] = {key: backtest[key] for key in FIGURES if isinstance(backtest.get(key), int | float)}
-    if cycle.status.value == "completed":
-        return objective(backtest), TrialState.COMPLETE, attrs
-    gate = _GATE.search(cycle.error_message or "")
-    if gate:
-        return POOR, TrialState.COMPLETE, attrs | {"failure": f"{gate[1].lower()} gate: {gate[2]}"}
-    return None, TrialState.FAIL, attrs | {"failure": (cycle.error_message or cycle.status.value)[:200]}
+    if store.get_trial(trial_id).state == TrialState.RUNNING:
+        for key, item in attrs.items():
+            store.set_trial_user_attr(trial_id, key, item)
+        study.tell(number, value, state=state)
 
 
 def _proposal(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -203,19 +193,17 @@ def _proposal(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def study_view(url: str, pairs: Iterable[tuple[str, str]], *, best: int = 3) -> str:
-    """Text for Claude's prompt: per series, trial count, best trials with parameters and walk-forward
-    figures (with the deflated Sharpe), and failure reasons by family. Empty when no study has trials."""
-    from optuna.trial import TrialState
+    """Text for Claude's prompt: per series the trial count, the best trials with their parameters and
+    walk-forward figures (the deflated Sharpe among them), and the failure reasons by family."""
+    import optuna
 
-    lines = []
-    for symbol, timeframe in sorted(pairs):
+    lines, names = [], set(optuna.get_all_study_names(storage(url)))
+    for symbol, timeframe in sorted(p for p in pairs if f"ktrdr:{p[0]}:{p[1]}" in names):
         trials = load_study(symbol, timeframe, url=url).get_trials(deepcopy=False)
-        if not trials:
-            continue
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        ranked = sorted(done, key=lambda t: float(t.value or 0.0), reverse=True)
-        lines.append(f"{symbol} {timeframe}: {len(trials)} trials ({len(done)} told a value)")
-        for trial in ranked[:best]:
+        told = sorted((t for t in trials if t.value is not None), key=lambda t: float(t.value or 0), reverse=True)
+        if trials:
+            lines.append(f"{symbol} {timeframe}: {len(trials)} trials ({len(told)} told a value)")
+        for trial in told[:best]:
             figures = ", ".join(f"{key} {_fmt(trial.user_attrs[key])}" for key in FIGURES if key in trial.user_attrs)
             params = ", ".join(f"{key}={_fmt(value)}" for key, value in sorted(trial.params.items()))
             lines.append(f"- trial {trial.number}: objective {trial.value:.3g} ({figures}); {params}")

@@ -61,6 +61,7 @@ class AnthropicDesigner(Designer):
     def __init__(self, settings: Settings, client: Any = None) -> None:
         self.model = claude.resolve_model(settings.model)
         self.max_repairs = settings.design_max_repairs
+        self.database_url = settings.database_url
         self.client = client or claude.make_client(settings)
 
     def design(
@@ -74,7 +75,10 @@ class AnthropicDesigner(Designer):
         candidates = select_series(catalogue, symbol, timeframe)
         pairs = available_pairs(candidates)
         conversation = claude.Conversation(self.client, model=self.model, system=SYSTEM_PROMPT, tool=strategy_tool())
-        prompt = build_prompt(memory=memory, catalogue=candidates, symbol=symbol, timeframe=timeframe)
+        from agent_pipeline.study import study_view
+
+        study = study_view(self.database_url, pairs)
+        prompt = build_prompt(memory=memory, catalogue=candidates, symbol=symbol, timeframe=timeframe, study=study)
         try:
             reply = conversation.run(prompt, lambda doc: _validate(doc, pairs), max_repairs=self.max_repairs)
         except claude.RepairsExhausted as exc:
@@ -109,9 +113,10 @@ def strategy_tool() -> dict[str, Any]:
 
 
 def build_prompt(
-    *, memory: ResearchMemory, catalogue: list[DataSeries], symbol: str | None, timeframe: str | None
+    *, memory: ResearchMemory, catalogue: list[DataSeries], symbol: str | None, timeframe: str | None, study: str = ""
 ) -> str:
-    """The user turn: available data, indicator catalogue, schema, research memory and the request."""
+    """The user turn: available data, indicator catalogue, schema, research memory, the optimiser's study
+    (`study.study_view`) and the request."""
     request = "Choose the symbol and timeframe yourself from the available data."
     if symbol or timeframe:
         request = f"Use symbol {symbol or '(any available)'} and timeframe {timeframe or '(any available)'}."
@@ -125,6 +130,11 @@ def build_prompt(
         json.dumps(strategy_json_schema(), separators=(",", ":")),
         "## Research memory",
         memory.summary(),
+        *(
+            ["## Optimiser study (walk-forward figures; objective = OOS Sharpe less a too-few-trades penalty)", study]
+            if study
+            else []
+        ),
         "## Request",
         request,
         "Design one new strategy that tests a clear hypothesis, and submit it with the tool.",

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
-from agent_pipeline.config import Settings
+from agent_pipeline.config import Settings, reset_settings
 from agent_pipeline.errors import DesignError, LLMError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer
 from agent_pipeline.llm.cost import estimate_cost
+from agent_pipeline.operations import get_store
 from tests.fake_anthropic import FakeAnthropic, Scripted
 
 PLANTED_KEY = "sk-ant-test-PLANTED-0123456789abcdef"
@@ -211,3 +214,38 @@ def test_a_scripted_callable_can_answer_from_the_request(fake_anthropic: FakeAnt
 
     fake_anthropic.reply_with(echo_model)
     assert design().strategy.name == "rsi_swing"
+
+
+def test_the_prompt_shows_the_optimiser_study_and_the_design_is_told_to_it(
+    fake_anthropic: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an offline trial already told on EURUSD 1h (a near miss at the training gate)
+    from agent_pipeline.study import load_study, tell_cycle
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'ktrdr.db'}")
+    reset_settings()
+    settings = Settings(anthropic_api_key=PLANTED_KEY)
+    offline = get_designer(settings, "offline").design(memory=MEMORY, catalogue=CATALOGUE, symbol="EURUSD")
+    store = get_store(settings.database_url)
+    meta = {"designer": "offline", "symbol": "EURUSD", "timeframe": "1h", "study_trial": offline.study_trial}
+    first = store.create_cycle(max_active=5, metadata=meta)
+    store.start(first.operation_id)
+    store.fail(first.operation_id, error_message="Training gate failed: no_skill (balanced accuracy 35% < 40%)")
+    tell_cycle(store.get(first.operation_id))
+    # When Claude designs
+    fake_anthropic.reply_tool_use("submit_strategy", STRATEGY)
+    outcome = get_designer(settings).design(memory=MEMORY, catalogue=CATALOGUE)
+    # Then its prompt holds the study's view
+    prompt = json.dumps(fake_anthropic.bodies[0]["messages"])
+    assert "Optimiser study" in prompt and "EURUSD 1h: 1 trials" in prompt
+    assert "training gate: no_skill x1" in prompt
+    # And when its cycle completes, the study holds Claude's proposal with the parameters that map
+    path = tmp_path / "claude.yaml"
+    path.write_text(yaml.safe_dump(outcome.document), encoding="utf-8")
+    meta = {"designer": "anthropic", "symbol": "EURUSD", "timeframe": "1h", "strategy_path": str(path)}
+    second = store.create_cycle(max_active=5, metadata=meta | {"backtest_result": {"sharpe_ratio": 0.4}})
+    store.start(second.operation_id)
+    store.complete(second.operation_id)
+    tell_cycle(store.get(second.operation_id))
+    trial = load_study("EURUSD", "1h", url=settings.database_url).get_trials()[-1]
+    assert trial.user_attrs["designer"] == "anthropic" and trial.params["rsi_period"] == 14

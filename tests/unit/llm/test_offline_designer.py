@@ -115,26 +115,31 @@ def test_fuzzy_sets_and_labels_come_from_the_research_period_never_the_lockbox(
 
 def test_a_completed_cycle_is_told_its_objective_and_a_gate_stopped_one_a_poor_value(settings: Settings) -> None:
     # Given three designs, and cycles that completed, stopped at a gate and crashed
-    outcomes = [design(settings, symbol="SP500", timeframe="1d") for _ in range(3)]
+    outcomes = [design(settings, symbol="SP500", timeframe="1d") for _ in range(4)]
     backtest = {"sharpe_ratio": 1.2, "num_trades": 5, "psr": 0.9, "deflated_sharpe": 0.4, "total_return": 0.1}
+    no_skill = "Training gate failed: no_skill (balanced accuracy 35% < 40%)"
     cycles = [
         finished_cycle(settings, outcomes[0], backtest_result=backtest),
-        finished_cycle(settings, outcomes[1], error="Training gate failed: no_skill (balanced accuracy 35% < 40%)"),
-        finished_cycle(settings, outcomes[2], error="Cycle failed: WorkerLostError: lost"),
+        finished_cycle(settings, outcomes[1], error=no_skill),
+        finished_cycle(settings, outcomes[2], error=no_skill, training_result={"balanced_accuracy": 0.35}),
+        finished_cycle(settings, outcomes[3], error="Cycle failed: WorkerLostError: lost"),
     ]
     # When each is told twice (Celery may run the errback twice)
     for cycle in cycles + cycles:
         tell_cycle(cycle)
     # Then the study holds their outcomes, and never the lockbox's figure
     trials = load_study("SP500", "1d", url=settings.database_url).get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
     assert trials[0].value == pytest.approx(1.2 - 0.5) and trials[0].user_attrs["num_trades"] == 5
     assert trials[0].user_attrs["cycle_id"] == cycles[0].operation_id
     assert trials[1].value == POOR and trials[1].user_attrs["failure"] == "training gate: no_skill"
-    assert "WorkerLostError" in trials[2].user_attrs["failure"]
+    # And a near miss is told a poor value that still ranks it above a hopeless draw, below any traded one
+    assert trials[2].value == pytest.approx(POOR + 0.4 * 0.35)
+    assert POOR < trials[2].value < objective({"sharpe_ratio": -9.0}, 10)
+    assert "WorkerLostError" in trials[3].user_attrs["failure"]
     assert all(99.0 not in t.user_attrs.values() for t in trials)
-    # And the next design is trial 3
-    assert design(settings, symbol="SP500", timeframe="1d").study_trial == 3
+    # And the next design is trial 4
+    assert design(settings, symbol="SP500", timeframe="1d").study_trial == 4
 
 
 def test_objective_takes_off_up_to_one_sharpe_for_missing_trades_and_never_rewards_not_trading() -> None:
