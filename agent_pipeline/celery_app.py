@@ -9,6 +9,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from agent_pipeline.config import Settings, get_settings
+from agent_pipeline.schedule import beat_schedule
 
 RESEARCH_QUEUE = "research"
 GPU_QUEUE = "gpu"
@@ -21,6 +22,7 @@ TASK_MODULES = [
     "agent_pipeline.tasks.assess",
     "agent_pipeline.tasks.cycle",
     "agent_pipeline.tasks.gpu",
+    "agent_pipeline.tasks.schedule",
 ]
 # How long finished task results stay in the backend (the operations table keeps the history).
 RESULT_EXPIRES_S = 7 * 24 * 3600
@@ -62,6 +64,7 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_connection_timeout=5,
         broker_connection_max_retries=3,
         worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(settings),  # KTRDR_SCHEDULE's tick, for `ktrdr beat` (issue 10)
     )
     _forget_connections(app)
 

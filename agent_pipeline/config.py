@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     lockbox_fraction: float = Field(default=0.2, gt=0, le=0.5)
     walk_forward_folds: int = Field(default=4, ge=2, le=10)
 
+    # The unattended loop (issue 10): `15s`, `10m`, `1h` or `continuous` drives `ktrdr beat`; unset = off.
+    schedule: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        from agent_pipeline.schedule import interval_seconds
+
+        if value:
+            interval_seconds(value)
+        return value or None
+
     @field_validator("designer")
     @classmethod
     def _check_designer(cls, value: str) -> str:

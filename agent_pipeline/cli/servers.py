@@ -51,3 +51,22 @@ def worker_argv(queues: str, concurrency: int, loglevel: str, extra: Sequence[st
     if "gpu" in names:
         argv += ["--max-tasks-per-child", "1"]
     return [*argv, *extra]
+
+
+@cli.command("beat", context_settings={"ignore_unknown_options": True})
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
+    """Start Celery beat: a cycle every KTRDR_SCHEDULE (15s, 10m, 1h, continuous) while there is room and budget."""
+    import os
+
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.errors import ConfigurationError
+
+    settings = get_settings()
+    if not settings.schedule:
+        raise ConfigurationError("KTRDR_SCHEDULE is not set (e.g. 15s, 10m, 1h or continuous): nothing to schedule")
+    state = settings.home / "celerybeat-schedule"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "celery", "-A", "agent_pipeline", "beat", "-l", loglevel, "-s", str(state)]
+    os.execvp(command[0], [*command, *celery_args])

@@ -25,9 +25,11 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 
-EXPECTED_SERVICES = {"redis", "postgres", "migrate", "api", "research-worker", "gpu-worker", "flower"}
+EXPECTED_SERVICES = {
+    "redis", "postgres", "migrate", "api", "research-worker", "gpu-worker", "flower", "beat", "prometheus"
+}  # fmt: skip
 # Variables docker compose reads that are not ktrdr settings.
-COMPOSE_ONLY = {"POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD", "API_PORT", "FLOWER_PORT"}
+COMPOSE_ONLY = {"POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD", "API_PORT", "FLOWER_PORT", "PROMETHEUS_PORT"}
 # Read by a library rather than by Settings.
 LIBRARY_VARS = {"ANTHROPIC_BASE_URL", "PYTHONUNBUFFERED"}
 KTRDR_HOME = "/data/ktrdr"
@@ -342,3 +344,30 @@ def test_docker_compose_config_accepts_the_file(tmp_path) -> None:
     )
     assert empty.returncode != 0
     assert "POSTGRES_PASSWORD" in empty.stderr or "FLOWER_PASSWORD" in empty.stderr
+
+
+def test_beat_service_runs_the_schedule_on_the_loop_profile(services) -> None:
+    from agent_pipeline.config import Settings
+
+    beat = services["beat"]
+    assert command_of(beat) == ["ktrdr", "beat"] and beat["profiles"] == ["loop"]
+    schedule = beat["environment"]["KTRDR_SCHEDULE"]
+    assert schedule.startswith("${KTRDR_SCHEDULE:-")
+    Settings(schedule=schedule.split(":-", 1)[1].rstrip("}"))  # the default is a valid schedule
+    assert beat["environment"]["DATABASE_URL"] == services["api"]["environment"]["DATABASE_URL"]
+
+
+def test_prometheus_scrapes_the_api_and_flower(services) -> None:
+    prometheus = services["prometheus"]
+    mounts = dict(str(v).split(":")[:2] for v in prometheus["volumes"])
+    assert mounts["./prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    config = yaml.safe_load((ROOT / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: target
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    assert targets == {"ktrdr-api": "api:8000", "flower": "flower:5555"}
+    api_port = command_of(services["api"])[-1]
+    assert targets["ktrdr-api"].endswith(f":{api_port}") and "--port=5555" in command_of(services["flower"])

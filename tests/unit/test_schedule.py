@@ -1,0 +1,29 @@
+"""KTRDR_SCHEDULE: intervals, `continuous`, and the beat entry it becomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_pipeline.config import Settings
+from agent_pipeline.schedule import CONTINUOUS_TICK, TICK_TASK, beat_schedule, interval_seconds
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("15s", 15), ("10m", 600), ("1h", 3600), ("1.5m", 90)])
+def test_intervals_parse_to_seconds(text: str, seconds: float) -> None:
+    assert interval_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "ten minutes", "5x", "0s", "0.5s", "-1m"])
+def test_bad_schedules_are_refused_by_the_settings(text: str) -> None:
+    with pytest.raises(ValueError):
+        interval_seconds(text)
+    if text:
+        with pytest.raises(ValueError):
+            Settings(schedule=text)
+
+
+def test_beat_entry_only_when_a_schedule_is_set() -> None:
+    assert beat_schedule(Settings()) == {}
+    entry = beat_schedule(Settings(schedule="10m"))["ktrdr-schedule"]
+    assert entry == {"task": TICK_TASK, "schedule": 600.0, "options": {"expires": 600.0}}
+    assert beat_schedule(Settings(schedule="continuous"))["ktrdr-schedule"]["schedule"] == CONTINUOUS_TICK
