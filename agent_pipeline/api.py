@@ -26,7 +26,7 @@ from agent_pipeline.errors import (
     StrategyValidationError,
 )
 from agent_pipeline.operations import MAX_LIST_LIMIT, OperationStatus, OperationType, get_store
-from agent_pipeline.routes import evidence, history, metrics
+from agent_pipeline.routes import evidence, history, metrics, reports
 
 # Expected errors -> HTTP status; anything else is a 500 with a logged traceback.
 STATUS_OF: dict[type[KtrdrError], int] = {
@@ -169,3 +169,4 @@ def cancel_operation(operation_id: str) -> dict[str, Any]:
 app.include_router(history.router, dependencies=[api])  # the leaderboard (issue 10)
 app.include_router(evidence.router, dependencies=[api])  # evidence across trials (issue 8)
 app.include_router(metrics.router, dependencies=[api])  # Prometheus /metrics (issue 10)
+app.include_router(reports.router, dependencies=[api])  # cycle reports with plots (issue 10)

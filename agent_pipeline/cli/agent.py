@@ -204,7 +204,40 @@ def agent_run(home: Path, cycles: int, **values: Any) -> None:
         finals = run_cycles(store, to_options(**values), cycles)
     if cycles > 1:
         console().print(cycles_table(finals))
+    for final in finals:
+        echo_report_location(store, final.operation_id)
     sys.exit(run_exit_code(finals))
+
+
+def echo_report_location(store: OperationsStore, cycle_id: str) -> None:
+    """Say where the cycle's plots are and how to get its HTML page (drawing the plots if finalize did not)."""
+    from agent_pipeline.report import plots_of
+
+    plots = plots_of(store, cycle_id)
+    where = f"{len(plots)} plot(s) in {plots[0].parent}" if plots else "no plots (nothing to draw yet)"
+    click.echo(f"Report: {where}; `ktrdr agent report {cycle_id} --html report.html` writes the page")
+
+
+@agent.command("report")
+@click.argument("cycle_id")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write one self-contained HTML page (summary and plots inline) to this file.",
+)  # fmt: skip
+def agent_report(cycle_id: str, html_file: Path | None) -> None:
+    """Print a cycle's summary and the paths of its plots (drawn now if absent); --html writes the page."""
+    from agent_pipeline.report import html_page, plots_of, require_cycle
+
+    store = open_store()
+    cycle = require_cycle(store, cycle_id)
+    plots = plots_of(store, cycle_id)
+    out = console()
+    out.print(cycle_report(store.get(cycle_id)))
+    for path in plots:
+        out.print(f"Plot: {path}")
+    if html_file is not None:
+        html_file.write_text(html_page(store.get(cycle.operation_id), plots), encoding="utf-8")
+        click.echo(f"Wrote {html_file} ({len(plots)} image(s) inline)")
 
 
 # `ktrdr agent run` exit codes: a gate rejecting a strategy is a research outcome, not a crash.

@@ -124,3 +124,12 @@ def test_agent_run_strategy_runs_the_file_as_given(tmp_path: Path) -> None:
     assert load_strategy(Path(cycle.metadata["strategy_path"])) == load_strategy(EXAMPLE)
     assert "eurusd_rsi_atr" in done.stdout and "designer: user" in done.stdout
     store.engine.dispose()
+    # And the run says where its report is; history lists the cycle; the report page has the plots inline
+    assert f"Report: 4 plot(s) in {home / 'artifacts' / 'reports' / cycle.operation_id}" in done.stdout
+    later = {**env, "KTRDR_HOME": str(home)}
+    history = ktrdr("agent", "history", "--json", env=later, cwd=tmp_path)
+    assert [row["operation_id"] for row in json.loads(history.stdout)["data"]] == [cycle.operation_id]
+    page = tmp_path / "r.html"
+    report = ktrdr("agent", "report", cycle.operation_id, "--html", str(page), env=later, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert page.read_text().count("data:image/png;base64,") >= 3

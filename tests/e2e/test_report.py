@@ -1,0 +1,102 @@
+"""A cycle's report: PNG plots from its training folds and equity.csv, the CLI page and the API page."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from agent_pipeline.cli import cli
+from agent_pipeline.config import reset_settings
+from agent_pipeline.operations import OperationsStore, OperationType, get_store
+from agent_pipeline.report import PLOT_NAMES, write_plots
+
+pytestmark = pytest.mark.e2e
+
+PNG = b"\x89PNG\r\n\x1a\n"
+HISTORY = [
+    {"epoch": e, "train_loss": 1.1 - e / 20, "val_loss": 1.0 - e / 40, "val_accuracy": 0.3 + e / 50} for e in (1, 2, 3)
+]
+
+
+@pytest.fixture
+def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[OperationsStore]:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    reset_settings()
+    store = get_store(sqlite_url)
+    store.upgrade()
+    yield store
+
+
+def cycle_with_artifacts(store: OperationsStore, folder: Path, *, folds: bool = True, backtest: bool = True) -> str:
+    """A finished cycle whose training op has fold histories and whose backtest dir has equity.csv."""
+    cycle = store.create_cycle(max_active=100)
+    summary = {"history": HISTORY, "accuracy": 0.4}
+    if folds:
+        summary["folds"] = [{"fold": k, "history": HISTORY} for k in (1, 2)]
+    training = store.create(operation_type=OperationType.TRAINING, parent_operation_id=cycle.operation_id)
+    store.start(training.operation_id)
+    store.complete(training.operation_id, result_summary=summary)
+    meta = {"training_op_id": training.operation_id, "strategy_name": "s"}
+    if backtest:
+        folder.mkdir(parents=True)
+        rows = ["timestamp,equity,position,fold,buy_and_hold"]
+        for day in range(60):
+            position = [0, 1, -1][day // 20]
+            rows.append(f"2020-01-{1 + day % 28:02d},{1 + day / 100},{position},{1 + day // 30},{1 + day / 200}")
+        rows = [rows[0]] + [r.replace("2020-01-", f"2020-{2 + i // 28:02d}-") for i, r in enumerate(rows[1:])]
+        (folder / "equity.csv").write_text("\n".join(rows) + "\n")
+        meta["backtest_dir"] = str(folder)
+    store.merge_metadata(cycle.operation_id, meta)
+    store.start(cycle.operation_id)
+    store.complete(cycle.operation_id, result_summary={"lockbox": {"total_return": 0.01}})
+    return cycle.operation_id
+
+
+def test_write_plots_draws_every_plot_its_data_allows(store: OperationsStore, tmp_path: Path) -> None:
+    full = cycle_with_artifacts(store, tmp_path / "bt")
+    plots = write_plots(store, full, tmp_path / "artifacts")
+    assert [p.name for p in plots] == list(PLOT_NAMES)
+    assert all(p.read_bytes().startswith(PNG) and p.stat().st_size > 5000 for p in plots)
+    assert store.get(full).metadata["report_dir"] == str(plots[0].parent)
+    # A cycle stopped before its backtest, trained without folds: only the final model's curves
+    early = cycle_with_artifacts(store, tmp_path / "none", folds=False, backtest=False)
+    assert [p.name for p in write_plots(store, early, tmp_path / "artifacts")] == ["training_curves.png"]
+
+
+def test_cli_report_prints_the_paths_and_writes_one_self_contained_page(store: OperationsStore, tmp_path: Path) -> None:
+    cycle_id = cycle_with_artifacts(store, tmp_path / "bt")
+    page = tmp_path / "r.html"
+    result = CliRunner().invoke(cli, ["agent", "report", cycle_id, "--html", str(page)], prog_name="ktrdr")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("Plot: ") == 4 and "equity.png" in result.stdout
+    text = page.read_text()
+    assert text.count('src="data:image/png;base64,') == 4 and "Research cycle " + cycle_id in text
+    assert 'src="http' not in text and "<link" not in text  # nothing fetched from elsewhere
+    unknown = CliRunner().invoke(cli, ["agent", "report", "op_agent_research_nope"], prog_name="ktrdr")
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("Error: operation not found")
+
+
+def test_api_serves_the_report_page_and_404s_what_is_not_a_cycle(store: OperationsStore, tmp_path: Path) -> None:
+    from agent_pipeline.api import app
+
+    cycle_id = cycle_with_artifacts(store, tmp_path / "bt")
+    training_id = store.get(cycle_id).metadata["training_op_id"]
+    with TestClient(app) as client:
+        page = client.get(f"/api/v1/agent/cycles/{cycle_id}/report")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert page.text.count("data:image/png;base64,") == 4
+        assert client.get("/api/v1/agent/cycles/op_nope/report").status_code == 404
+        not_a_cycle = client.get(f"/api/v1/agent/cycles/{training_id}/report")
+        assert not_a_cycle.status_code == 404 and "not a cycle" in not_a_cycle.json()["error"]
+
+
+def test_api_import_loads_no_matplotlib_or_torch() -> None:
+    code = "import sys, agent_pipeline.api; print('LOADED', [m for m in ('matplotlib', 'torch') if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "LOADED []" in done.stdout, done.stdout + done.stderr
