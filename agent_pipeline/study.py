@@ -34,6 +34,8 @@ MISSING_TRADES_PENALTY = 1.0
 STARTUP_TRIALS = 8
 # `Training gate failed: no_skill (..)` -> ("Training", "no_skill").
 _GATE = re.compile(r"(Training|Backtest) gate failed: ([a-z_]+)")
+# How close a training-gate stop came: the mean of these walk-forward figures (0..1).
+_TRAINING_FIGURES = ("accuracy", "balanced_accuracy")
 # Walk-forward figures kept on each trial, for the study's view; never the lockbox's.
 FIGURES = ("sharpe_ratio", "num_trades", "psr", "deflated_sharpe", "trials", "total_return", "win_rate")
 
@@ -64,8 +66,9 @@ def objective(backtest: dict[str, Any], min_trades: int | None = None) -> float:
 def told_value(cycle: Operation) -> float | None:
     """What `tell_cycle` tells for a finished cycle; None for a failure that is not a gate's (or a cancel).
 
-    A gate-stopped cycle gets a poor value still ordered by how close it came (balanced accuracy at the
-    training gate, PSR at the backtest gate), so TPE can tell near misses from hopeless draws.
+    A gate-stopped cycle gets a poor value still ordered by how close it came (at the training gate the mean
+    of walk-forward accuracy and balanced accuracy, at the backtest gate the PSR), so TPE can tell near
+    misses from hopeless draws.
     """
     meta = cycle.metadata
     if cycle.status.value == "completed":
@@ -73,9 +76,10 @@ def told_value(cycle: Operation) -> float | None:
     gate = _GATE.search(cycle.error_message or "")
     if gate is None:
         return None
-    figures = meta.get("training_result") if gate[1] == "Training" else meta.get("backtest_result")
-    closeness = (figures or {}).get("balanced_accuracy" if gate[1] == "Training" else "psr")
-    return POOR + GATE_SPREAD * min(1.0, max(0.0, float(closeness or 0.0)))
+    training, backtest = meta.get("training_result") or {}, meta.get("backtest_result") or {}
+    figures = [backtest.get("psr")] if gate[1] == "Backtest" else [training.get(k) for k in _TRAINING_FIGURES]
+    closeness = sum(float(f) for f in figures if isinstance(f, int | float)) / len(figures)
+    return POOR + GATE_SPREAD * min(1.0, max(0.0, closeness))
 
 
 def storage(url: str) -> Any:

@@ -121,7 +121,9 @@ def test_a_completed_cycle_is_told_its_objective_and_a_gate_stopped_one_a_poor_v
     cycles = [
         finished_cycle(settings, outcomes[0], backtest_result=backtest),
         finished_cycle(settings, outcomes[1], error=no_skill),
-        finished_cycle(settings, outcomes[2], error=no_skill, training_result={"balanced_accuracy": 0.35}),
+        finished_cycle(
+            settings, outcomes[2], error=no_skill, training_result={"accuracy": 0.5, "balanced_accuracy": 0.35}
+        ),
         finished_cycle(settings, outcomes[3], error="Cycle failed: WorkerLostError: lost"),
     ]
     # When each is told twice (Celery may run the errback twice)
@@ -134,7 +136,7 @@ def test_a_completed_cycle_is_told_its_objective_and_a_gate_stopped_one_a_poor_v
     assert trials[0].user_attrs["cycle_id"] == cycles[0].operation_id
     assert trials[1].value == POOR and trials[1].user_attrs["failure"] == "training gate: no_skill"
     # And a near miss is told a poor value that still ranks it above a hopeless draw, below any traded one
-    assert trials[2].value == pytest.approx(POOR + 0.4 * 0.35)
+    assert trials[2].value == pytest.approx(POOR + 0.4 * (0.5 + 0.35) / 2)
     assert POOR < trials[2].value < objective({"sharpe_ratio": -9.0}, 10)
     assert "WorkerLostError" in trials[3].user_attrs["failure"]
     assert all(99.0 not in t.user_attrs.values() for t in trials)

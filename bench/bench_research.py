@@ -1,0 +1,206 @@
+"""Research benchmark (issue 9): the optimiser (offline designer, TPE) against random, same budget.
+
+Run: make bench-research, or
+     .venv/bin/python bench/bench_research.py [--cycles 24] [--seed 7] [--series SP500:1d ...] [--jobs 1]
+
+Arms `offline` (TPE) and `random` (RandomSampler on the same space) each run `--cycles` whole cycles through the
+embedded pipeline (the real chain, training and walk-forward backtest, in-process workers), with the same seed
+and data, on every bundled series plus RWALK 1d, a driftless random walk on which no strategy has an edge.
+Each (series, arm) runs in its own process and home (its own SQLite file, so its own study and trial count).
+
+Per arm and series: median and best walk-forward (out-of-sample) Sharpe of the cycles that reached the
+backtest, the share passing both gates, discoveries (deflated Sharpe >= 0.95), the best trial's lockbox result
+against buy-and-hold, and the wall time. The lockbox is read here, for people, after the runs; the loop never
+sees it. Results go to bench/results/research.json; the table is printed as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ARMS = ("offline", "random")
+CONTROL = ("RWALK", "1d")
+RESULTS = Path(__file__).resolve().parent / "results" / "research.json"
+
+
+def random_walk(path: Path, bars: int = 5031, seed: int = 20261128) -> Path:
+    """A driftless geometric random walk of daily bars (1% a day), as long as the bundled daily series."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0.0, 0.01, bars)))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    spread = np.abs(rng.normal(0.0, 0.004, bars)) * close
+    pd.DataFrame(
+        {
+            "timestamp": pd.bdate_range("1999-01-04", periods=bars).strftime("%Y-%m-%d"),
+            "open": open_,
+            "high": np.maximum(open_, close) + spread,
+            "low": np.minimum(open_, close) - spread,
+            "close": close,
+            "volume": rng.integers(1_000, 10_000, bars),
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def run_arm(arm: str, symbol: str, timeframe: str, cycles: int) -> dict[str, Any]:
+    """`cycles` cycles of one arm on one series in this process (its environment is already set)."""
+    from agent_pipeline import cycle, embedded
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.context import CycleOptions
+    from agent_pipeline.operations import get_store
+
+    embedded.prepare_environment(get_settings().home)
+    store = get_store()
+    store.upgrade()
+    options = CycleOptions(designer=arm, symbol=symbol, timeframe=timeframe)
+    started, finals = time.perf_counter(), []
+    with embedded.embedded_worker():
+        for _ in range(cycles):
+            operation_id = cycle.trigger(options, store=store).operation_id
+            while not (operation := store.get(operation_id)).status.is_finished:
+                time.sleep(0.5)
+            finals.append(operation)
+    return summarise(finals, time.perf_counter() - started)
+
+
+def summarise(finals: list[Any], wall: float) -> dict[str, Any]:
+    """The figures of one arm on one series, from its finished cycles (in order)."""
+    from agent_pipeline.study import told_value
+
+    rows = []
+    for op in finals:
+        summary = op.result_summary or {}
+        backtest = op.metadata.get("backtest_result") or {}
+        rows.append(
+            {
+                "cycle": op.operation_id,
+                "status": op.status.value,
+                "objective": told_value(op),
+                "sharpe": backtest.get("sharpe_ratio"),
+                "trades": backtest.get("num_trades"),
+                "deflated_sharpe": backtest.get("deflated_sharpe"),
+                "discovery": bool(summary.get("discovery")),
+                "lockbox": summary.get("lockbox"),
+                "error": op.error_message,
+            }
+        )
+    sharpes = [r["sharpe"] for r in rows if isinstance(r["sharpe"], int | float)]
+    told = [r for r in rows if r["objective"] is not None]
+    best = max(told, key=lambda r: r["objective"], default=None)
+    running, best_so_far = [], None
+    for r in rows:
+        if r["objective"] is not None:
+            best_so_far = r["objective"] if best_so_far is None else max(best_so_far, r["objective"])
+        running.append(best_so_far)
+    return {
+        "cycles": len(rows),
+        "backtested": len(sharpes),
+        "median_sharpe": statistics.median(sharpes) if sharpes else None,
+        "best_sharpe": max(sharpes, default=None),
+        "both_gates": sum(r["status"] == "completed" for r in rows) / max(len(rows), 1),
+        "discoveries": sum(r["discovery"] for r in rows),
+        "best_trial": best,
+        "running_best": running,
+        "wall_s": round(wall, 1),
+        "trials": rows,
+    }
+
+
+def spawn(arm: str, pair: tuple[str, str], args: argparse.Namespace, work: Path, data_dir: Path) -> dict[str, Any]:
+    """Run one (series, arm) in a fresh process and home; returns its summary."""
+    home = work / f"{arm}-{pair[0]}-{pair[1]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KTRDR_") and k != "DATABASE_URL"}
+    env |= {"KTRDR_HOME": str(home), "KTRDR_DATA_DIR": str(data_dir), "KTRDR_SEED": str(args.seed)}
+    command = [sys.executable, __file__, "--arm", arm, "--series", f"{pair[0]}:{pair[1]}", "--cycles", str(args.cycles)]
+    out = home / "summary.json"
+    home.mkdir(parents=True)
+    with (home / "run.log").open("w") as log:
+        subprocess.run([*command, "--out", str(out)], env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    result = json.loads(out.read_text())
+    print(f"  {pair[0]} {pair[1]} {arm}: {row(pair, arm, result)[2:]}", flush=True)
+    return {"series": f"{pair[0]} {pair[1]}", "arm": arm, **result}
+
+
+def fmt(value: Any, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def lockbox_text(best: dict[str, Any] | None) -> str:
+    box = (best or {}).get("lockbox") or {}
+    if "total_return" not in box:
+        return "-"
+    return f"{box['total_return']:+.1%} vs {box.get('buy_and_hold_return', float('nan')):+.1%}"
+
+
+def row(pair: tuple[str, str], arm: str, r: dict[str, Any]) -> str:
+    cells = [
+        f"{pair[0]} {pair[1]}",
+        arm,
+        f"{r['backtested']}/{r['cycles']}",
+        fmt(r["median_sharpe"]),
+        fmt(r["best_sharpe"]),
+        f"{r['both_gates']:.0%}",
+        str(r["discoveries"]),
+        fmt((r["best_trial"] or {}).get("objective")),
+        lockbox_text(r["best_trial"]),
+        f"{r['wall_s']:.0f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = (
+    "| Series | Arm | Backtested | Median WF Sharpe | Best WF Sharpe | Both gates | Discoveries | Best objective "
+    "| Best trial's lockbox vs buy & hold | Wall s |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=24, help="cycles per arm and series (default 24)")
+    parser.add_argument("--seed", type=int, default=7, help="KTRDR_SEED of every arm (default 7)")
+    parser.add_argument("--series", nargs="*", help="SYMBOL:TIMEFRAME to run (default: every bundled + RWALK:1d)")
+    parser.add_argument("--jobs", type=int, default=1, help="(series, arm) runs at once (default 1: 2 cores)")
+    parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, in a child process
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.arm:
+        symbol, timeframe = args.series[0].split(":")
+        args.out.write_text(json.dumps(run_arm(args.arm, symbol, timeframe, args.cycles), default=str))
+        return
+
+    from agent_pipeline.engine.data import import_csv, list_datasets
+
+    work = Path(tempfile.mkdtemp(prefix="ktrdr-bench-research-"))
+    data_dir = work / "data"
+    import_csv(random_walk(work / "rwalk.csv"), symbol=CONTROL[0], timeframe=CONTROL[1], data_dir=data_dir)
+    pairs = [tuple(s.split(":")) for s in args.series] if args.series else [d.pair for d in list_datasets(data_dir)]
+    print(f"research bench: {args.cycles} cycles per arm, seed {args.seed}, {len(pairs)} series; work in {work}")
+    jobs = [(arm, pair) for pair in pairs for arm in ARMS]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda job: spawn(*job, args, work, data_dir), jobs))
+    config = {"cycles": args.cycles, "seed": args.seed, "series": [" ".join(p) for p in pairs], "jobs": args.jobs}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    total = round(time.perf_counter() - started, 1)
+    RESULTS.write_text(json.dumps({"config": config, "wall_s": total, "results": results}, indent=1, default=str))
+    print(HEADER)
+    for (arm, pair), result in zip(jobs, results, strict=True):
+        print(row(pair, arm, result))
+    print(f"total wall time {total:.0f} s; details in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
