@@ -45,7 +45,7 @@ STATUS_OF: dict[type[KtrdrError], int] = {
 class TriggerRequest(CycleOptions):
     """The trigger's body: the cycle options, with the designer spelled out for OpenAPI."""
 
-    designer: Literal["auto", "anthropic", "offline"] | None = None
+    designer: Literal["auto", "anthropic", "offline", "random"] | None = None
 
 
 @asynccontextmanager

@@ -20,7 +20,7 @@ from agent_pipeline.operations import (
 
 # Seconds between two reads of the operations table while following a cycle.
 FOLLOW_INTERVAL = 0.5
-DESIGNER_CHOICE = click.Choice(["auto", "anthropic", "offline"])
+DESIGNER_CHOICE = click.Choice(["auto", "anthropic", "offline", "random"])
 
 
 @cli.group()

@@ -158,13 +158,19 @@ def cycles_table(finals: Sequence[Operation]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
+    from agent_pipeline.study import told_value
+
     table = Table(title="Research cycles", title_justify="left")
-    for header in ("#", "Cycle", "Strategy", "Accuracy", "Return", "Buy & hold", "Outcome"):
+    headers = ("#", "Cycle", "Strategy", "Accuracy", "Return", "Buy & hold", "Objective", "Best so far", "Outcome")
+    for header in headers:
         table.add_column(header)
+    best: float | None = None  # the running best of the optimiser's walk-forward objective (issue 9)
     for number, op in enumerate(finals, 1):
         training = op.metadata.get("training_result") or {}
         backtest = op.metadata.get("backtest_result") or {}
         outcome = op.status.value if op.status == OperationStatus.COMPLETED else (op.error_message or op.status.value)
+        value = told_value(op)
+        best = value if best is None or (value is not None and value > best) else best
         table.add_row(
             str(number),
             op.operation_id,
@@ -172,6 +178,8 @@ def cycles_table(finals: Sequence[Operation]) -> Any:
             pct(training.get("accuracy")),
             pct(backtest.get("total_return")),
             pct(backtest.get("buy_and_hold_return")),
+            num(value, 2),
+            num(best, 2),
             Text(truncate(outcome, 70), style=STATUS_STYLES[op.status]),
         )
     return table

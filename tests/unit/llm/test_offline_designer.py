@@ -282,3 +282,33 @@ def test_past_cycles_vary_the_series_drawn_without_a_request(settings: Settings)
         outcome = get_designer(settings).design(memory=memory, catalogue=CATALOGUE)
         drawn.add(outcome.strategy.symbol)
     assert len(drawn) >= 2
+
+
+def test_the_run_summary_table_shows_each_objective_and_the_running_best() -> None:
+    from rich.console import Console
+
+    from agent_pipeline.cli.render import cycles_table
+    from agent_pipeline.operations import Operation, OperationStatus, OperationType
+
+    def cycle(status: OperationStatus, error: str | None = None, **meta: Any) -> Operation:
+        now = datetime(2026, 11, 28, tzinfo=UTC)
+        kind = OperationType.AGENT_RESEARCH
+        return Operation("op_x", kind, status, None, now, now, now, now, metadata=meta, error_message=error)
+
+    finals = [
+        cycle(OperationStatus.FAILED, "Training gate failed: no_skill (35% < 40%)"),
+        cycle(OperationStatus.COMPLETED, backtest_result={"sharpe_ratio": 0.9, "num_trades": 20}),
+        cycle(OperationStatus.COMPLETED, backtest_result={"sharpe_ratio": 0.4, "num_trades": 20}),
+        cycle(OperationStatus.FAILED, "Cycle failed: WorkerLostError"),
+    ]
+    console = Console(width=250, record=True)
+    console.print(cycles_table(finals))
+    text = console.export_text()
+    lines = [line for line in text.splitlines() if "op_x" in line]
+    assert "Best so far" in text
+    assert [[cell.strip() for cell in line.split("│")[7:9]] for line in lines] == [
+        ["-3.00", "-3.00"],
+        ["0.90", "0.90"],
+        ["0.40", "0.90"],
+        ["-", "0.90"],
+    ]
