@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from agent_pipeline import cycle
 from agent_pipeline.config import get_settings
@@ -27,6 +28,7 @@ from agent_pipeline.errors import (
 )
 from agent_pipeline.operations import MAX_LIST_LIMIT, OperationStatus, OperationType, get_store
 from agent_pipeline.routes import evidence, history, metrics, reports
+from agent_pipeline.routes.contract import MAX_OFFSET, complete_contract, responses
 
 # Expected errors -> HTTP status; anything else is a 500 with a logged traceback.
 STATUS_OF: dict[type[KtrdrError], int] = {
@@ -46,6 +48,55 @@ class TriggerRequest(CycleOptions):
     """The trigger's body: the cycle options, with the designer spelled out for OpenAPI."""
 
     designer: Literal["auto", "anthropic", "offline", "random"] | None = None
+
+
+class TriggerAccepted(BaseModel):
+    """202: the cycle exists and its chain is sent."""
+
+    triggered: Literal[True] = True
+    operation_id: str
+    status: str
+
+
+class TriggerRefused(BaseModel):
+    """409 (`active_cycle_exists`) or 429 (`budget_exhausted`): no cycle was created."""
+
+    triggered: Literal[False] = False
+    reason: str
+    message: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class CancelAnswer(BaseModel):
+    success: Literal[True] = True
+    operation_id: str
+    status: str
+
+
+class Budget(BaseModel):
+    """Today's LLM spend in USD."""
+
+    spent_usd: float
+    budget_usd: float
+    remaining_usd: float
+
+
+class OperationAnswer(BaseModel):
+    success: Literal[True] = True
+    data: dict[str, Any]
+
+
+class OperationsPage(BaseModel):
+    """One page, newest first; `total` only when asked (`total=true`)."""
+
+    success: Literal[True] = True
+    data: list[dict[str, Any]]
+    limit: int
+    offset: int
+    total: int | None = None
 
 
 @asynccontextmanager
@@ -71,6 +122,7 @@ class _HTTPError(Exception):
 
 app = FastAPI(title="ktrdr agent pipeline", version="0.1.0", lifespan=_lifespan)
 api = Depends(require_token)
+complete_contract(app)  # 401 / 422 / 503 on every route, Allow on 405
 
 
 @app.exception_handler(_HTTPError)
@@ -92,12 +144,18 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 @app.get("/api/v1/health")
-def health() -> dict[str, Any]:
+def health() -> Health:
     get_store().ping()
-    return {"status": "ok"}
+    return Health()
 
 
-@app.post("/api/v1/agent/trigger", status_code=202, dependencies=[api])
+@app.post(
+    "/api/v1/agent/trigger",
+    status_code=202,
+    dependencies=[api],
+    response_model=TriggerAccepted,
+    responses=responses(400, 409, 429, _409=TriggerRefused, _429=TriggerRefused),
+)
 def trigger(body: TriggerRequest | None = None) -> JSONResponse:
     options = body or TriggerRequest()
     try:
@@ -116,30 +174,26 @@ def agent_status() -> cycle.ActiveStatus | cycle.IdleStatus:
     return cycle.status()
 
 
-@app.delete("/api/v1/agent/cancel", dependencies=[api])
-def agent_cancel() -> dict[str, Any]:
+@app.delete("/api/v1/agent/cancel", dependencies=[api], responses=responses(404, 409))
+def agent_cancel() -> CancelAnswer:
     operation = cycle.cancel()
-    return {"success": True, "operation_id": operation.operation_id, "status": operation.status.value}
+    return CancelAnswer(operation_id=operation.operation_id, status=operation.status.value)
 
 
 @app.get("/api/v1/agent/budget", dependencies=[api])
-def agent_budget() -> dict[str, Any]:
+def agent_budget() -> Budget:
     budget = get_settings().daily_budget_usd
     spent = cycle.spent_today()
-    return {
-        "spent_usd": round(spent, 6),
-        "budget_usd": budget,
-        "remaining_usd": round(max(0.0, budget - spent), 6),
-    }
+    return Budget(spent_usd=round(spent, 6), budget_usd=budget, remaining_usd=round(max(0.0, budget - spent), 6))
 
 
-@app.get("/api/v1/operations", dependencies=[api])
+@app.get("/api/v1/operations", dependencies=[api], response_model=OperationsPage, response_model_exclude_unset=True)
 def list_operations(
     type: OperationType | None = None,  # noqa: A002 - the user's query parameter name
     status: OperationStatus | None = None,
     parent: str | None = None,
     limit: int = Query(default=20, ge=1, le=MAX_LIST_LIMIT),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     total: bool = False,
 ) -> dict[str, Any]:
     store = get_store()
@@ -155,15 +209,15 @@ def list_operations(
     return body
 
 
-@app.get("/api/v1/operations/{operation_id}", dependencies=[api])
-def get_operation(operation_id: str) -> dict[str, Any]:
-    return {"success": True, "data": get_store().get(operation_id).to_dict()}
+@app.get("/api/v1/operations/{operation_id}", dependencies=[api], responses=responses(404))
+def get_operation(operation_id: str) -> OperationAnswer:
+    return OperationAnswer(data=get_store().get(operation_id).to_dict())
 
 
-@app.delete("/api/v1/operations/{operation_id}", dependencies=[api])
-def cancel_operation(operation_id: str) -> dict[str, Any]:
+@app.delete("/api/v1/operations/{operation_id}", dependencies=[api], responses=responses(404, 409))
+def cancel_operation(operation_id: str) -> OperationAnswer:
     operation = cycle.cancel(operation_id)
-    return {"success": True, "data": operation.to_dict()}
+    return OperationAnswer(data=operation.to_dict())
 
 
 app.include_router(history.router, dependencies=[api])  # the leaderboard (issue 10)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from agent_pipeline.history import MAX_HISTORY_LIMIT, SortKey, leaderboard
 from agent_pipeline.operations import get_store
+from agent_pipeline.routes.contract import MAX_OFFSET
 
 router = APIRouter()
 
@@ -18,7 +19,7 @@ def agent_history(
     timeframe: str | None = None,
     sort: SortKey = SortKey.DSR,
     limit: int = Query(default=20, ge=1, le=MAX_HISTORY_LIMIT),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     """Finished cycles, best first by `sort` (dsr, sharpe, return, created); `lockbox_return` is for people only."""
     results = leaderboard(get_store(), symbol=symbol, timeframe=timeframe, sort=sort, limit=limit, offset=offset)
