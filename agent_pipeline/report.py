@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from agent_pipeline.operations import Operation, OperationsStore, OperationType
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
 
 # Plot file names, in the order the report shows them.
 PLOT_NAMES = ("training_curves.png", "equity.png", "drawdown.png", "trades.png")
@@ -55,6 +58,23 @@ def write_plots(store: OperationsStore, cycle_id: str, artifacts_dir: Path | Non
         written += _draw_backtest(equity, folder)
     store.merge_metadata(cycle_id, {REPORT_DIR_KEY: str(folder.resolve())})
     return written
+
+
+def publish(store: OperationsStore, cycle_id: str) -> list[Path]:
+    """What a finished cycle leaves for people: its plots, and an MLflow run when MLFLOW_TRACKING_URI is set.
+
+    Called once when a cycle ends (finalize, and the failure errback). Never raises: a plot or a tracking
+    server that fails is logged with the traceback, and the cycle's outcome stands.
+    """
+    from agent_pipeline.tracking import log_cycle
+
+    plots: list[Path] = []
+    try:
+        plots = write_plots(store, cycle_id)
+        log_cycle(store, cycle_id, plots)
+    except Exception:  # reporting is best effort: the research result is already recorded
+        logger.exception("cycle report not published", extra={"cycle_id": cycle_id})
+    return plots
 
 
 def plots_of(store: OperationsStore, cycle_id: str) -> list[Path]:
