@@ -9,6 +9,7 @@ transaction (`OperationsStore._transition` -> `record_result`), and `ktrdr agent
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -127,7 +128,14 @@ def outcome_of(operation: Operation) -> tuple[Outcome, str | None]:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A finite float, or None (NaN would sort first in Postgres' DESC order)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _text(value: Any, length: int) -> str | None:
+    return str(value)[:length] if value else None
 
 
 def result_row(operation: Operation) -> CycleResultRow:
@@ -149,10 +157,10 @@ def result_row(operation: Operation) -> CycleResultRow:
         status=operation.status.value,
         outcome=outcome.value,
         reason=reason[:REASON_LENGTH] if reason else None,
-        strategy_name=meta.get("strategy_name"),
-        symbol=str(meta["symbol"]).upper() if meta.get("symbol") else None,
-        timeframe=meta.get("timeframe"),
-        designer=meta.get("designer"),
+        strategy_name=_text(meta.get("strategy_name"), 80),
+        symbol=_text(str(meta.get("symbol") or "").upper(), 32),
+        timeframe=_text(meta.get("timeframe"), 8),
+        designer=_text(meta.get("designer"), 16),
         balanced_accuracy=_number(training.get("balanced_accuracy")),
         sharpe_ratio=_number(backtest.get("sharpe_ratio")),
         num_trades=int(trades) if trades is not None else None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import enum
+import logging
 import secrets
 import threading
 from collections.abc import Iterator, Mapping
@@ -171,12 +172,20 @@ def _to_record(row: OperationRow) -> Operation:
 
 
 def _record_finished(session: Session, operation_id: str) -> None:
-    """A cycle that just finished gets its leaderboard row in the same transaction (history.py, issue 10)."""
+    """A cycle that just finished gets its leaderboard row in the same transaction (history.py, issue 10).
+
+    Inside a savepoint: a row that cannot be written is logged and skipped, never blocking the transition.
+    """
     from agent_pipeline.history import record_result
 
     row = session.get(OperationRow, operation_id)
-    if row is not None and row.operation_type == OperationType.AGENT_RESEARCH.value:
-        record_result(session, _to_record(row))
+    if row is None or row.operation_type != OperationType.AGENT_RESEARCH.value:
+        return
+    try:
+        with session.begin_nested():
+            record_result(session, _to_record(row))
+    except Exception:
+        logging.getLogger(__name__).exception("leaderboard row not written", extra={"operation_id": operation_id})
 
 
 def safe_url(url: str) -> str:

@@ -122,3 +122,15 @@ def test_api_history_pages_and_refuses_an_unknown_sort(store: OperationsStore) -
         body = client.get("/api/v1/agent/history", params={"sort": "return", "limit": 1}).json()
         assert body["success"] is True and len(body["data"]) == 1 and body["limit"] == 1
         assert client.get("/api/v1/agent/history", params={"sort": "luck"}).status_code == 422
+
+
+def test_odd_figures_never_block_a_cycle_from_finishing(store: OperationsStore) -> None:
+    cycle = store.create_cycle(max_active=10)
+    store.start(cycle.operation_id)
+    odd = {"symbol": "X" * 100, "backtest_result": {"deflated_sharpe": "n/a", "num_trades": True}}
+    store.merge_metadata(cycle.operation_id, odd)
+    assert store.complete(cycle.operation_id)
+    ranked = finished_cycle(store, "passed", dsr=0.1)
+    (row, other) = leaderboard(store)  # the odd one has no DSR: it sorts after the one that has
+    assert other.operation_id == cycle.operation_id and row.operation_id == ranked
+    assert other.symbol == "X" * 32 and other.deflated_sharpe is None and other.num_trades is None
