@@ -15,12 +15,14 @@ import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from agent_pipeline.config import get_settings
+from agent_pipeline.operations import Operation, get_store
 
 if TYPE_CHECKING:
     import optuna
-
-    from agent_pipeline.operations import Operation
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +36,6 @@ MISSING_TRADES_PENALTY = 1.0
 STARTUP_TRIALS = 8
 # `Training gate failed: no_skill (..)` -> ("Training", "no_skill").
 _GATE = re.compile(r"(Training|Backtest) gate failed: ([a-z_]+)")
-# How close a training-gate stop came: the mean of these walk-forward figures (0..1).
-_TRAINING_FIGURES = ("accuracy", "balanced_accuracy")
 # Walk-forward figures kept on each trial, for the study's view; never the lockbox's.
 FIGURES = ("sharpe_ratio", "num_trades", "psr", "deflated_sharpe", "trials", "total_return", "win_rate")
 
@@ -46,47 +46,39 @@ _lock = threading.Lock()
 def objective(backtest: dict[str, Any], min_trades: int | None = None) -> float:
     """Annualised walk-forward OOS Sharpe, minus MISSING_TRADES_PENALTY times the missing share of trades.
 
-    Why this figure: the Sharpe of the stitched out-of-sample record is what the backtest gate and a trader
-    judge, and it compares across symbols and timeframes. Alone it rewards luck: one long trade through a
-    bull market scores well (the old designer's "passes" were mostly that), so a strategy with fewer trades
-    than BACKTEST_GATE_MIN_TRADES loses up to one Sharpe unit (1 trade of 10: -0.9); a negative Sharpe is never
-    shrunk towards zero, so not trading is never a way up. PSR and the deflated Sharpe are kept on the trial
-    but not optimised: PSR saturates near 1 for every good strategy, and the deflated Sharpe falls as the
-    study grows, so the same strategy would score lower the later it was tried.
-    """
+    Why: the stitched out-of-sample Sharpe is what the backtest gate and a trader judge, comparable across
+    series. Alone it rewards luck: one long trade through a bull market scores well (the old designer's passes
+    were mostly that), so fewer trades than BACKTEST_GATE_MIN_TRADES cost up to one Sharpe unit (1 of 10: -0.9);
+    a negative Sharpe is never shrunk towards zero, so not trading is never a way up. PSR and the deflated
+    Sharpe are kept on the trial, not optimised: PSR saturates near 1 for every good strategy, and the deflated
+    Sharpe falls as the study grows, so the same strategy would score lower the later it was tried."""
     if min_trades is None:
-        from agent_pipeline.config import get_settings
-
         min_trades = get_settings().backtest_gate_min_trades
     sharpe = float(backtest.get("sharpe_ratio") or 0.0)
     missing = max(0.0, 1.0 - float(backtest.get("num_trades") or 0) / max(min_trades, 1))
     return min(CLIP[1], max(CLIP[0], sharpe - MISSING_TRADES_PENALTY * missing))
 
 
-def told_value(cycle: Operation) -> float | None:
-    """What `tell_cycle` tells for a finished cycle; None for a failure that is not a gate's (or a cancel).
+def told(cycle: Operation) -> tuple[float | None, str | None]:
+    """The value `tell_cycle` tells for a finished cycle (None: FAIL) and, unless it completed, why not.
 
-    A gate-stopped cycle gets a poor value still ordered by how close it came (at the training gate the mean
-    of walk-forward accuracy and balanced accuracy, at the backtest gate the PSR), so TPE can tell near
-    misses from hopeless draws.
-    """
+    A gate stop is told a poor value ordered by how close it came (training gate: mean walk-forward accuracy
+    and balanced accuracy; backtest gate: PSR), so TPE can tell near misses from hopeless draws."""
     meta = cycle.metadata
     if cycle.status.value == "completed":
-        return objective(meta.get("backtest_result") or {})
+        return objective(meta.get("backtest_result") or {}), None
     gate = _GATE.search(cycle.error_message or "")
     if gate is None:
-        return None
-    training, backtest = meta.get("training_result") or {}, meta.get("backtest_result") or {}
-    figures = [backtest.get("psr")] if gate[1] == "Backtest" else [training.get(k) for k in _TRAINING_FIGURES]
-    closeness = sum(float(f) for f in figures if isinstance(f, int | float)) / len(figures)
-    return POOR + GATE_SPREAD * min(1.0, max(0.0, closeness))
+        return None, (cycle.error_message or cycle.status.value)[:200]
+    keys = ("accuracy", "balanced_accuracy") if gate[1] == "Training" else ("psr",)
+    figures = meta.get("training_result" if gate[1] == "Training" else "backtest_result") or {}
+    closeness = sum(float(figures.get(key) or 0.0) for key in keys) / len(keys)
+    return POOR + GATE_SPREAD * min(1.0, max(0.0, closeness)), f"{gate[1].lower()} gate: {gate[2]}"
 
 
 def storage(url: str) -> Any:
     """The process's Optuna storage on `url`, after our own schema is up (see the module docstring)."""
     import optuna
-
-    from agent_pipeline.operations import get_store
 
     with _lock:
         if url not in _storages:
@@ -131,11 +123,10 @@ def ask_trial(symbol: str, timeframe: str, *, url: str, sampler: str, seed: int)
 
 
 def tell_cycle(cycle: Operation) -> None:
-    """Tell a finished cycle's outcome (`told_value`) to its study; idempotent, and never raises.
+    """Tell what `told` says of a finished cycle to its study; idempotent, and never raises.
 
-    The reason a gate stopped it goes into the user attribute `failure`; a failure that is not a gate's, or
-    a cancel, is told as FAIL (TPE skips those). A cycle designed without a trial (Claude, a user's file) is
-    added as a finished trial with its parameters that fall inside the space, so the optimiser learns from it.
+    A gate's reason goes into the user attribute `failure`. A cycle designed without a trial (Claude, a user's
+    file) is added as a finished trial with its parameters inside the space, so the optimiser learns from it.
     """
     meta = cycle.metadata
     if meta.get("symbol") and meta.get("timeframe") and meta.get("designer"):
@@ -149,23 +140,21 @@ def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from agent_pipeline.config import get_settings
+    from agent_pipeline.llm.designers.offline import space
 
     url = get_settings().database_url
-    study, value = load_study(meta["symbol"], meta["timeframe"], url=url), told_value(cycle)
+    study, (value, failure) = load_study(meta["symbol"], meta["timeframe"], url=url), told(cycle)
     state = TrialState.FAIL if value is None else TrialState.COMPLETE
     backtest = meta.get("backtest_result") or {}
     attrs = {key: backtest[key] for key in FIGURES if isinstance(backtest.get(key), int | float)}
-    attrs |= {"cycle_id": cycle.operation_id, "designer": meta["designer"]}
-    if cycle.status.value != "completed":
-        gate = _GATE.search(cycle.error_message or "")
-        attrs["failure"] = f"{gate[1].lower()} gate: {gate[2]}" if gate else (cycle.error_message or "cancelled")[:200]
+    attrs |= {"cycle_id": cycle.operation_id, "designer": meta["designer"]} | ({"failure": failure} if failure else {})
     number = meta.get("study_trial")
     if not isinstance(number, int):
         if all(t.user_attrs.get("cycle_id") != cycle.operation_id for t in study.get_trials(deepcopy=False)):
-            params, distributions = _proposal(meta)
+            params = _proposal(meta)
+            dists = {name: space()[name] for name in params}
             trial = optuna.trial.create_trial(
-                params=params, distributions=distributions, value=value, state=state, user_attrs=attrs
+                params=params, distributions=dists, value=value, state=state, user_attrs=attrs
             )
             study.add_trial(trial)
         return
@@ -177,23 +166,16 @@ def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
         study.tell(number, value, state=state)
 
 
-def _proposal(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The parameters of a strategy someone else designed, where they fall inside the space."""
-    from pathlib import Path
+def _proposal(meta: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a strategy someone else designed (its saved file), where they fall inside the space."""
+    from agent_pipeline.engine.strategy import load_strategy
+    from agent_pipeline.llm.designers.offline import params_of, research_bars
 
-    import yaml
-
-    from agent_pipeline.config import get_settings
-    from agent_pipeline.llm.designers.offline import params_of, research_bars, space
-
-    path = Path(str(meta.get("strategy_path") or ""))
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    if not isinstance(document, dict):
-        return {}, {}
-    settings = get_settings()
+    path, settings = Path(str(meta.get("strategy_path") or "")), get_settings()
+    if not path.is_file():
+        return {}
     bars = research_bars(meta["symbol"], meta["timeframe"], settings.data_dir, settings.lockbox_fraction)
-    params = params_of(document, bars)
-    return params, {name: space()[name] for name in params}
+    return params_of(load_strategy(path).model_dump(mode="json"), bars)
 
 
 def study_view(url: str, pairs: Iterable[tuple[str, str]], *, best: int = 3) -> str:
@@ -204,18 +186,13 @@ def study_view(url: str, pairs: Iterable[tuple[str, str]], *, best: int = 3) -> 
     lines, names = [], set(optuna.get_all_study_names(storage(url)))
     for symbol, timeframe in sorted(p for p in pairs if f"ktrdr:{p[0]}:{p[1]}" in names):
         trials = load_study(symbol, timeframe, url=url).get_trials(deepcopy=False)
-        told = sorted((t for t in trials if t.value is not None), key=lambda t: float(t.value or 0), reverse=True)
-        if trials:
-            lines.append(f"{symbol} {timeframe}: {len(trials)} trials ({len(told)} told a value)")
-        for trial in told[:best]:
-            figures = ", ".join(f"{key} {_fmt(trial.user_attrs[key])}" for key in FIGURES if key in trial.user_attrs)
-            params = ", ".join(f"{key}={_fmt(value)}" for key, value in sorted(trial.params.items()))
+        ranked = sorted((t for t in trials if t.value is not None), key=lambda t: float(t.value or 0), reverse=True)
+        lines.append(f"{symbol} {timeframe}: {len(trials)} trials ({len(ranked)} told a value)")
+        for trial in ranked[:best]:
+            figures = ", ".join(f"{key} {trial.user_attrs[key]:.3g}" for key in FIGURES if key in trial.user_attrs)
+            params = ", ".join(f"{key}={value:.3g}" for key, value in sorted(trial.params.items()))
             lines.append(f"- trial {trial.number}: objective {trial.value:.3g} ({figures}); {params}")
         failures = Counter(str(t.user_attrs["failure"]).split(" (")[0] for t in trials if "failure" in t.user_attrs)
         if failures:
             lines.append("  failures: " + "; ".join(f"{reason} x{count}" for reason, count in failures.most_common(6)))
     return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -78,7 +78,7 @@ def run_arm(arm: str, symbol: str, timeframe: str, cycles: int) -> dict[str, Any
 
 def summarise(finals: list[Any], wall: float) -> dict[str, Any]:
     """The figures of one arm on one series, from its finished cycles (in order)."""
-    from agent_pipeline.study import told_value
+    from agent_pipeline.study import told
 
     rows = []
     for op in finals:
@@ -88,7 +88,7 @@ def summarise(finals: list[Any], wall: float) -> dict[str, Any]:
             {
                 "cycle": op.operation_id,
                 "status": op.status.value,
-                "objective": told_value(op),
+                "objective": told(op)[0],
                 "sharpe": backtest.get("sharpe_ratio"),
                 "trades": backtest.get("num_trades"),
                 "deflated_sharpe": backtest.get("deflated_sharpe"),
@@ -98,8 +98,8 @@ def summarise(finals: list[Any], wall: float) -> dict[str, Any]:
             }
         )
     sharpes = [r["sharpe"] for r in rows if isinstance(r["sharpe"], int | float)]
-    told = [r for r in rows if r["objective"] is not None]
-    best = max(told, key=lambda r: r["objective"], default=None)
+    scored = [r for r in rows if r["objective"] is not None]
+    best = max(scored, key=lambda r: r["objective"], default=None)
     running, best_so_far = [], None
     for r in rows:
         if r["objective"] is not None:

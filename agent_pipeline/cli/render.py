@@ -158,7 +158,7 @@ def cycles_table(finals: Sequence[Operation]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    from agent_pipeline.study import told_value
+    from agent_pipeline.study import told
 
     table = Table(title="Research cycles", title_justify="left")
     headers = ("#", "Cycle", "Strategy", "Accuracy", "Return", "Buy & hold", "Objective", "Best so far", "Outcome")
@@ -169,7 +169,7 @@ def cycles_table(finals: Sequence[Operation]) -> Any:
         training = op.metadata.get("training_result") or {}
         backtest = op.metadata.get("backtest_result") or {}
         outcome = op.status.value if op.status == OperationStatus.COMPLETED else (op.error_message or op.status.value)
-        value = told_value(op)
+        value = told(op)[0]
         best = value if best is None or (value is not None and value > best) else best
         table.add_row(
             str(number),

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from agent_pipeline.errors import DesignError
+
 
 @dataclass(frozen=True)
 class DataSeries:
@@ -24,6 +26,20 @@ class DataSeries:
     def describe(self) -> str:
         """One line for a prompt: `EURUSD 1h: 6000 bars, 2023-01-02 .. 2023-12-29`."""
         return f"{self.symbol} {self.timeframe}: {self.bars} bars, {_day(self.start)} .. {_day(self.end)}"
+
+
+def select_series(catalogue: Iterable[DataSeries], symbol: str | None, timeframe: str | None) -> list[DataSeries]:
+    """The catalogue entries that match the request.
+
+    Raises:
+        DesignError: nothing matches (the message lists what is available).
+    """
+    series = list(catalogue)
+    chosen = [s for s in series if (symbol in (None, s.symbol)) and (timeframe in (None, s.timeframe))]
+    if not chosen:
+        offered = ", ".join(f"{s.symbol} {s.timeframe}" for s in series) or "none"
+        raise DesignError(f"no market data for {symbol or '*'} {timeframe or '*'} (available: {offered})")
+    return chosen
 
 
 def available_pairs(catalogue: Iterable[DataSeries]) -> set[tuple[str, str]]:

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 from agent_pipeline.engine.strategy import TIMEFRAMES, Strategy, parse_strategy, strategy_json_schema
 from agent_pipeline.errors import DesignError, StrategyValidationError
 from agent_pipeline.llm import claude
-from agent_pipeline.llm.catalogue import DataSeries, available_pairs
+from agent_pipeline.llm.catalogue import DataSeries, available_pairs, select_series
 from agent_pipeline.llm.designer import Designer, DesignOutcome
-from agent_pipeline.llm.designers.offline import select_series
 from agent_pipeline.llm.memory import ResearchMemory
 
 if TYPE_CHECKING:

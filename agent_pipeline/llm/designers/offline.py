@@ -1,21 +1,16 @@
-"""The offline designer: an Optuna TPE study per symbol/timeframe over the strategy grammar.
+"""The offline designer: each design is one `ask` of an Optuna TPE study of the series (`agent_pipeline.study`).
 
-Each design is one `ask` of the series' study (`agent_pipeline.study`), turned into a strategy document; the
-cycle's end tells the study how it went. The space (`space()`) is the grammar: which oscillators join an ATR
-and their periods, the fuzzy sets (two or three, cut at quantiles of the indicator's own values), the ZigZag
-labels, the model's size, dropout and learning rate, and the backtest's confidence threshold.
-
-Domain knowledge kept from the hand-written heuristics it replaces, as fixed choices and ranges:
-- only scale-free indicators, and always an ATR: with a fixed ZigZag threshold calm periods are HOLD and
+The space (`space()`) is the strategy grammar: which oscillators join an ATR and their periods, two or three
+fuzzy sets cut at quantiles of each indicator's own values, the ZigZag labels, the model's size, dropout and
+learning rate, and the confidence threshold. Kept from the hand-written heuristics it replaces:
+- only scale-free indicators, always with an ATR: with a fixed ZigZag threshold calm periods are HOLD and
   volatile ones BUY/SELL, the most learnable part of the labels;
-- the ZigZag threshold is `label_k * volatility * sqrt(lookahead)`; k near 0.8-1.0 keeps HOLD the plurality
-  with every class at 12-72% of the rows on the bundled data (below ~0.5 HOLD vanishes, above ~1.1 it
-  swamps BUY and SELL), so k spans 0.5-1.5;
-- a confidence threshold just above 1/3 turns a HOLD-heavy model's swing calls into trades; from 0.5 up such
-  a model rarely trades at all, so the range stops at 0.55;
-- fresh draws of a series favour longer bars (weight `bars * sqrt(bar hours)`): their labels are less noisy;
-- epochs fixed at 30, batch 64: a cycle of about a minute on 2 CPU cores.
-Volatility and the fuzzy cut points come from the series' research period only, never the lockbox.
+- ZigZag threshold = `label_k * volatility * sqrt(lookahead)`; k 0.8-1.0 kept every class at 12-72% of the
+  rows on the bundled data (under ~0.5 HOLD vanishes, over ~1.1 it swamps BUY and SELL): k spans 0.5-1.5;
+- a confidence threshold just above 1/3 turns a HOLD-heavy model's swing calls into trades (from 0.5 up it
+  rarely trades at all): 0.34-0.55;
+- without a requested series, longer bars are drawn more often (weight `bars * sqrt(bar hours)`).
+Volatility and the fuzzy cut points come from the research period only, never the lockbox.
 """
 
 from __future__ import annotations
@@ -23,7 +18,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Iterable
 from functools import cache, lru_cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agent_pipeline.engine.strategy import parse_strategy
-from agent_pipeline.errors import DesignError
-from agent_pipeline.llm.catalogue import DataSeries, available_pairs
+from agent_pipeline.llm.catalogue import DataSeries, available_pairs, select_series
 from agent_pipeline.llm.designer import Designer, DesignOutcome
 from agent_pipeline.llm.memory import ResearchMemory
+from agent_pipeline.study import ask_trial
 
 if TYPE_CHECKING:
     import optuna
@@ -45,7 +39,7 @@ if TYPE_CHECKING:
 
 # Indicators a strategy may add to its ATR (all scale-free: the same cut rule suits every instrument).
 OSCILLATORS = ("rsi", "stochastic", "williams_r", "cci", "adx", "roc")
-# Fixed training choices: small enough for a cycle of about a minute on 2 CPU cores.
+# Fixed training choices: 30 epochs, batch 64 keep a cycle to about a minute on 2 CPU cores.
 TRAINING = {"epochs": 30, "batch_size": 64, "early_stopping_patience": 6, "weight_decay": 0.0}
 # Bar length in hours, for the series weights of a design without a requested series.
 HOURS = {"1m": 1 / 60, "5m": 5 / 60, "15m": 0.25, "30m": 0.5, "1h": 1, "4h": 4, "1d": 24, "1w": 120}
@@ -91,20 +85,15 @@ class OfflineDesigner(Designer):
         symbol: str | None = None,
         timeframe: str | None = None,
     ) -> DesignOutcome:
-        candidates = select_series(catalogue, symbol, timeframe)
-        config = self.settings
+        candidates, config = select_series(catalogue, symbol, timeframe), self.settings
         weights = [max(s.bars, 1) * math.sqrt(HOURS.get(s.timeframe, 1)) for s in candidates]
         history = ",".join(c.operation_id for c in memory.cycles[-5:])
         series = random.Random(f"{config.seed}:{len(memory.cycles)}:{history}").choices(candidates, weights)[0]
         bars = research_bars(series.symbol, series.timeframe, config.data_dir, config.lockbox_fraction)
-        from agent_pipeline.study import ask_trial
-
-        url, seed = config.database_url, config.seed
-        trial = ask_trial(series.symbol, series.timeframe, url=url, sampler=self.sampler, seed=seed)
+        trial = ask_trial(*series.pair, url=config.database_url, sampler=self.sampler, seed=config.seed)
         document = build_document(trial, series, bars, prefix=self.name)
-        strategy = parse_strategy(document, available=available_pairs(candidates))
         return DesignOutcome(
-            strategy=strategy,
+            strategy=parse_strategy(document, available=available_pairs(candidates)),
             document=document,
             usage=None,
             designer=self.name,
@@ -112,21 +101,6 @@ class OfflineDesigner(Designer):
             notes=f"{self.name} designer (no LLM): {self.sampler} trial {trial.number} of {trial.study.study_name}",
             study_trial=trial.number,
         )
-
-
-def select_series(catalogue: Iterable[DataSeries], symbol: str | None, timeframe: str | None) -> list[DataSeries]:
-    """The catalogue entries that match the request.
-
-    Raises:
-        DesignError: nothing matches (the message lists what is available).
-    """
-    series = list(catalogue)
-    chosen = [s for s in series if (symbol in (None, s.symbol)) and (timeframe in (None, s.timeframe))]
-    if not chosen:
-        offered = ", ".join(f"{s.symbol} {s.timeframe}" for s in series) or "none"
-        wanted = f"{symbol or '*'} {timeframe or '*'}"
-        raise DesignError(f"no market data for {wanted} (available: {offered})")
-    return chosen
 
 
 @lru_cache(maxsize=16)
@@ -169,14 +143,11 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
 
 
 def _suggest(trial: optuna.Trial, name: str) -> Any:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    dist = space()[name]
-    if isinstance(dist, CategoricalDistribution):
+    dist: Any = space()[name]
+    if hasattr(dist, "choices"):
         return trial.suggest_categorical(name, dist.choices)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-    return trial.suggest_float(name, dist.low, dist.high, log=dist.log)  # type: ignore[attr-defined]
+    suggest = trial.suggest_int if isinstance(dist.step, int) else trial.suggest_float
+    return suggest(name, dist.low, dist.high, log=dist.log)
 
 
 def volatility(bars: pd.DataFrame) -> float:
@@ -192,42 +163,33 @@ def _primary(indicator: dict[str, Any], bars: pd.DataFrame) -> np.ndarray:
 
 
 def fuzzy_sets(values: np.ndarray, count: int, width: float) -> dict[str, Any]:
-    """Two or three fuzzy sets whose cut points are the quantiles 0.5 - width, 0.5, 0.5 + width of `values`."""
+    """Two or three fuzzy sets cut at the quantiles 0.5 - width, (0.5,) 0.5 + width of `values`."""
     edges = np.quantile(values, [0.0, 0.5 - width, 0.5, 0.5 + width, 1.0])
     low, c1, c2, c3, high = (float(f"{x:.6g}") for x in np.maximum.accumulate(edges + np.arange(5) * 1e-9))
-    if count == 2:
-        return {
-            "low": {"type": "trapezoidal", "parameters": [low, low, c1, c3]},
-            "high": {"type": "trapezoidal", "parameters": [c1, c3, high, high]},
-        }
-    return {
-        "low": {"type": "trapezoidal", "parameters": [low, low, c1, c2]},
-        "mid": {"type": "triangular", "parameters": [c1, c2, c3]},
-        "high": {"type": "trapezoidal", "parameters": [c2, c3, high, high]},
-    }
+    p = (low, c1, c3, high) if count == 2 else (low, c1, c2, c3, high)
+    sets = {"low": [low, *p[:3]], "high": [*p[-3:], high]}
+    found: dict[str, Any] = {key: {"type": "trapezoidal", "parameters": cuts} for key, cuts in sets.items()}
+    return found | ({"mid": {"type": "triangular", "parameters": [c1, c2, c3]}} if count == 3 else {})
 
 
 def params_of(document: dict[str, Any], bars: pd.DataFrame) -> dict[str, Any]:
     """The space's parameters a strategy document (e.g. Claude's) sets, where they fall inside the space."""
     labels, model = document.get("labels") or {}, document.get("model") or {}
-    layers = model.get("hidden_layers") or [None]
     kinds = {i.get("type"): i.get("period") for i in document.get("indicators") or [] if isinstance(i, dict)}
     found: dict[str, Any] = {f"use_{kind}": kind in kinds for kind in OSCILLATORS}
     found |= {f"{kind}_period": period for kind, period in kinds.items() if kind in ("atr", *OSCILLATORS)}
     if labels.get("zigzag_threshold") and labels.get("lookahead"):
         scale = volatility(bars) * math.sqrt(labels["lookahead"])
         found |= {"lookahead": labels["lookahead"], "label_k": labels["zigzag_threshold"] / scale}
+    layers = model.get("hidden_layers") or [None]
     found |= {"hidden": layers[0], "layers": len(layers), "dropout": model.get("dropout")}
-    found |= {"learning_rate": (document.get("training") or {}).get("learning_rate")}
+    found["learning_rate"] = (document.get("training") or {}).get("learning_rate")
     found["confidence"] = (document.get("backtest") or {}).get("confidence_threshold")
-    return {name: value for name, value in found.items() if _inside(name, value)}
+    return {name: value for name, value in found.items() if _inside(space()[name], value)}
 
 
-def _inside(name: str, value: Any) -> bool:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    dist = space().get(name)
-    if dist is None or isinstance(dist, CategoricalDistribution):
-        return dist is not None and any(value is choice for choice in dist.choices)
-    kind = int if isinstance(dist, IntDistribution) else (int, float)
-    return isinstance(value, kind) and not isinstance(value, bool) and dist.low <= value <= dist.high  # type: ignore[attr-defined]
+def _inside(dist: Any, value: Any) -> bool:
+    if hasattr(dist, "choices"):
+        return any(value is choice for choice in dist.choices)
+    kind = int if isinstance(dist.step, int) else (int, float)
+    return isinstance(value, kind) and not isinstance(value, bool) and dist.low <= value <= dist.high

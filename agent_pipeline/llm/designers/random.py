@@ -1,8 +1,4 @@
-"""The random designer: the offline designer's space, every parameter drawn uniformly (Optuna's RandomSampler).
-
-The baseline any learner has to beat (`KTRDR_DESIGNER=random`, `--designer random`); its trials go to the same
-studies, so the optimiser learns from them too.
-"""
+"""The random designer (`KTRDR_DESIGNER=random`): the offline designer's space drawn uniformly, the baseline."""
 
 from __future__ import annotations
 
@@ -10,7 +6,7 @@ from agent_pipeline.llm.designers.offline import OfflineDesigner
 
 
 class RandomDesigner(OfflineDesigner):
-    """Same space, same series choice, same documents as the offline designer; uniform draws."""
+    """Same space, series choice and documents as the offline designer; Optuna's RandomSampler draws."""
 
     name = "random"
     sampler = "random"
