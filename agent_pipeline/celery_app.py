@@ -117,3 +117,10 @@ def _fresh_database_connections(**_: Any) -> None:
     from agent_pipeline.operations import forget_inherited_connections
 
     forget_inherited_connections()
+
+
+# Worker-only behaviour (patient broker settings, the reconcile timer, stopping trainings on shutdown) hooks in
+# through signals and a bootstep; the CLI and the API never start a worker, so they keep failing fast.
+from agent_pipeline import worker  # noqa: E402
+
+app.steps["worker"].add(worker.Reconciler)

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     lockbox_fraction: float = Field(default=0.2, gt=0, le=0.5)
     walk_forward_folds: int = Field(default=4, ge=2, le=10)
 
+    # How often a research worker fails stale rows on its own timer (issue 11): a lost cycle is failed within
+    # heartbeat_stale_after + reconcile_interval seconds, with nobody calling anything.
+    reconcile_interval: float = Field(default=30.0, gt=0, le=60)
+
     # The unattended loop (issue 10): `15s`, `10m`, `1h` or `continuous` drives `ktrdr beat`; unset = off.
     schedule: str | None = None
 

@@ -16,6 +16,7 @@ from agent_pipeline.context import CycleContext, Phase
 from agent_pipeline.errors import GateFailedError, KtrdrError, PhaseError
 from agent_pipeline.logs import operation_context
 from agent_pipeline.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
+from agent_pipeline.worker import outage_errors, wait_for_services
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +41,28 @@ class PhaseTask(Task):
     def __call__(self, ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         context = CycleContext.model_validate(ctx)
         with operation_context(context.cycle_id):
-            self._enter(context)
             try:
-                with Heartbeat(context.cycle_id, every=get_settings().heartbeat_stale_after / 4):
-                    return super().__call__(ctx, *args, **kwargs)
-            except (Ignore, Retry, GateFailedError, PhaseError):
-                raise
-            except KtrdrError as exc:
-                logger.warning("phase failed", extra={"phase": self.name, "error": str(exc)})
-                raise PhaseError(f"{self.failure_prefix}: {exc}") from None
-            except Exception as exc:
-                logger.exception("phase crashed", extra={"phase": self.name})
-                raise PhaseError(f"{self.failure_prefix}: {type(exc).__name__}: {exc}") from None
+                return self._run(context, ctx, *args, **kwargs)
+            except outage_errors():
+                # Redis or Postgres restarting is not the phase's failure: wait for both, then run the phase again
+                # (every phase is idempotent). Failing here would lose the chain, and the errback could not even
+                # record it.
+                wait_for_services(self.app, what=self.name)
+                raise self.retry(countdown=0, max_retries=None) from None
+
+    def _run(self, context: CycleContext, ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self._enter(context)
+        try:
+            with Heartbeat(context.cycle_id, every=get_settings().heartbeat_stale_after / 4):
+                return super().__call__(ctx, *args, **kwargs)
+        except (Ignore, Retry, GateFailedError, PhaseError, *outage_errors()):
+            raise
+        except KtrdrError as exc:
+            logger.warning("phase failed", extra={"phase": self.name, "error": str(exc)})
+            raise PhaseError(f"{self.failure_prefix}: {exc}") from None
+        except Exception as exc:
+            logger.exception("phase crashed", extra={"phase": self.name})
+            raise PhaseError(f"{self.failure_prefix}: {type(exc).__name__}: {exc}") from None
 
     def _enter(self, context: CycleContext) -> None:
         store = get_store()

@@ -17,8 +17,9 @@ from typing import Any
 
 from celery import Task
 
-from agent_pipeline import flags
+from agent_pipeline import flags, worker
 from agent_pipeline.celery_app import RESULT_EXPIRES_S, app
+from agent_pipeline.errors import CancelledError
 from agent_pipeline.logs import operation_context
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,30 @@ class TrainingTask(Task):
     def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # Celery calls this after the result is stored, so the woken supervisor sees the final state.
         wake = (kwargs or {}).get("wake")
-        if wake:
-            self.app.signature(wake).apply_async()
+        if wake and status != "RETRY":
+            try:
+                self.app.signature(wake).apply_async()
+            except worker.broker_errors():
+                worker.wait_for_broker(self.app, what="waking the supervisor")
+                self.app.signature(wake).apply_async()
+
+    def hand_back(self) -> None:
+        """The worker is shutting down: give the training back to the queue for the next GPU worker.
+
+        The checkpoint of the last finished epoch is on disk and the run lock is released, so the next worker
+        resumes at once. Under a soft shutdown the task waits to be terminated: the message, still unacked, is
+        requeued by Redis exactly once. Under a warm shutdown it retries (a new message) and ends. Either way the
+        supervisor sees a training queued again, never a failure.
+
+        Raises:
+            Retry: under a warm shutdown.
+        """
+        if worker.soft_shutdown_enabled():
+            logger.warning("worker shutting down; training stopped at its last checkpoint, requeued when it exits")
+            while True:
+                time.sleep(1)  # the soft shutdown's end terminates this process
+        logger.warning("worker shutting down; training requeued to resume from its checkpoint elsewhere")
+        raise self.retry(countdown=0, max_retries=None)
 
 
 @app.task(bind=True, base=TrainingTask, name="ktrdr.gpu.train_model")
@@ -67,10 +90,36 @@ def train_model(
             raise self.retry(countdown=flags.LOCK_TTL_S, max_retries=None)
         try:
             summary = _train(self, training_op_id, strategy_yaml, Path(model_dir), data_dir, seed, owner, evaluation)
-            flags.mark_done(self.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
+            _mark_done(self, training_op_id, summary)
+        except CancelledError:
+            if not _shutting_down(self, training_op_id):
+                raise
+            summary = {}
         finally:
-            flags.release_lock(self.app, training_op_id, owner)
+            _release(self, training_op_id, owner)
+        if _shutting_down(self, training_op_id) and not summary:
+            self.hand_back()
         return summary
+
+
+def _shutting_down(task: TrainingTask, training_op_id: str) -> bool:
+    """Stopped by the worker's shutdown, not by a user's cancel."""
+    return worker.stop_requested.is_set() and not flags.is_cancel_requested(task.app, training_op_id)
+
+
+def _mark_done(task: TrainingTask, training_op_id: str, summary: dict[str, Any]) -> None:
+    try:
+        flags.mark_done(task.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
+    except worker.broker_errors():
+        worker.wait_for_broker(task.app, what="storing the training's result")
+        flags.mark_done(task.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
+
+
+def _release(task: TrainingTask, training_op_id: str, owner: str) -> None:
+    try:
+        flags.release_lock(task.app, training_op_id, owner)
+    except worker.broker_errors():
+        logger.warning("could not release the training lock; it expires in %d s", flags.LOCK_TTL_S)
 
 
 def _train(
@@ -117,6 +166,7 @@ class _Watch:
     def __init__(self, task: TrainingTask, training_op_id: str, owner: str) -> None:
         self.task, self.op_id, self.owner = task, training_op_id, owner
         self.last_check = 0.0
+        self.outage = False  # Redis unreachable at the last beat (logged once per outage)
         self.meta: dict[str, Any] = {"percentage": 0.0, "current_step": "starting"}
 
     def on_epoch(self, progress: Any, stage: str = "") -> None:
@@ -133,13 +183,28 @@ class _Watch:
         self.beat()
 
     def should_cancel(self) -> bool:
+        if worker.stop_requested.is_set():
+            return True  # the worker is shutting down: stop here, keeping the last finished epoch's checkpoint
         now = time.monotonic()
         if now - self.last_check < CHECK_EVERY_S:
             return False
         self.last_check = now
         self.beat()
-        return flags.is_cancel_requested(self.task.app, self.op_id)
+        try:
+            return flags.is_cancel_requested(self.task.app, self.op_id)
+        except worker.broker_errors():
+            return False  # Redis is restarting: keep training; the next check asks again
 
     def beat(self) -> None:
-        flags.refresh_lock(self.task.app, self.op_id, self.owner)
-        self.task.update_state(state="PROGRESS", meta={**self.meta, "heartbeat": time.time()})
+        """Refresh the run lock and report progress; a Redis outage skips beats instead of ending the training."""
+        try:
+            flags.refresh_lock(self.task.app, self.op_id, self.owner)
+            self.task.update_state(state="PROGRESS", meta={**self.meta, "heartbeat": time.time()})
+        except worker.broker_errors():
+            if not self.outage:
+                logger.warning("Redis unreachable; training goes on without progress reports")
+            self.outage = True
+            return
+        if self.outage:
+            logger.info("Redis is back; progress reports resume")
+        self.outage = False

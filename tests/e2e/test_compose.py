@@ -31,7 +31,7 @@ EXPECTED_SERVICES = {
 # Variables docker compose reads that are not ktrdr settings.
 COMPOSE_ONLY = {"POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD", "API_PORT", "FLOWER_PORT", "PROMETHEUS_PORT"}
 # Read by a library rather than by Settings.
-LIBRARY_VARS = {"ANTHROPIC_BASE_URL", "PYTHONUNBUFFERED"}
+LIBRARY_VARS = {"ANTHROPIC_BASE_URL", "PYTHONUNBUFFERED", "REMAP_SIGTERM"}
 KTRDR_HOME = "/data/ktrdr"
 # `${VAR}`, `${VAR:-default}`, `${VAR:?message}` (but not the escaped `$${VAR}`).
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -371,3 +371,12 @@ def test_prometheus_scrapes_the_api_and_flower(services) -> None:
     assert targets == {"ktrdr-api": "api:8000", "flower": "flower:5555"}
     api_port = command_of(services["api"])[-1]
     assert targets["ktrdr-api"].endswith(f":{api_port}") and "--port=5555" in command_of(services["flower"])
+
+
+def test_workers_get_the_time_their_soft_shutdown_needs(services) -> None:
+    from agent_pipeline.worker import SOFT_SHUTDOWN_TIMEOUT_S
+
+    for name in ("research-worker", "gpu-worker"):
+        assert services[name]["environment"]["REMAP_SIGTERM"] == "SIGQUIT"  # SIGTERM starts the soft shutdown
+        grace = services[name]["stop_grace_period"]
+        assert grace.endswith("s") and float(grace[:-1]) >= SOFT_SHUTDOWN_TIMEOUT_S + 10, grace
