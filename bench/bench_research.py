@@ -2,6 +2,7 @@
 
 Run: make bench-research, or
      .venv/bin/python bench/bench_research.py [--cycles 24] [--seed 7] [--series SP500:1d ...] [--jobs 1]
+                                              [--results bench/results/research.json]
 
 Arms `offline` (TPE) and `random` (RandomSampler on the same space) each run `--cycles` whole cycles through the
 embedded pipeline (the real chain, training and walk-forward backtest, in-process workers), with the same seed
@@ -124,6 +125,8 @@ def spawn(arm: str, pair: tuple[str, str], args: argparse.Namespace, work: Path,
     home = work / f"{arm}-{pair[0]}-{pair[1]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KTRDR_") and k != "DATABASE_URL"}
     env |= {"KTRDR_HOME": str(home), "KTRDR_DATA_DIR": str(data_dir), "KTRDR_SEED": str(args.seed)}
+    if args.jobs > 1:  # one core per run: torch would otherwise start a thread per core in every run
+        env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, __file__, "--arm", arm, "--series", f"{pair[0]}:{pair[1]}", "--cycles", str(args.cycles)]
     out = home / "summary.json"
     home.mkdir(parents=True)
@@ -173,6 +176,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="KTRDR_SEED of every arm (default 7)")
     parser.add_argument("--series", nargs="*", help="SYMBOL:TIMEFRAME to run (default: every bundled + RWALK:1d)")
     parser.add_argument("--jobs", type=int, default=1, help="(series, arm) runs at once (default 1: 2 cores)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, in a child process
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -193,13 +197,13 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda job: spawn(*job, args, work, data_dir), jobs))
     config = {"cycles": args.cycles, "seed": args.seed, "series": [" ".join(p) for p in pairs], "jobs": args.jobs}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
     total = round(time.perf_counter() - started, 1)
-    RESULTS.write_text(json.dumps({"config": config, "wall_s": total, "results": results}, indent=1, default=str))
+    args.results.write_text(json.dumps({"config": config, "wall_s": total, "results": results}, indent=1, default=str))
     print(HEADER)
     for (arm, pair), result in zip(jobs, results, strict=True):
         print(row(pair, arm, result))
-    print(f"total wall time {total:.0f} s; details in {RESULTS}")
+    print(f"total wall time {total:.0f} s; details in {args.results}")
 
 
 if __name__ == "__main__":
