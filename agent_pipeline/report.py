@@ -2,6 +2,8 @@
 
 `write_plots` draws what the cycle has produced so far (each plot is skipped when its data is absent):
 - `training_curves.png`: loss and accuracy per epoch, one panel per walk-forward fold and the final model;
+- `fold_metrics.png`: out-of-sample accuracy and balanced accuracy per fold against the majority baseline;
+- `walk_forward.png`: the price with each fold's training span and out-of-sample window;
 - `equity.png`: out-of-sample equity against buy-and-hold, with the fold boundaries;
 - `drawdown.png`: the strategy's drawdown (and buy-and-hold's, faint);
 - `trades.png`: the normalised price with the strategy's entries and exits.
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Plot file names, in the order the report shows them.
-PLOT_NAMES = ("training_curves.png", "equity.png", "drawdown.png", "trades.png")
+PLOT_NAMES = (
+    "training_curves.png", "fold_metrics.png", "walk_forward.png", "equity.png", "drawdown.png", "trades.png",
+)  # fmt: skip
 # Figure size (inches) and resolution of every plot.
 FIGSIZE, DPI = (10.0, 4.0), 100
 # The metadata key under which a cycle records its report folder.
@@ -50,9 +54,15 @@ def write_plots(store: OperationsStore, cycle_id: str, artifacts_dir: Path | Non
     folder = report_dir(cycle, Path(artifacts_dir or get_settings().artifacts_dir or "."))
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    training = _training_summary(store, cycle)
-    if training and _draw_training(training, folder / PLOT_NAMES[0]):
-        written.append(folder / PLOT_NAMES[0])
+    training = _training_summary(store, cycle) or {}
+    drawers = (
+        (_draw_training, training),
+        (_draw_fold_metrics, training),
+        (_draw_walk_forward, {**training, **_series(cycle)}),
+    )
+    for (draw, data), name in zip(drawers, PLOT_NAMES, strict=False):
+        if data and draw(data, folder / name):
+            written.append(folder / name)
     equity = _equity(cycle)
     if equity is not None:
         written += _draw_backtest(equity, folder)
@@ -131,6 +141,66 @@ def _draw_training(summary: dict[str, Any], path: Path) -> bool:
             twin.set_ylim(0, 1)
     axes[0][0].legend(fontsize=7, loc="upper right")
     figure.suptitle("Training curves (loss; dashed: validation accuracy)")
+    figure.savefig(path)
+    return True
+
+
+def _draw_fold_metrics(summary: dict[str, Any], path: Path) -> bool:
+    """Out-of-sample accuracy and balanced accuracy per fold, against the majority-class baseline and chance."""
+    folds = [f for f in summary.get("folds") or [] if isinstance(f.get("accuracy"), int | float)]
+    if not folds:
+        return False
+    figure, axes = _figure()
+    ax = axes[0][0]
+    positions = range(len(folds))
+    bars = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("baseline_accuracy", "majority"))
+    for offset, (key, label) in enumerate(bars):
+        values = [float(f.get(key) or 0.0) for f in folds]
+        ax.bar([p + (offset - 1) * 0.27 for p in positions], values, width=0.27, label=label)
+    classes = len((summary.get("class_distribution") or {}).get("train") or {}) or 3
+    ax.axhline(1 / classes, color="grey", linestyle="--", linewidth=1, label=f"chance (1/{classes})")
+    ax.set_xticks(list(positions), [f"fold {f.get('fold')}" for f in folds])
+    ax.set_ylim(0, 1)
+    ax.set_title("Walk-forward out-of-sample classification per fold")
+    ax.legend(fontsize=8, ncols=4)
+    figure.savefig(path)
+    return True
+
+
+def _series(cycle: Operation) -> dict[str, Any]:
+    """The cycle's price series (close) for the walk-forward layout, when its data can be loaded."""
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.errors import KtrdrError
+
+    symbol, timeframe = cycle.metadata.get("symbol"), cycle.metadata.get("timeframe")
+    if not symbol or not timeframe:
+        return {}
+    try:
+        from agent_pipeline.engine.data import load_bars
+
+        return {"close": load_bars(str(symbol), str(timeframe), get_settings().data_dir)["close"]}
+    except (KtrdrError, KeyError, OSError):
+        return {}
+
+
+def _draw_walk_forward(data: dict[str, Any], path: Path) -> bool:
+    """The price with each fold's training span and out-of-sample window: what was learned from and traded on."""
+    import pandas as pd
+
+    folds, close = data.get("folds") or [], data.get("close")
+    if not folds or close is None:
+        return False
+    figure, axes = _figure()
+    ax = axes[0][0]
+    ax.plot(close.index, close.to_numpy(), color="black", linewidth=0.7, label="close")
+    for number, fold in enumerate(folds):
+        start, end = pd.Timestamp(fold["test_start"]), pd.Timestamp(fold["test_end"])
+        ax.axvspan(start, end, color=f"C{number}", alpha=0.2, label=f"fold {fold.get('fold')} out of sample")
+        ax.axvline(pd.Timestamp(fold["train_end"]), color=f"C{number}", linestyle=":", linewidth=1)
+    research_end = max(pd.Timestamp(f["test_end"]) for f in folds)
+    ax.set_xlim(close.index[0], research_end)
+    ax.set_title("Walk-forward layout (dotted: end of each fold's training data)")
+    ax.legend(fontsize=7, ncols=2)
     figure.savefig(path)
     return True
 

@@ -38,11 +38,15 @@ def cycle_with_artifacts(store: OperationsStore, folder: Path, *, folds: bool = 
     cycle = store.create_cycle(max_active=100)
     summary = {"history": HISTORY, "accuracy": 0.4}
     if folds:
-        summary["folds"] = [{"fold": k, "history": HISTORY} for k in (1, 2)]
+        summary["folds"] = [
+            {"fold": k, "history": HISTORY, "accuracy": 0.4, "balanced_accuracy": 0.38, "baseline_accuracy": 0.45}
+            | {"train_end": f"2017-0{k + 2}-01", "test_start": f"2017-0{k + 2}-02", "test_end": f"2017-0{k + 3}-01"}
+            for k in (1, 2)
+        ]
     training = store.create(operation_type=OperationType.TRAINING, parent_operation_id=cycle.operation_id)
     store.start(training.operation_id)
     store.complete(training.operation_id, result_summary=summary)
-    meta = {"training_op_id": training.operation_id, "strategy_name": "s"}
+    meta = {"training_op_id": training.operation_id, "strategy_name": "s", "symbol": "EURUSD", "timeframe": "1h"}
     if backtest:
         folder.mkdir(parents=True)
         rows = ["timestamp,equity,position,fold,buy_and_hold"]
@@ -64,7 +68,10 @@ def test_write_plots_draws_every_plot_its_data_allows(store: OperationsStore, tm
     assert [p.name for p in plots] == list(PLOT_NAMES)
     assert all(p.read_bytes().startswith(PNG) and p.stat().st_size > 5000 for p in plots)
     assert store.get(full).metadata["report_dir"] == str(plots[0].parent)
-    # A cycle stopped before its backtest, trained without folds: only the final model's curves
+    # A cycle stopped by the training gate still shows its training: curves, folds, and the walk-forward layout
+    gated = cycle_with_artifacts(store, tmp_path / "gated", backtest=False)
+    assert [p.name for p in write_plots(store, gated, tmp_path / "artifacts")] == list(PLOT_NAMES[:3])
+    # Trained without folds (an older cycle): only the final model's curves
     early = cycle_with_artifacts(store, tmp_path / "none", folds=False, backtest=False)
     assert [p.name for p in write_plots(store, early, tmp_path / "artifacts")] == ["training_curves.png"]
 
@@ -74,9 +81,9 @@ def test_cli_report_prints_the_paths_and_writes_one_self_contained_page(store: O
     page = tmp_path / "r.html"
     result = CliRunner().invoke(cli, ["agent", "report", cycle_id, "--html", str(page)], prog_name="ktrdr")
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("Plot: ") == 4 and "equity.png" in result.stdout
+    assert result.stdout.count("Plot: ") == 6 and "equity.png" in result.stdout
     text = page.read_text()
-    assert text.count('src="data:image/png;base64,') == 4 and "Research cycle " + cycle_id in text
+    assert text.count('src="data:image/png;base64,') == 6 and "Research cycle " + cycle_id in text
     assert 'src="http' not in text and "<link" not in text  # nothing fetched from elsewhere
     unknown = CliRunner().invoke(cli, ["agent", "report", "op_agent_research_nope"], prog_name="ktrdr")
     assert unknown.exit_code == 1 and unknown.stderr.startswith("Error: operation not found")
@@ -90,7 +97,7 @@ def test_api_serves_the_report_page_and_404s_what_is_not_a_cycle(store: Operatio
     with TestClient(app) as client:
         page = client.get(f"/api/v1/agent/cycles/{cycle_id}/report")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert page.text.count("data:image/png;base64,") == 4
+        assert page.text.count("data:image/png;base64,") == 6
         assert client.get("/api/v1/agent/cycles/op_nope/report").status_code == 404
         not_a_cycle = client.get(f"/api/v1/agent/cycles/{training_id}/report")
         assert not_a_cycle.status_code == 404 and "not a cycle" in not_a_cycle.json()["error"]

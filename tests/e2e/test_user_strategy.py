@@ -125,7 +125,7 @@ def test_agent_run_strategy_runs_the_file_as_given(tmp_path: Path) -> None:
     assert "eurusd_rsi_atr" in done.stdout and "designer: user" in done.stdout
     store.engine.dispose()
     # And the run says where its report is; history lists the cycle; the report page has the plots inline
-    assert f"Report: 4 plot(s) in {home / 'artifacts' / 'reports' / cycle.operation_id}" in done.stdout
+    assert f"Report: 6 plot(s) in {home / 'artifacts' / 'reports' / cycle.operation_id}" in done.stdout
     later = {**env, "KTRDR_HOME": str(home)}
     history = ktrdr("agent", "history", "--json", env=later, cwd=tmp_path)
     assert [row["operation_id"] for row in json.loads(history.stdout)["data"]] == [cycle.operation_id]

@@ -55,13 +55,13 @@ def test_a_finished_cycle_becomes_one_mlflow_run(
     assert run.data.tags["ktrdr.cycle_id"] == cycle_id and run.data.tags["ktrdr.designer"] == "user"
     folders = {a.path: a for a in MlflowClient().list_artifacts(run_id)}
     assert {"strategy", "model", "plots"} <= set(folders)
-    assert len(MlflowClient().list_artifacts(run_id, "plots")) == len(plots) == 4
+    assert len(MlflowClient().list_artifacts(run_id, "plots")) == len(plots) == 6
     assert not any("lockbox" in key for key in run.data.metrics)
 
 
 def test_without_a_tracking_uri_nothing_is_logged(store: OperationsStore, tmp_path: Path) -> None:  # noqa: F811
     cycle_id = cycle_for_tracking(store, tmp_path)
-    assert len(publish(store, cycle_id)) == 4
+    assert len(publish(store, cycle_id)) == 6
     assert "mlflow_run_id" not in store.get(cycle_id).metadata
 
 
@@ -75,5 +75,5 @@ def test_a_tracking_uri_without_the_extra_is_logged_and_the_plots_still_drawn(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cycle_id = cycle_for_tracking(store, tmp_path)
     with caplog.at_level(logging.ERROR, logger="agent_pipeline.report"):
-        assert len(publish(store, cycle_id)) == 4
+        assert len(publish(store, cycle_id)) == 6
     assert "cycle report not published" in caplog.text and "mlflow" in caplog.text
