@@ -12,6 +12,7 @@ from agent_pipeline.context import CycleContext
 from agent_pipeline.flags import stop_training
 from agent_pipeline.logs import operation_context
 from agent_pipeline.operations import ACTIVE, OperationType, get_store
+from agent_pipeline.report import publish
 from agent_pipeline.study import tell_cycle
 from agent_pipeline.tasks.base import PhaseTask
 
@@ -39,6 +40,7 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     store.complete(context.cycle_id, result_summary=summary)
     tell_cycle(store.get(context.cycle_id))  # the optimiser's study learns the outcome (issue 9)
     logger.info("cycle completed", extra={"discovery": summary["discovery"]})
+    publish(store, context.cycle_id)  # plots (and an MLflow run) for people; never raises
     return ctx
 
 
@@ -78,7 +80,8 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
         message = f"Cycle failed: {type(exc).__name__}: {message}"
     store = get_store()
     with operation_context(cycle_id):
-        if store.fail(cycle_id, error_message=message):
+        first = store.fail(cycle_id, error_message=message)
+        if first:
             logger.warning("cycle failed", extra={"error": message})
         for child in store.list(parent_operation_id=cycle_id, limit=50):
             if child.status in ACTIVE:
@@ -86,6 +89,8 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
                 if child.operation_type == OperationType.TRAINING:
                     stop_training(child.operation_id, child.metadata.get("celery_task_id"))
         tell_cycle(store.get(cycle_id))  # the optimiser's study learns the outcome (issue 9)
+        if first:
+            publish(store, cycle_id)  # plots for people, once; never raises
 
 
 def _cycle_id(request: Any) -> str | None:
