@@ -102,6 +102,7 @@ class OperationsPage(BaseModel):
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> Any:
     get_store().upgrade()  # the API brings the schema up at start, like the workers
+    cycle.chain_tasks()  # and imports the chain's tasks, so no trigger pays for them
     yield
 
 

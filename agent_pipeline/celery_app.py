@@ -123,4 +123,4 @@ def _fresh_database_connections(**_: Any) -> None:
 # through signals and a bootstep; the CLI and the API never start a worker, so they keep failing fast.
 from agent_pipeline import worker  # noqa: E402
 
-app.steps["worker"].add(worker.Reconciler)
+app.steps["worker"].update({worker.Reconciler, worker.PoolKeeper})

@@ -28,6 +28,10 @@ SOFT_SHUTDOWN_TIMEOUT_S = 15.0
 BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 5.0
 # kombu retry policy for a worker's publishes and result writes: about 10 minutes of 2 s retries.
 PATIENT_RETRY_POLICY = {"max_retries": 300, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 2.0}
+# Seconds between checks for an exited pool child to replace (see PoolKeeper).
+POOL_CHECK_S = 0.1
+# Retries of a result-backend call outside a task body, at most 2 s apart: about 5 minutes of outage.
+BACKEND_MAX_RETRIES = 150
 # The signal the worker's main process sends its pool children when shutdown begins (see `_request_stop`).
 STOP_SIGNAL = signal.SIGUSR2
 
@@ -52,6 +56,11 @@ def configure_worker(conf: Any) -> None:
         # Publishing from a task (the next phase, a poll's retry) waits out an outage of minutes, not 1 s.
         task_publish_retry_policy=PATIENT_RETRY_POLICY,
         result_backend_transport_options={"retry_policy": PATIENT_RETRY_POLICY},
+        # Celery's own result reads and writes around a task (marking it RETRY or SUCCESS) happen outside the
+        # task body: without these they raise on an unreachable Redis and fail the task, and so the cycle.
+        result_backend_always_retry=True,
+        result_backend_max_retries=BACKEND_MAX_RETRIES,
+        result_backend_max_sleep_between_retries_ms=2000,
         # SIGTERM -> soft shutdown (with REMAP_SIGTERM=SIGQUIT); a task still running after it is requeued.
         worker_soft_shutdown_timeout=SOFT_SHUTDOWN_TIMEOUT_S,
     )
@@ -137,6 +146,31 @@ class Reconciler(bootsteps.StartStopStep):
         interval = get_settings().reconcile_interval
         self.timer_ref = parent.timer.call_repeatedly(interval, reconcile_now)
         logger.info("reconciling stale operations every %.0f s", interval)
+
+    def stop(self, parent: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+
+class PoolKeeper(bootsteps.StartStopStep):
+    """With one task per child process (the GPU worker), replace an exited child within `POOL_CHECK_S`.
+
+    Celery's prefork pool here reaps a child that exited after its last task only at its 5 s maintenance
+    timer (measured: the child is a zombie for 3.3 s before its replacement forks), so a training queued behind
+    another waited up to 5 s for a process. Found by bench/bench_orchestration.py.
+    """
+
+    requires = {"celery.worker.components:Pool", "celery.worker.components:Timer"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_ref: Any = None
+
+    def start(self, parent: Any) -> None:
+        maintain = getattr(getattr(parent.pool, "_pool", None), "maintain_pool", None)
+        if parent.max_tasks_per_child and maintain is not None:
+            self.timer_ref = parent.timer.call_repeatedly(POOL_CHECK_S, maintain)
 
     def stop(self, parent: Any) -> None:
         if self.timer_ref is not None:

@@ -70,13 +70,17 @@ class PhaseTask(Task):
         if cycle.status.is_finished:
             logger.info("cycle already %s; dropping %s", cycle.status.value, self.name)
             raise Ignore()
-        store.start(context.cycle_id)
+        # Each write below also beats the cycle's heartbeat; only what changes is written (one round trip per
+        # write, and every phase and every training poll passes here: bench/bench_orchestration.py).
+        if cycle.status == OperationStatus.PENDING:
+            store.start(context.cycle_id)
         if self.phase is not None and _is_ahead(self.phase, cycle.metadata.get("phase")):
             store.merge_metadata(context.cycle_id, {"phase": self.phase.value})
             store.update_progress(
                 context.cycle_id, percentage=PHASE_PROGRESS[self.phase], current_step=self.phase.value
             )
-        store.heartbeat(context.cycle_id)
+        elif cycle.status != OperationStatus.PENDING:
+            store.heartbeat(context.cycle_id)
 
 
 def _is_ahead(phase: Phase, current: str | None) -> bool:
