@@ -190,7 +190,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ktrdr-bench-research-"))
     data_dir = work / "data"
     import_csv(random_walk(work / "rwalk.csv"), symbol=CONTROL[0], timeframe=CONTROL[1], data_dir=data_dir)
-    pairs = [tuple(s.split(":")) for s in args.series] if args.series else [d.pair for d in list_datasets(data_dir)]
+    pairs = (
+        [tuple(s.split(":")) for s in args.series]
+        if args.series
+        else [(d.symbol, d.timeframe) for d in list_datasets(data_dir)]
+    )
     print(f"research bench: {args.cycles} cycles per arm, seed {args.seed}, {len(pairs)} series; work in {work}")
     jobs = [(arm, pair) for pair in pairs for arm in ARMS]
     started = time.perf_counter()
