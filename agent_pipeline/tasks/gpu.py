@@ -6,6 +6,7 @@ It needs only the engine and the Celery app (no database, no API key). Progress 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +25,8 @@ from agent_pipeline.logs import operation_context
 
 logger = logging.getLogger(__name__)
 
+# The state of a training handed back to the queue by a stopping GPU worker (see TrainingTask.hand_back).
+REQUEUED = "REQUEUED"
 # Seconds between cancellation checks / lock refreshes inside an epoch.
 CHECK_EVERY_S = 1.0
 
@@ -58,10 +61,30 @@ class TrainingTask(Task):
         """
         if worker.soft_shutdown_enabled():
             logger.warning("worker shutting down; training stopped at its last checkpoint, requeued when it exits")
-            while True:
-                time.sleep(1)  # the soft shutdown's end terminates this process
+            self._park()
         logger.warning("worker shutting down; training requeued to resume from its checkpoint elsewhere")
         raise self.retry(countdown=0, max_retries=None)
+
+    def _park(self) -> None:
+        """Wait for the soft shutdown's end to terminate this process.
+
+        The state says `REQUEUED`, which the supervisor treats as queued (no heartbeat expected, like a training
+        waiting for a GPU worker), so the hand-over is never taken for a lost worker.
+        """
+        last = self.AsyncResult(self.request.id).info
+        meta = {**(last if isinstance(last, dict) else {}), "current_step": "requeued: waiting for a GPU worker"}
+        with contextlib.suppress(*worker.broker_errors()):
+            self.update_state(state=REQUEUED, meta=meta)
+        while True:
+            time.sleep(CHECK_EVERY_S)
+
+    def report_alive(self) -> None:
+        """A first heartbeat as soon as this delivery owns the training: `STARTED` (no heartbeat) lasts only
+        milliseconds, so a redelivered training is judged by its own heartbeats."""
+        with contextlib.suppress(*worker.broker_errors()):
+            self.update_state(
+                state="PROGRESS", meta={"percentage": 0.0, "current_step": "starting", "heartbeat": time.time()}
+            )
 
 
 @app.task(bind=True, base=TrainingTask, name="ktrdr.gpu.train_model")
@@ -88,6 +111,7 @@ def train_model(
             # returned) or died (its lock expired, and this delivery resumes from the checkpoint).
             logger.warning("training already running elsewhere; dropping duplicate delivery for now")
             raise self.retry(countdown=flags.LOCK_TTL_S, max_retries=None)
+        self.report_alive()
         try:
             summary = _train(self, training_op_id, strategy_yaml, Path(model_dir), data_dir, seed, owner, evaluation)
             _mark_done(self, training_op_id, summary)

@@ -135,8 +135,10 @@ def _follow(store: OperationsStore, context: CycleContext, child: Operation, res
     if result.state in (states.STARTED, "PROGRESS") and child.status == OperationStatus.PENDING:
         store.start(child.operation_id)
     if result.state == states.STARTED and child.started_at is not None:
-        # Started but silent since: a child that died before its first heartbeat.
-        _check_heartbeat(child, {"heartbeat": child.started_at.timestamp()})
+        # Started but silent since: a child that died before its first heartbeat. A training handed back by a
+        # stopping GPU worker (issue 11) counts from its last heartbeat, not from its first start.
+        since = max(child.started_at.timestamp(), float(child.progress.get("heartbeat") or 0.0))
+        _check_heartbeat(child, {"heartbeat": since})
     if result.state == "PROGRESS":
         _check_heartbeat(child, info)
         extra = {k: v for k, v in info.items() if k not in ("percentage", "current_step")}

@@ -9,6 +9,7 @@ closing table reports (`FAULT ...` lines, shown with `pytest -s`).
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Seconds Redis stays down in the restart tests; KTRDR_FAULT_OUTAGE_S=65 shows the 60 s ride-out (slow).
 OUTAGE_S = float(os.environ.get("KTRDR_FAULT_OUTAGE_S", "3"))
 # Above the outage: a training that could not report during it is not taken for a dead worker.
-STALE_AFTER_S = max(60.0, OUTAGE_S + 30)
+STALE_AFTER_S = 20.0 if OUTAGE_S <= 5 else OUTAGE_S + 30
 RECONCILE_INTERVAL_S = 1.0
 STACK_ENV = {
     "KTRDR_TRAINING_EPOCHS": "15",
@@ -151,6 +152,48 @@ def test_a_redis_restart_that_loses_every_message_never_leaves_a_row_running(fau
     assert _active_rows(operation.operation_id) == []
     assert _workers_alive(faults) == {"research": True, "gpu1": True, "gpu2": True}
     _report("Redis restart losing every message", f"cycle {final.status.value}", time.monotonic() - back)
+
+
+def test_lost_messages_with_nothing_left_to_wake_the_cycle_fail_it_within_the_reconcile_bound(faults, private_redis):
+    from agent_pipeline import cycle
+    from agent_pipeline.celery_app import app
+    from agent_pipeline.operations import OperationStatus
+
+    # Given a cycle whose training waits in the queue (no GPU worker consumes it) and whose supervisor waits
+    # for its next poll: every message the cycle depends on is in Redis
+    gpu_workers = [f"{name}@{socket.gethostname()}" for name in ("gpu1", "gpu2")]
+    app.control.cancel_consumer("gpu", destination=gpu_workers, reply=True)
+    operation = cycle.trigger(BYPASS)
+    wait_until(lambda: (child := _training(operation.operation_id)) and child.metadata.get("celery_task_id"))
+    # When Redis comes back empty
+    private_redis.restart(down_for=OUTAGE_S, keep_data=False)
+    back = time.monotonic()
+    _consume_gpu_again(gpu_workers)
+    # Then the research worker's reconcile timer fails the cycle and its training, with one clear line,
+    # within the heartbeat bound plus one period
+    final = wait_until(finished(operation.operation_id), timeout=STALE_AFTER_S + RECONCILE_INTERVAL_S + 30)
+    took = time.monotonic() - back
+    assert final.status == OperationStatus.FAILED
+    assert final.error_message.startswith(f"Lost: no heartbeat for {STALE_AFTER_S:.0f} s")
+    assert _active_rows(operation.operation_id) == []
+    assert took <= STALE_AFTER_S + RECONCILE_INTERVAL_S + 5
+    assert _workers_alive(faults) == {"research": True, "gpu1": True, "gpu2": True}
+    _report("Redis restart losing every message, nothing left to wake the cycle", "cycle failed", took)
+
+
+def _consume_gpu_again(workers: list[str]) -> None:
+    """Ask the GPU workers to consume again once they are back on the restarted Redis (a broadcast sent before
+    they resubscribe is lost), through a fresh connection (this process's pooled ones died with the server)."""
+    from agent_pipeline.celery_app import app
+
+    def replied() -> bool:
+        with app.connection_for_write() as connection:
+            answers = app.control.add_consumer(
+                "gpu", destination=workers, reply=True, timeout=1.0, connection=connection
+            )
+        return len(answers) == len(workers)
+
+    wait_until(replied, timeout=60, interval=0.5)
 
 
 def test_a_postgres_restart_mid_training_lets_the_cycle_complete(faults, private_postgres):

@@ -1,0 +1,39 @@
+"""Worker-only settings: workers wait out a broker outage while the CLI and the API keep failing fast."""
+
+from __future__ import annotations
+
+import pytest
+from celery import Celery
+from pydantic import ValidationError
+
+
+def test_the_app_the_cli_and_api_use_fails_fast_on_an_unreachable_broker() -> None:
+    from agent_pipeline.celery_app import app
+
+    assert app.conf.broker_connection_max_retries == 3
+    assert app.conf.broker_connection_timeout == 5
+    assert not app.conf.result_backend_always_retry
+
+
+def test_a_worker_reconnects_forever_and_retries_result_writes_through_an_outage() -> None:
+    from agent_pipeline.worker import BACKEND_MAX_RETRIES, SOFT_SHUTDOWN_TIMEOUT_S, configure_worker
+
+    conf = Celery("probe").conf
+    configure_worker(conf)
+    assert conf.broker_connection_max_retries is None
+    assert conf.result_backend_always_retry and conf.result_backend_max_retries == BACKEND_MAX_RETRIES
+    # a publish from a task (the next phase, a poll's retry) keeps trying for minutes, not one second
+    policy = conf.task_publish_retry_policy
+    assert policy["max_retries"] * policy["interval_max"] >= 60
+    assert conf.worker_soft_shutdown_timeout == SOFT_SHUTDOWN_TIMEOUT_S
+
+
+def test_the_research_worker_reconciles_at_most_every_60_s_by_default() -> None:
+    from agent_pipeline.celery_app import app
+    from agent_pipeline.config import Settings
+    from agent_pipeline.worker import PoolKeeper, Reconciler
+
+    assert 0 < Settings().reconcile_interval <= 60
+    with pytest.raises(ValidationError):
+        Settings(reconcile_interval=61)  # the issue's bound: a stale row waits at most one minute past its limit
+    assert {Reconciler, PoolKeeper} <= set(app.steps["worker"])
