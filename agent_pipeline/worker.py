@@ -1,5 +1,5 @@
-"""What a worker process adds to running tasks: it rides out broker outages, reconciles on a timer, and stops
-trainings early on shutdown so they resume elsewhere.
+"""What a worker process adds to running tasks: it rides out Redis and Postgres outages, reconciles on a timer,
+replaces exited pool children at once, and stops trainings early on shutdown so they resume elsewhere.
 
 The CLI and the API keep the app's fail-fast broker settings; only worker processes get the patient ones below,
 applied from the `celeryd_init` signal (sent in the worker's main process before it connects).
@@ -32,7 +32,7 @@ PATIENT_RETRY_POLICY = {"max_retries": 300, "interval_start": 0.0, "interval_ste
 POOL_CHECK_S = 0.1
 # Retries of a result-backend call outside a task body, at most 2 s apart: about 5 minutes of outage.
 BACKEND_MAX_RETRIES = 150
-# The signal the worker's main process sends its pool children when shutdown begins (see `_request_stop`).
+# The signal the worker's main process sends its pool children when shutdown begins (see `request_stop`).
 STOP_SIGNAL = signal.SIGUSR2
 
 # Set in a pool child when its worker shuts down: the training stops at its next check and requeues itself.
@@ -153,6 +153,18 @@ class Reconciler(bootsteps.StartStopStep):
             self.timer_ref = None
 
 
+def reconcile_now() -> None:
+    """One reconcile pass; never raises into the worker's event loop."""
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.cycle import reconcile
+    from agent_pipeline.operations import get_store
+
+    try:
+        reconcile(get_store(), get_settings())
+    except Exception:  # the database may be restarting: log it and try again next period
+        logger.warning("scheduled reconcile failed; retrying next period", exc_info=True)
+
+
 class PoolKeeper(bootsteps.StartStopStep):
     """With one task per child process (the GPU worker), replace an exited child within `POOL_CHECK_S`.
 
@@ -176,18 +188,6 @@ class PoolKeeper(bootsteps.StartStopStep):
         if self.timer_ref is not None:
             self.timer_ref.cancel()
             self.timer_ref = None
-
-
-def reconcile_now() -> None:
-    """One reconcile pass; never raises into the worker's event loop."""
-    from agent_pipeline.config import get_settings
-    from agent_pipeline.cycle import reconcile
-    from agent_pipeline.operations import get_store
-
-    try:
-        reconcile(get_store(), get_settings())
-    except Exception:  # the database may be restarting: log it and try again next period
-        logger.warning("scheduled reconcile failed; retrying next period", exc_info=True)
 
 
 @signals.celeryd_init.connect
