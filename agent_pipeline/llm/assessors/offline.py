@@ -3,7 +3,7 @@
 Rules (each adds to the score and to strengths or weaknesses, with the numbers):
 
 - edge: total_return > buy_and_hold_return scores +2 (strength); otherwise -2 ("no edge over buy-and-hold").
-- Sharpe: > 0 scores +1 (strength "positive Sharpe"), >= 1 another +1; < 0 scores -1 (weakness).
+- Sharpe: >= 0.1 scores +1 (strength "positive Sharpe"), >= 1 another +1; < 0 scores -1 (weakness).
 - win rate: >= 50% scores +1; < 40% scores -1.
 - trades: fewer than MIN_TRADES (10) scores -1 ("too few trades to trust the statistics").
 - drawdown: > 20% scores -1 ("high drawdown"), > 40% scores -2 instead; <= 10% is a strength.
@@ -32,6 +32,8 @@ PROMISING_SCORE = 3
 MEDIOCRE_SCORE = 0
 # Fewer trades than this make the backtest statistics unreliable.
 MIN_TRADES = 10
+# A Sharpe ratio below this (annualised) is not called a strength: 0.001 is not a positive result.
+MEANINGFUL_SHARPE = 0.1
 # Deflated Sharpe ratios: a discovery at or above, a weakness below.
 DISCOVERY_DSR, WEAK_DSR = 0.95, 0.5
 # Balanced accuracy below this is no skill (chance is 1/3).
@@ -117,7 +119,7 @@ class _Rules:
         sharpe = _get(self.backtest, "sharpe_ratio")
         if sharpe is None:
             return 0
-        if sharpe > 0:
+        if sharpe >= MEANINGFUL_SHARPE:
             self.strengths.append(f"Positive Sharpe ratio ({sharpe:.2f})")
             return 2 if sharpe >= 1 else 1
         if sharpe < 0:
