@@ -106,3 +106,23 @@ def test_trigger_refuses_an_unknown_designer_with_422_and_claude_without_key_wit
     assert keyless.status_code == 400
     assert keyless.json() == {"success": False, "error": "the anthropic designer needs ANTHROPIC_API_KEY"}
     assert get_store(sqlite_url).count() == 0
+
+
+def test_evidence_counts_every_trial_per_series_and_never_reads_the_lockbox(client, sqlite_url) -> None:
+    store = get_store(sqlite_url)
+    for dsr in (0.2, 0.97, None):
+        cycle = store.create_cycle(max_active=5)
+        metadata = {"symbol": "EURUSD", "timeframe": "1h", "strategy_name": f"s{dsr}"}
+        if dsr is not None:  # the third was stopped before its backtest: still a trial
+            metadata["backtest_result"] = {"deflated_sharpe": dsr, "sharpe_ratio": 1.0, "num_trades": 30}
+        store.merge_metadata(cycle.operation_id, metadata)
+        store.start(cycle.operation_id)
+        store.complete(cycle.operation_id, result_summary={"lockbox": {"total_return": 555.5}})
+    body = client.get("/api/v1/agent/evidence", params={"symbol": "EURUSD"}).json()
+    (series,) = body["series"]
+    assert (series["symbol"], series["timeframe"], series["trials"]) == ("EURUSD", "1h", 3)
+    assert [t["deflated_sharpe"] for t in series["best"]] == [0.97, 0.2]
+    assert [t["strategy_name"] for t in series["discoveries"]] == ["s0.97"]
+    assert series["spa_pvalue"] is None  # no out-of-sample returns recorded: no test, never a made-up figure
+    assert "555.5" not in str(body)
+    assert client.get("/api/v1/agent/evidence", params={"timeframe": "1d"}).json() == {"series": []}

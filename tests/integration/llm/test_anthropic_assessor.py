@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agent_pipeline.config import Settings
@@ -75,3 +77,14 @@ def test_overloaded_api_raises_llm_error_after_retries(fake_anthropic: FakeAnthr
     with pytest.raises(LLMError, match=r"^Anthropic API error 529 \(overloaded_error\) after 1 retries"):
         assess()
     assert len(fake_anthropic.requests) == 2
+
+
+def test_the_prompt_spells_out_trials_and_the_deflated_sharpe(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.reply_tool_use("submit_assessment", ASSESSMENT, input_tokens=900, output_tokens=200)
+    evidence = {**BACKTEST, "trials": 37, "deflated_sharpe": 0.4123, "psr": 0.88}
+    get_assessor(Settings(anthropic_api_key="sk-ant-test-x", llm_timeout=0.5, llm_max_retries=1)).assess(
+        strategy=STRATEGY, training_result=TRAINING, backtest_result=evidence
+    )
+    prompt = json.dumps(fake_anthropic.bodies[0])
+    assert "trials: 37 strategies tried on this series" in prompt
+    assert "deflated_sharpe: 0.4123" in prompt and "walk-forward out-of-sample" in prompt
