@@ -10,6 +10,7 @@ of every strategy's stitched out-of-sample record, aligned on the bars they shar
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,17 @@ SPA_SEED = 7
 
 
 class Trial(BaseModel):
-    """One strategy's research-period figures."""
+    """One strategy's research-period figures.
+
+    `deflated_sharpe` is recomputed against every trial on the series now; `deflated_sharpe_at_run` is what the
+    cycle recorded when it ran, with the trials known then (never higher in a growing search, as a rule).
+    """
 
     cycle_id: str
     strategy_name: str | None
     status: str
     deflated_sharpe: float | None
+    deflated_sharpe_at_run: float | None
     psr: float | None
     sharpe_ratio: float | None
     num_trades: int | None
@@ -70,7 +76,9 @@ def collect(store: OperationsStore, *, symbol: str | None = None, timeframe: str
 def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> SeriesEvidence:
     cycles = store.series_cycles(symbol=symbol, timeframe=timeframe)
     tested = [c for c in cycles if c.metadata.get("backtest_result")]
-    trials = sorted((_trial(c) for c in tested), key=lambda t: t.deflated_sharpe or 0.0, reverse=True)
+    sharpes = [float(c.metadata["backtest_result"].get("sharpe_ratio") or 0.0) for c in tested]
+    found = [_trial(c, trials=len(cycles), sharpes=sharpes, timeframe=timeframe) for c in tested]
+    trials = sorted(found, key=lambda t: t.deflated_sharpe or 0.0, reverse=True)
     pvalue, models = spa_pvalue([c.metadata.get("backtest_dir") for c in tested])
     return SeriesEvidence(
         symbol=symbol,
@@ -83,18 +91,37 @@ def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> Seri
     )
 
 
-def _trial(cycle: Operation) -> Trial:
+def _trial(cycle: Operation, *, trials: int, sharpes: list[float], timeframe: str) -> Trial:
     result = cycle.metadata.get("backtest_result") or {}
     return Trial(
         cycle_id=cycle.operation_id,
         strategy_name=cycle.metadata.get("strategy_name"),
         status=cycle.status.value,
-        deflated_sharpe=result.get("deflated_sharpe"),
+        deflated_sharpe=deflate_now(result, trials=trials, sharpes=sharpes, timeframe=timeframe),
+        deflated_sharpe_at_run=result.get("deflated_sharpe"),
         psr=result.get("psr"),
         sharpe_ratio=result.get("sharpe_ratio"),
         num_trades=result.get("num_trades"),
         excess_return=result.get("excess_return"),
     )
+
+
+def deflate_now(result: dict[str, Any], *, trials: int, sharpes: list[float], timeframe: str) -> float | None:
+    """The DSR of a recorded backtest against every trial on its series now (Bailey & López de Prado, 2014).
+
+    Needs the per-bar moments the backtest recorded (`n_bars`, `skewness`, `kurtosis`); older records without
+    them keep the figure they were given when they ran.
+    """
+    from agent_pipeline.engine import stats
+
+    moments = [result.get(k) for k in ("sharpe_ratio", "n_bars", "skewness", "kurtosis")]
+    if not all(isinstance(m, int | float) for m in moments) or timeframe not in stats.PERIODS_PER_YEAR:
+        return result.get("deflated_sharpe")
+    per_bar = math.sqrt(stats.PERIODS_PER_YEAR[timeframe])
+    sharpe, n_bars, skewness, kurtosis = (float(m) for m in moments)  # type: ignore[arg-type]
+    evidence = stats.SharpeEvidence(sharpe / per_bar, skewness, kurtosis, int(n_bars))
+    variance = stats.trials_variance([s / per_bar for s in sharpes], int(n_bars))
+    return stats.deflated_sharpe(evidence, trials=max(trials, 1), variance=variance)
 
 
 def spa_pvalue(backtest_dirs: list[str | None]) -> tuple[float | None, int]:

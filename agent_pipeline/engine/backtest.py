@@ -29,21 +29,10 @@ import pandas as pd
 import torch
 
 from agent_pipeline.engine.dataset import BUY, SELL, Dataset
+from agent_pipeline.engine.stats import PERIODS_PER_YEAR
 from agent_pipeline.engine.strategy import Strategy
 from agent_pipeline.engine.trainer import ModelSpec, load_model, predict_probabilities
 from agent_pipeline.errors import BacktestError, TrainingError
-
-# Bars per year: 252 trading days; intraday timeframes assume a 24-hour market (FX), so 1h -> 24 * 252.
-PERIODS_PER_YEAR = {
-    "1m": 252 * 24 * 60,
-    "5m": 252 * 24 * 12,
-    "15m": 252 * 24 * 4,
-    "30m": 252 * 24 * 2,
-    "1h": 252 * 24,
-    "4h": 252 * 6,
-    "1d": 252,
-    "1w": 52,
-}
 
 
 @dataclass

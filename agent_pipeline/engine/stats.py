@@ -20,6 +20,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+# Bars per year: 252 trading days; intraday timeframes assume a 24-hour market (FX), so 1h -> 24 * 252.
+PERIODS_PER_YEAR = {
+    "1m": 252 * 24 * 60,
+    "5m": 252 * 24 * 12,
+    "15m": 252 * 24 * 4,
+    "30m": 252 * 24 * 2,
+    "1h": 252 * 24,
+    "4h": 252 * 6,
+    "1d": 252,
+    "1w": 52,
+}
+# The Euler-Mascheroni constant, in the expected maximum of N Gaussian draws.
 EULER_GAMMA = 0.5772156649015329
 # Floor of the PSR denominator's variance term: extreme skew can drive the textbook expression below zero.
 _MIN_VARIANCE_TERM = 1e-12

@@ -14,7 +14,8 @@ from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, run_
 BACKTEST_RESULT_KEYS = (
     "total_return", "annualised_return", "sharpe_ratio", "sortino_ratio", "max_drawdown", "win_rate",
     "num_trades", "profit_factor", "buy_and_hold_return", "excess_return", "exposure", "start", "end",
-    "psr", "deflated_sharpe", "trials", "sharpe_variance", "expected_max_sharpe", "folds",
+    "psr", "deflated_sharpe", "trials", "sharpe_variance", "expected_max_sharpe", "skewness", "kurtosis", "n_bars",
+    "folds",
 )  # fmt: skip
 
 

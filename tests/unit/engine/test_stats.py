@@ -84,3 +84,15 @@ def test_classification_metrics_against_hand_computed_values() -> None:
     assert metrics["baseline_accuracy"] == pytest.approx(3 / 6)
     picked = [0.8 if a == p else 0.1 for a, p in zip(actual, predicted, strict=True)]
     assert metrics["log_loss"] == pytest.approx(-np.mean(np.log(picked)))
+
+
+def test_evidence_deflates_a_recorded_backtest_against_every_trial_on_its_series_now() -> None:
+    from agent_pipeline.evidence import deflate_now
+
+    recorded = {"sharpe_ratio": 1.2, "n_bars": 1500, "skewness": -0.3, "kurtosis": 5.0, "deflated_sharpe": 0.93}
+    alone = deflate_now(recorded, trials=1, sharpes=[1.2], timeframe="1d")
+    expected = stats.probabilistic_sharpe(stats.SharpeEvidence(1.2 / math.sqrt(252), -0.3, 5.0, 1500))
+    assert alone == pytest.approx(expected)
+    crowded = deflate_now(recorded, trials=50, sharpes=[1.2, -0.4, 0.3, 0.9], timeframe="1d")
+    assert crowded is not None and alone is not None and crowded < alone
+    assert deflate_now({"deflated_sharpe": 0.5}, trials=9, sharpes=[], timeframe="1d") == 0.5  # older record
