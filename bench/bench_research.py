@@ -98,22 +98,33 @@ def summarise(finals: list[Any], wall: float) -> dict[str, Any]:
                 "error": op.error_message,
             }
         )
-    sharpes = [r["sharpe"] for r in rows if isinstance(r["sharpe"], int | float)]
+    return figures(rows, wall)
+
+
+def figures(rows: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """Per arm and series: walk-forward Sharpe (all trials, and those after the startup draws both arms
+    share), share passing both gates, discoveries, the best trial (by objective) and the running best."""
+    from agent_pipeline.study import STARTUP_TRIALS
+
+    def sharpes(part: list[dict[str, Any]]) -> list[float]:
+        return [r["sharpe"] for r in part if isinstance(r["sharpe"], int | float)]
+
     scored = [r for r in rows if r["objective"] is not None]
-    best = max(scored, key=lambda r: r["objective"], default=None)
     running, best_so_far = [], None
     for r in rows:
         if r["objective"] is not None:
             best_so_far = r["objective"] if best_so_far is None else max(best_so_far, r["objective"])
         running.append(best_so_far)
+    later = sharpes(rows[STARTUP_TRIALS:])
     return {
         "cycles": len(rows),
-        "backtested": len(sharpes),
-        "median_sharpe": statistics.median(sharpes) if sharpes else None,
-        "best_sharpe": max(sharpes, default=None),
+        "backtested": len(sharpes(rows)),
+        "median_sharpe": statistics.median(sharpes(rows)) if sharpes(rows) else None,
+        "median_sharpe_after_startup": statistics.median(later) if later else None,
+        "best_sharpe": max(sharpes(rows), default=None),
         "both_gates": sum(r["status"] == "completed" for r in rows) / max(len(rows), 1),
         "discoveries": sum(r["discovery"] for r in rows),
-        "best_trial": best,
+        "best_trial": max(scored, key=lambda r: r["objective"], default=None),
         "running_best": running,
         "wall_s": round(wall, 1),
         "trials": rows,
@@ -154,6 +165,7 @@ def row(pair: tuple[str, str], arm: str, r: dict[str, Any]) -> str:
         arm,
         f"{r['backtested']}/{r['cycles']}",
         fmt(r["median_sharpe"]),
+        fmt(r["median_sharpe_after_startup"]),
         fmt(r["best_sharpe"]),
         f"{r['both_gates']:.0%}",
         str(r["discoveries"]),
@@ -165,9 +177,19 @@ def row(pair: tuple[str, str], arm: str, r: dict[str, Any]) -> str:
 
 
 HEADER = (
-    "| Series | Arm | Backtested | Median WF Sharpe | Best WF Sharpe | Both gates | Discoveries | Best objective "
-    "| Best trial's lockbox vs buy & hold | Wall s |\n|---|---|---|---|---|---|---|---|---|---|"
+    "| Series | Arm | Backtested | Median WF Sharpe | after startup | Best WF Sharpe | Both gates | Discoveries "
+    "| Best objective | Best trial's lockbox vs buy & hold | Wall s |\n|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """The Markdown table of a results file, re-deriving the figures from its trials."""
+    config = results["config"]
+    print(f"{config['cycles']} cycles per arm and series, seed {config['seed']}, wall {results['wall_s']:.0f} s")
+    print(HEADER)
+    for result in results["results"]:
+        pair = tuple(result["series"].split(" "))
+        print(row(pair, result["arm"], figures(result["trials"], result["wall_s"])))
 
 
 def main() -> None:
@@ -177,9 +199,13 @@ def main() -> None:
     parser.add_argument("--series", nargs="*", help="SYMBOL:TIMEFRAME to run (default: every bundled + RWALK:1d)")
     parser.add_argument("--jobs", type=int, default=1, help="(series, arm) runs at once (default 1: 2 cores)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
+    parser.add_argument("--table", type=Path, help="print the table of a results file and exit")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, in a child process
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        print_table(json.loads(args.table.read_text()))
+        return
     if args.arm:
         symbol, timeframe = args.series[0].split(":")
         args.out.write_text(json.dumps(run_arm(args.arm, symbol, timeframe, args.cycles), default=str))
@@ -204,10 +230,8 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     total = round(time.perf_counter() - started, 1)
     args.results.write_text(json.dumps({"config": config, "wall_s": total, "results": results}, indent=1, default=str))
-    print(HEADER)
-    for (arm, pair), result in zip(jobs, results, strict=True):
-        print(row(pair, arm, result))
-    print(f"total wall time {total:.0f} s; details in {args.results}")
+    print_table(json.loads(args.results.read_text()))
+    print(f"details in {args.results}")
 
 
 if __name__ == "__main__":
