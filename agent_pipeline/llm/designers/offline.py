@@ -163,8 +163,12 @@ def _primary(indicator: dict[str, Any], bars: pd.DataFrame) -> np.ndarray:
 
 
 def fuzzy_sets(values: np.ndarray, count: int, width: float) -> dict[str, Any]:
-    """Two or three fuzzy sets cut at the quantiles 0.5 - width, (0.5,) 0.5 + width of `values`."""
-    edges = np.quantile(values, [0.0, 0.5 - width, 0.5, 0.5 + width, 1.0])
+    """Two or three fuzzy sets cut at the quantiles 0.5 - width, (0.5,) 0.5 + width of `values`.
+
+    A series too short to warm the indicator up gives no values: placeholder cuts on [0, 1] keep the design valid,
+    and training then fails with the engine's own reason (too few usable rows).
+    """
+    edges = np.quantile(values if len(values) else np.array([0.0, 1.0]), [0.0, 0.5 - width, 0.5, 0.5 + width, 1.0])
     low, c1, c2, c3, high = (float(f"{x:.6g}") for x in np.maximum.accumulate(edges + np.arange(5) * 1e-9))
     p = (low, c1, c3, high) if count == 2 else (low, c1, c2, c3, high)
     sets = {"low": [low, *p[:3]], "high": [*p[-3:], high]}
