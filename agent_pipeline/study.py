@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A gate-stopped cycle is told POOR + GATE_SPREAD * (how close it came, 0..1): below every traded cycle.
-POOR, GATE_SPREAD = -3.0, 0.4
+# A gate-stopped cycle is told POOR + GATE_SPREAD * (stage + how close it came, 0..1), stage 0 at the training
+# gate and 1 at the backtest gate: a backtest gate stop ranks above every training gate stop, below every trade.
+POOR, GATE_SPREAD = -3.0, 0.2
 # Objectives are clipped to this range, so one freak figure cannot dominate TPE's good/bad split.
 CLIP = (-2.5, 5.0)
 # Sharpe units taken off a strategy with no trades; proportionally less up to the backtest gate's minimum.
@@ -62,8 +63,9 @@ def objective(backtest: dict[str, Any], min_trades: int | None = None) -> float:
 def told(cycle: Operation) -> tuple[float | None, str | None]:
     """The value `tell_cycle` tells for a finished cycle (None: FAIL) and, unless it completed, why not.
 
-    A gate stop is told a poor value ordered by how close it came (training gate: mean walk-forward accuracy
-    and balanced accuracy; backtest gate: PSR), so TPE can tell near misses from hopeless draws."""
+    A gate stop is told a poor value ordered by how far it got and how close it came (training gate: mean
+    walk-forward accuracy and balanced accuracy; backtest gate: PSR), so TPE can tell near misses from
+    hopeless draws."""
     meta = cycle.metadata
     if cycle.status.value == "completed":
         return objective(meta.get("backtest_result") or {}), None
@@ -72,8 +74,9 @@ def told(cycle: Operation) -> tuple[float | None, str | None]:
         return None, (cycle.error_message or cycle.status.value)[:200]
     keys = ("accuracy", "balanced_accuracy") if gate[1] == "Training" else ("psr",)
     figures = meta.get("training_result" if gate[1] == "Training" else "backtest_result") or {}
-    closeness = sum(float(figures.get(key) or 0.0) for key in keys) / len(keys)
-    return POOR + GATE_SPREAD * min(1.0, max(0.0, closeness)), f"{gate[1].lower()} gate: {gate[2]}"
+    closeness = min(1.0, max(0.0, sum(float(figures.get(key) or 0.0) for key in keys) / len(keys)))
+    stage = 0 if gate[1] == "Training" else 1
+    return POOR + GATE_SPREAD * (stage + closeness), f"{gate[1].lower()} gate: {gate[2]}"
 
 
 def storage(url: str) -> Any:

@@ -22,7 +22,7 @@ from agent_pipeline.errors import ConfigurationError, DesignError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer, save_design
 from agent_pipeline.llm.designers.offline import OSCILLATORS, build_document, research_bars, space, volatility
 from agent_pipeline.operations import get_store
-from agent_pipeline.study import POOR, ask_trial, load_study, objective, study_view, tell_cycle
+from agent_pipeline.study import POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
 
 CATALOGUE = [DataSeries(d.symbol, d.timeframe, d.start, d.end, d.bars) for d in list_datasets()]
 PAIRS = {s.pair for s in CATALOGUE}
@@ -136,7 +136,7 @@ def test_a_completed_cycle_is_told_its_objective_and_a_gate_stopped_one_a_poor_v
     assert trials[0].user_attrs["cycle_id"] == cycles[0].operation_id
     assert trials[1].value == POOR and trials[1].user_attrs["failure"] == "training gate: no_skill"
     # And a near miss is told a poor value that still ranks it above a hopeless draw, below any traded one
-    assert trials[2].value == pytest.approx(POOR + 0.4 * (0.5 + 0.35) / 2)
+    assert trials[2].value == pytest.approx(POOR + 0.2 * (0.5 + 0.35) / 2)
     assert POOR < trials[2].value < objective({"sharpe_ratio": -9.0}, 10)
     assert "WorkerLostError" in trials[3].user_attrs["failure"]
     assert all(99.0 not in t.user_attrs.values() for t in trials)
@@ -149,6 +149,20 @@ def test_objective_takes_off_up_to_one_sharpe_for_missing_trades_and_never_rewar
     assert objective({"sharpe_ratio": 1.5, "num_trades": 1}, 10) == pytest.approx(0.6)
     assert objective({"sharpe_ratio": -0.4, "num_trades": 12}, 10) > objective({"sharpe_ratio": 0.0}, 10)
     assert objective({"sharpe_ratio": 40.0, "num_trades": 50}, 10) == 5.0 > POOR
+
+
+def test_a_backtest_gate_stop_ranks_above_every_training_gate_stop_and_below_every_traded_cycle() -> None:
+    from agent_pipeline.operations import Operation, OperationStatus, OperationType
+
+    def stopped(error: str, **meta: Any) -> Operation:
+        now = datetime(2026, 11, 28, tzinfo=UTC)
+        kind, failed = OperationType.AGENT_RESEARCH, OperationStatus.FAILED
+        return Operation("op_x", kind, failed, None, now, now, now, now, metadata=meta, error_message=error)
+
+    good_training = stopped("Training gate failed: loss_too_high (0.81 > 0.80)", training_result={"accuracy": 0.9})
+    bad_backtest = stopped("Backtest gate failed: win_rate_too_low (1% < 45%)", backtest_result={"psr": 0.0})
+    assert told(good_training)[0] < told(bad_backtest)[0] < objective({"sharpe_ratio": -99.0}, 10)
+    assert told(bad_backtest)[1] == "backtest gate: win_rate_too_low"
 
 
 def test_threads_asking_at_once_draw_distinct_trials_and_strategies(settings: Settings) -> None:
