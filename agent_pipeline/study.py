@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A gate-stopped cycle is told POOR + GATE_SPREAD * (stage + how close it came, 0..1), stage 0 at the training
-# gate and 1 at the backtest gate: a backtest gate stop ranks above every training gate stop, below every trade.
+# A gate stop is told POOR + GATE_SPREAD * (stage + how close it came, 0..1), stage 1 at the backtest gate, 0 at
+# the training gate: each stop a gate further on ranks above the ones before it, and below every traded cycle.
 POOR, GATE_SPREAD = -3.0, 0.2
 # Objectives are clipped to this range, so one freak figure cannot dominate TPE's good/bad split.
 CLIP = (-2.5, 5.0)
@@ -64,8 +64,7 @@ def told(cycle: Operation) -> tuple[float | None, str | None]:
     """The value `tell_cycle` tells for a finished cycle (None: FAIL) and, unless it completed, why not.
 
     A gate stop is told a poor value ordered by how far it got and how close it came (training gate: mean
-    walk-forward accuracy and balanced accuracy; backtest gate: PSR), so TPE can tell near misses from
-    hopeless draws."""
+    walk-forward accuracy and balanced accuracy; backtest gate: PSR): TPE tells near misses from hopeless draws."""
     meta = cycle.metadata
     if cycle.status.value == "completed":
         return objective(meta.get("backtest_result") or {}), None
@@ -75,7 +74,7 @@ def told(cycle: Operation) -> tuple[float | None, str | None]:
     keys = ("accuracy", "balanced_accuracy") if gate[1] == "Training" else ("psr",)
     figures = meta.get("training_result" if gate[1] == "Training" else "backtest_result") or {}
     closeness = min(1.0, max(0.0, sum(float(figures.get(key) or 0.0) for key in keys) / len(keys)))
-    stage = 0 if gate[1] == "Training" else 1
+    stage = float(gate[1] == "Backtest")
     return POOR + GATE_SPREAD * (stage + closeness), f"{gate[1].lower()} gate: {gate[2]}"
 
 
@@ -126,11 +125,10 @@ def ask_trial(symbol: str, timeframe: str, *, url: str, sampler: str, seed: int)
 
 
 def tell_cycle(cycle: Operation) -> None:
-    """Tell what `told` says of a finished cycle to its study; idempotent, and never raises.
+    """Tell what `told` says of a finished cycle to its study (the reason in the user attribute `failure`).
 
-    A gate's reason goes into the user attribute `failure`. A cycle designed without a trial (Claude, a user's
-    file) is added as a finished trial with its parameters inside the space, so the optimiser learns from it.
-    """
+    Idempotent, never raises. A cycle designed without a trial (Claude, a user's file) is added as a finished
+    trial with its parameters inside the space, so the optimiser learns from it too."""
     meta = cycle.metadata
     if meta.get("symbol") and meta.get("timeframe") and meta.get("designer"):
         try:
@@ -141,13 +139,12 @@ def tell_cycle(cycle: Operation) -> None:
 
 def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
     import optuna
-    from optuna.trial import TrialState
 
     from agent_pipeline.llm.designers.offline import space
 
     url = get_settings().database_url
     study, (value, failure) = load_study(meta["symbol"], meta["timeframe"], url=url), told(cycle)
-    state = TrialState.FAIL if value is None else TrialState.COMPLETE
+    state = optuna.trial.TrialState.FAIL if value is None else optuna.trial.TrialState.COMPLETE
     backtest = meta.get("backtest_result") or {}
     attrs = {key: backtest[key] for key in FIGURES if isinstance(backtest.get(key), int | float)}
     attrs |= {"cycle_id": cycle.operation_id, "designer": meta["designer"]} | ({"failure": failure} if failure else {})
@@ -163,7 +160,7 @@ def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
         return
     store = storage(url)
     trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(study.study_name), number)
-    if store.get_trial(trial_id).state == TrialState.RUNNING:
+    if store.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING:
         for key, item in attrs.items():
             store.set_trial_user_attr(trial_id, key, item)
         study.tell(number, value, state=state)
