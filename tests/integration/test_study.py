@@ -11,12 +11,12 @@ from agent_pipeline.config import get_settings, reset_settings
 from agent_pipeline.llm import ResearchMemory, get_designer
 from agent_pipeline.llm.catalogue import DataSeries
 from agent_pipeline.operations import get_store
-from agent_pipeline.study import load_study
+from agent_pipeline.study import load_study, tell_cycle
 
 SERIES = [DataSeries("SP500", "1d", "1999-01-04", "2018-12-31", 5031)]
 
 
-def test_eight_threads_asking_at_once_on_postgres_get_eight_trials_and_the_schema_stays_ours(
+def test_eight_threads_asking_at_once_on_postgres_get_eight_trials_told_at_the_end_and_the_schema_stays_ours(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the offline designer on a fresh Postgres database
@@ -39,8 +39,21 @@ def test_eight_threads_asking_at_once_on_postgres_get_eight_trials_and_the_schem
     assert sorted(o.study_trial for o in outcomes) == list(range(8))
     assert len({o.strategy.model_dump_json(exclude={"name", "description"}) for o in outcomes}) == 8
     assert len(load_study("SP500", "1d", url=postgres_url).get_trials()) == 8
-    # And Alembic's version table still names only our revision, so our migrations keep running
+    # And the chain's ends tell their outcomes through the same database
     store = get_store(postgres_url)
+    for outcome, error in zip(outcomes[:2], (None, "Backtest gate failed: win_rate_too_low (40% < 45%)"), strict=True):
+        meta = {"designer": "offline", "symbol": "SP500", "timeframe": "1d", "study_trial": outcome.study_trial}
+        cycle = store.create_cycle(max_active=8, metadata=meta | {"backtest_result": {"sharpe_ratio": 0.7, "psr": 0.5}})
+        store.start(cycle.operation_id)
+        if error:
+            store.fail(cycle.operation_id, error_message=error)
+        else:
+            store.complete(cycle.operation_id)
+        tell_cycle(store.get(cycle.operation_id))
+    told = {t.number: t for t in load_study("SP500", "1d", url=postgres_url).get_trials() if t.value is not None}
+    assert told[outcomes[0].study_trial].value == pytest.approx(0.7 - 1.0)
+    assert told[outcomes[1].study_trial].user_attrs["failure"] == "backtest gate: win_rate_too_low"
+    # And Alembic's version table still names only our revision, so our migrations keep running
     store.upgrade()
     with store.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
