@@ -156,19 +156,18 @@ def test_a_redis_restart_that_loses_every_message_never_leaves_a_row_running(fau
 
 def test_lost_messages_with_nothing_left_to_wake_the_cycle_fail_it_within_the_reconcile_bound(faults, private_redis):
     from agent_pipeline import cycle
-    from agent_pipeline.celery_app import app
     from agent_pipeline.operations import OperationStatus
 
     # Given a cycle whose training waits in the queue (no GPU worker consumes it) and whose supervisor waits
     # for its next poll: every message the cycle depends on is in Redis
     gpu_workers = [f"{name}@{socket.gethostname()}" for name in ("gpu1", "gpu2")]
-    app.control.cancel_consumer("gpu", destination=gpu_workers, reply=True)
+    _gpu_consuming(gpu_workers, False)
     operation = cycle.trigger(BYPASS)
     wait_until(lambda: (child := _training(operation.operation_id)) and child.metadata.get("celery_task_id"))
     # When Redis comes back empty
     private_redis.restart(down_for=OUTAGE_S, keep_data=False)
     back = time.monotonic()
-    _consume_gpu_again(gpu_workers)
+    _gpu_consuming(gpu_workers, True)
     # Then the research worker's reconcile timer fails the cycle and its training, with one clear line,
     # within the heartbeat bound plus one period
     final = wait_until(finished(operation.operation_id), timeout=STALE_AFTER_S + RECONCILE_INTERVAL_S + 30)
@@ -181,19 +180,22 @@ def test_lost_messages_with_nothing_left_to_wake_the_cycle_fail_it_within_the_re
     _report("Redis restart losing every message, nothing left to wake the cycle", "cycle failed", took)
 
 
-def _consume_gpu_again(workers: list[str]) -> None:
-    """Ask the GPU workers to consume again once they are back on the restarted Redis (a broadcast sent before
-    they resubscribe is lost), through a fresh connection (this process's pooled ones died with the server)."""
+def _gpu_consuming(workers: list[str], consume: bool) -> None:
+    """Make the GPU workers stop or start consuming their queue, until every one of them confirms.
+
+    Retried: a broadcast sent while a worker is reconnecting to a restarted Redis is lost. Each try uses a fresh
+    connection, since this process's pooled ones died with the server.
+    """
     from agent_pipeline.celery_app import app
 
-    def replied() -> bool:
+    change = app.control.add_consumer if consume else app.control.cancel_consumer
+
+    def confirmed() -> bool:
         with app.connection_for_write() as connection:
-            answers = app.control.add_consumer(
-                "gpu", destination=workers, reply=True, timeout=1.0, connection=connection
-            )
+            answers = change("gpu", destination=workers, reply=True, timeout=1.0, connection=connection)
         return len(answers) == len(workers)
 
-    wait_until(replied, timeout=60, interval=0.5)
+    wait_until(confirmed, timeout=60, interval=0.5)
 
 
 def test_a_postgres_restart_mid_training_lets_the_cycle_complete(faults, private_postgres):
