@@ -63,8 +63,7 @@ class BacktestResult:
     @property
     def returns(self) -> np.ndarray:
         """Per-bar returns of the close-to-close equity curve (the first bar's against the starting capital)."""
-        equity = self.equity.to_numpy()
-        return np.diff(equity, prepend=1.0) / np.concatenate(([1.0], equity[:-1]))
+        return bar_returns(self.equity.to_numpy())
 
     def to_summary(self) -> dict[str, Any]:
         """JSON-safe metrics; non-finite numbers (an infinite profit factor) become None."""
@@ -79,6 +78,13 @@ class BacktestResult:
         curve.index.name = "timestamp"
         _atomic_write(out_dir / "equity.csv", curve.to_csv())
         _atomic_write(out_dir / "metrics.json", json.dumps(self.to_summary(), indent=2, allow_nan=False))
+
+
+def bar_returns(equity: np.ndarray) -> np.ndarray:
+    """Per-bar returns of an equity curve starting from 1.0; 0 after a ruin (nothing left to gain or lose)."""
+    previous = np.concatenate(([1.0], equity[:-1]))
+    change = np.diff(equity, prepend=1.0)
+    return np.divide(change, previous, out=np.zeros_like(change), where=previous > 0)
 
 
 def save_walk_forward(result: BacktestResult, folds: np.ndarray, summary: dict[str, Any], out_dir: Path) -> None:
@@ -254,7 +260,15 @@ def simulate(
         raise BacktestError("signals must be finite positions in [-1, 1]")
     held = np.concatenate(([0.0], signals[:-1]))  # no look-ahead: bar t's signal trades at bar t+1's open
     equity, side, factor = _equity_curve(opens, closes, held, commission + slippage)
-    returns = np.diff(equity, prepend=1.0) / np.concatenate(([1.0], equity[:-1]))
+    ruin = np.flatnonzero(equity <= 0)
+    if len(ruin):
+        # A losing short can cost more than the account: it is ruined at that close, liquidated at the next open,
+        # and trades no more. Equity stays at 0 (a drawdown of 100%, never more).
+        held = held.copy()
+        held[ruin[0] + 1 :] = 0.0
+        equity, side, factor = _equity_curve(opens, closes, held, commission + slippage)
+        equity[ruin[0] :] = 0.0
+    returns = bar_returns(equity)
     volatility, sharpe, sortino = _ratios(returns, periods_per_year)
     total = float(equity[-1] - 1.0)
     annualised = float(equity[-1] ** (periods_per_year / len(equity)) - 1.0) if equity[-1] > 0 else -1.0

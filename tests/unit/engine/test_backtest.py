@@ -271,3 +271,14 @@ def test_run_backtest_refuses_a_model_trained_on_other_features(tmp_path):
     dataset = Dataset(["other", "names"], x, y, x, y, x, y, random_bars(5))
     with pytest.raises(BacktestError, match="other features"):
         run_backtest(None, dataset, tmp_path / "m.pt", out_dir=tmp_path / "bt")  # type: ignore[arg-type]
+
+
+def test_a_short_that_loses_more_than_the_account_is_ruined_at_zero_not_below():
+    # Given a short entered at 100 while the price triples
+    bars = pd.DataFrame({"open": [100.0, 100.0, 200.0, 300.0, 310.0], "close": [100.0, 150.0, 300.0, 305.0, 300.0]})
+    result = simulate(bars, np.array([-1.0, -1.0, -1.0, 1.0, 1.0]), commission=0.0, slippage=0.0, periods_per_year=252)
+    # Then the equity stops at 0, the drawdown is 100%, and nothing trades after the ruin
+    assert result.equity.min() == 0.0 and result.equity.iloc[-1] == 0.0
+    assert result.max_drawdown == pytest.approx(1.0)
+    assert result.num_trades == 1
+    assert np.isfinite(result.returns).all()
