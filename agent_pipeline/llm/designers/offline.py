@@ -87,7 +87,7 @@ class OfflineDesigner(Designer):
     ) -> DesignOutcome:
         candidates, config = select_series(catalogue, symbol, timeframe), self.settings
         weights = [max(s.bars, 1) * math.sqrt(HOURS.get(s.timeframe, 1)) for s in candidates]
-        history = ",".join(c.operation_id for c in memory.cycles[-5:])
+        history = ",".join(str(c.strategy_name) for c in memory.cycles[-5:])  # not ids: those are random
         series = random.Random(f"{config.seed}:{len(memory.cycles)}:{history}").choices(candidates, weights)[0]
         bars = research_bars(series.symbol, series.timeframe, config.data_dir, config.lockbox_fraction)
         trial = ask_trial(*series.pair, url=config.database_url, sampler=self.sampler, seed=config.seed)

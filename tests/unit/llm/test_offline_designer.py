@@ -288,14 +288,17 @@ def test_save_design_writes_a_loadable_yaml_with_a_utc_stamp(settings: Settings,
     assert load_strategy(path) == outcome.strategy
 
 
-def test_past_cycles_vary_the_series_drawn_without_a_request(settings: Settings) -> None:
-    cycles = [PastCycle(f"op_{i}", datetime(2026, 1, 1, tzinfo=UTC), "completed") for i in range(12)]
-    drawn = set()
-    for count in range(12):
-        memory = ResearchMemory(tuple(cycles[:count]))
-        outcome = get_designer(settings).design(memory=memory, catalogue=CATALOGUE)
-        drawn.add(outcome.strategy.symbol)
-    assert len(drawn) >= 2
+def test_past_cycles_vary_the_series_drawn_without_a_request_but_not_their_random_ids(settings: Settings) -> None:
+    def memory(count: int, prefix: str) -> ResearchMemory:
+        day = datetime(2026, 1, 1, tzinfo=UTC)
+        return ResearchMemory(tuple(PastCycle(f"{prefix}{i}", day, "completed", f"s{i}") for i in range(count)))
+
+    def series(past: ResearchMemory) -> str:
+        return get_designer(settings).design(memory=past, catalogue=CATALOGUE).strategy.symbol
+
+    drawn = [series(memory(count, "op_a")) for count in range(12)]
+    assert len(set(drawn)) >= 2
+    assert [series(memory(count, "op_b")) for count in range(12)] == drawn
 
 
 def test_the_run_summary_table_shows_each_objective_and_the_running_best() -> None:
