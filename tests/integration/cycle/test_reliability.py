@@ -38,7 +38,10 @@ def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_on
     from agent_pipeline.operations import OperationStatus, get_store
 
     # Given one research worker process (-c 1) and a GPU worker that runs three trainings side by side
-    stack = make_stack(**OPEN_GATES, KTRDR_MAX_CONCURRENT_CYCLES="3", KTRDR_TRAINING_EPOCHS="30")
+    # (two walk-forward folds: three models per training, enough to overlap, half the wall time of four)
+    stack = make_stack(
+        **OPEN_GATES, KTRDR_MAX_CONCURRENT_CYCLES="3", KTRDR_TRAINING_EPOCHS="20", KTRDR_WALK_FORWARD_FOLDS="2"
+    )
     use_stack_env(stack, monkeypatch)
     store = get_store()
     store.upgrade()
@@ -57,7 +60,7 @@ def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_on
         return out
 
     # Then at one moment all three trainings are running and their progress is being copied in
-    first = wait_until(lambda: (e := epochs()) and all(0 < n < 30 for n in e) and e, timeout=120)
+    first = wait_until(lambda: (e := epochs()) and all(0 < n < 20 for n in e) and e, timeout=120)
     later = wait_until(lambda: (e := epochs()) and all(n > m for n, m in zip(e, first, strict=True)) and e, timeout=60)
     assert all(n > m for n, m in zip(later, first, strict=True))
     # And all three cycles complete
