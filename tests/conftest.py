@@ -111,3 +111,16 @@ def forget_store(url: str) -> None:
     store = operations._stores.pop(url, None)
     if store is not None:
         store.engine.dispose()
+
+
+# Property tests explore new examples on every local run; under CI they replay a fixed derandomized set, so a red CI
+# run is reproducible and a green one is not luck. (A failure found locally is fixed, then kept as an @example.)
+def _hypothesis_profiles() -> None:
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI", "").lower() == "true":
+        settings.load_profile("ci")
+
+
+_hypothesis_profiles()

@@ -193,8 +193,14 @@ def parse_dates(values: pd.Series) -> pd.DatetimeIndex:
         dayfirst = bool(re.match(r"^\d{1,2}\.\d{1,2}\.\d{4}", sample))
         parsed = pd.to_datetime(text, dayfirst=dayfirst, utc=True)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise DataError(f"unreadable dates (first value {values.iloc[0]!r}): {exc}") from None
+        raise DataError(f"unreadable dates (first value {values.iloc[0]!r}): {first_line(exc)}") from None
     return pd.DatetimeIndex(parsed).tz_convert(None)
+
+
+def first_line(exc: BaseException) -> str:
+    """A library's error as one line: pandas appends multi-line advice that a one-line error must not carry."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(". ") if lines else type(exc).__name__
 
 
 def _price_column(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -211,8 +217,8 @@ def read_ohlcv_csv(path: Path) -> pd.DataFrame:
     """
     try:
         frame = _read_table(Path(path))
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read {Path(path).name}: {exc}") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, csv.Error) as exc:
+        raise DataError(f"cannot read {Path(path).name}: {first_line(exc)}") from None
     if frame.empty:
         raise DataError(f"{Path(path).name}: no rows")
     index = parse_dates(_date_text(frame))
@@ -255,6 +261,9 @@ def _check_fatal(frame: pd.DataFrame, timeframe: str) -> None:
     problems = []
     if frame.empty:
         raise DataError("no rows")
+    no_date = int(frame.index.isna().sum())
+    if no_date:
+        problems.append(f"{no_date} rows without a date")
     nan_close = int(frame["close"].isna().sum())
     if nan_close:
         problems.append(f"{nan_close} rows with NaN close")
@@ -367,7 +376,7 @@ def _load_file(path: Path, timeframe: str) -> tuple[pd.DataFrame, ValidationRepo
         # os.replace gives a re-imported file a new inode, so a stale cache entry is never reused.
         return _read_stored(str(path), (stat.st_ino, stat.st_mtime_ns, stat.st_size), timeframe)
     except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
 
 
 def _info(pair: tuple[str, str], path: Path, source: str, warnings: tuple[str, ...] | None = None) -> DatasetInfo:
