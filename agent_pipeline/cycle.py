@@ -259,10 +259,22 @@ def cancel(
     if parent is not None and parent.operation_type == OperationType.AGENT_RESEARCH and parent.status in ACTIVE:
         store.cancel(parent.operation_id, reason=f"{reason} ({target.operation_type.value} {operation_id})")
         _stop_trainings(store, parent.operation_id)
+        _tell_study(store, parent.operation_id)
     else:
         store.cancel(operation_id, reason=reason)
         _stop_trainings(store, operation_id)
+        _tell_study(store, operation_id)
     return store.get(operation_id)
+
+
+def _tell_study(store: OperationsStore, operation_id: str) -> None:
+    """A cycle that ends outside its chain (cancelled, reconciled) never reaches the chain's tell: tell it here,
+    so its optimiser trial does not stay RUNNING. Optuna is imported only when there is a trial to tell."""
+    cycle = store.get(operation_id)
+    if cycle.operation_type == OperationType.AGENT_RESEARCH and cycle.metadata.get("symbol"):
+        from agent_pipeline.study import tell_cycle
+
+        tell_cycle(cycle)
 
 
 def _stop_trainings(store: OperationsStore, operation_id: str) -> None:
@@ -283,3 +295,4 @@ def reconcile(store: OperationsStore, settings: Settings) -> None:
     for operation_id in store.reconcile_stale(stale_after=settings.heartbeat_stale_after):
         if store.get(operation_id).operation_type == OperationType.AGENT_RESEARCH:
             _stop_trainings(store, operation_id)
+            _tell_study(store, operation_id)

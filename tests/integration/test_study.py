@@ -58,3 +58,33 @@ def test_eight_threads_asking_at_once_on_postgres_get_eight_trials_told_at_the_e
     with store.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     assert len(versions) == 1 and not versions[0].startswith("v")
+
+
+def test_a_cancelled_or_reconciled_cycle_is_told_as_failed_not_left_running(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_pipeline import cycle as cycles
+
+    # Given two designed cycles whose chains will never reach their ends
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    reset_settings()
+    designer = get_designer(get_settings(), "offline")
+    store = get_store(postgres_url)
+    ids = []
+    for _ in range(2):
+        outcome = designer.design(memory=ResearchMemory(), catalogue=SERIES)
+        meta = {"designer": "offline", "symbol": "SP500", "timeframe": "1d", "study_trial": outcome.study_trial}
+        row = store.create_cycle(max_active=8, metadata=meta)
+        store.start(row.operation_id)
+        ids.append(row.operation_id)
+    # When one is cancelled by the user and the other is failed by the reconciler (its heartbeat is long gone)
+    cycles.cancel(ids[0], store=store)
+    with store.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE operations SET heartbeat_at = now() - interval '1 hour' WHERE operation_id = :id"),
+            {"id": ids[1]},
+        )
+    cycles.reconcile(store, get_settings())
+    # Then neither trial stays RUNNING in the study
+    states = [t.state.name for t in load_study("SP500", "1d", url=postgres_url).get_trials()]
+    assert states.count("RUNNING") == 0 and states.count("FAIL") == 2
