@@ -11,17 +11,14 @@ Run: python bench/bench_history.py [--cycles 100000]
 from __future__ import annotations
 
 import argparse
-import time
-import uuid
 from collections.abc import Callable
 
-import psycopg
+from scratch import best_of, connect, scratch_database  # bench/scratch.py
 from sqlalchemy import text
 
 from agent_pipeline.history import SortKey, leaderboard
 from agent_pipeline.operations import OperationsStore
 
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 SERIES = ["EURUSD", "SP500", "NASDAQ"]
 
 # Finished cycles with realistic metadata (one in five without backtest figures: stopped by the training gate).
@@ -72,15 +69,6 @@ LIMIT 20
 """
 
 
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
-
-
 def baseline(store: OperationsStore, figure: str, where: str = "") -> Callable[[], object]:
     def run() -> object:
         with store.engine.connect() as connection:
@@ -112,22 +100,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cycles", type=int, default=100_000)
     args = parser.parse_args()
-    name = f"ktrdr_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        store = OperationsStore(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-        store.upgrade()
-        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={name}", autocommit=True) as conn:
+    with scratch_database() as (name, store):
+        with connect(name) as conn:
             conn.execute(FILL_OPERATIONS, {"series": SERIES, "cycles": args.cycles})
             conn.execute(FILL_RESULTS)
             conn.execute("ANALYZE operations")
             conn.execute("ANALYZE cycle_results")
         measure(store, args.cycles)
         store.engine.dispose()
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

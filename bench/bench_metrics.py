@@ -10,18 +10,14 @@ Run: python bench/bench_metrics.py [--rows 1000000]
 from __future__ import annotations
 
 import argparse
-import time
-import uuid
-from collections.abc import Callable
 
-import psycopg
+from scratch import best_of, connect, scratch_database  # bench/scratch.py
 from sqlalchemy import text
 
 from agent_pipeline.config import Settings
 from agent_pipeline.metrics import render
 from agent_pipeline.operations import OperationsStore
 
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 # One cycle row and four phase rows per cycle, a year of history; the newest day has a few active rows.
 FILL = """
 INSERT INTO operations (operation_id, operation_type, status, parent_operation_id, created_at, started_at,
@@ -57,15 +53,6 @@ BASELINE = [
 ]
 
 
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
-
-
 def baseline(store: OperationsStore) -> None:
     with store.engine.connect() as connection:
         for query in BASELINE:
@@ -76,13 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    name = f"ktrdr_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        store = OperationsStore(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-        store.upgrade()
-        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={name}", autocommit=True) as conn:
+    with scratch_database() as (name, store):
+        with connect(name) as conn:
             conn.execute(FILL, {"rows": args.rows})
             conn.execute(FILL_RESULTS)
             conn.execute("VACUUM ANALYZE operations")
@@ -95,9 +77,6 @@ def main() -> None:
             f"metrics ({args.rows:,} operation rows): scrape {scrape * 1000:.1f} ms, "
             f"full-scan baseline {naive * 1000:.0f} ms, ratio {scrape / naive:.3f}"
         )
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -10,21 +10,17 @@ Run: python bench/bench_operations.py [--rows 300000]
 from __future__ import annotations
 
 import argparse
-import time
-import uuid
-from collections.abc import Callable
 
-import psycopg
+from scratch import best_of, connect, scratch_database  # bench/scratch.py
 
-from agent_pipeline.operations import OperationsStore, OperationType
+from agent_pipeline.operations import OperationType
 
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 TYPES = [t.value for t in OperationType]
 
 
 def fill(url_db: str, rows: int) -> None:
     """Insert `rows` operations spread over the five types and a year of creation times, in SQL."""
-    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={url_db}", autocommit=True) as conn:
+    with connect(url_db) as conn:
         conn.execute(
             """
             INSERT INTO operations (operation_id, operation_type, status, created_at, progress, metadata)
@@ -37,25 +33,11 @@ def fill(url_db: str, rows: int) -> None:
         conn.execute("ANALYZE operations")
 
 
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=300_000)
     args = parser.parse_args()
-    name = f"ktrdr_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        store = OperationsStore(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-        store.upgrade()
+    with scratch_database() as (name, store):
         fill(name, args.rows)
         page = best_of(20, lambda: store.list(operation_type=OperationType.TRAINING, limit=20))
         count = best_of(5, lambda: store.count(operation_type=OperationType.TRAINING))
@@ -64,9 +46,6 @@ def main() -> None:
             f"operations ({args.rows:,} rows): list page {page * 1000:.2f} ms, exact count {count * 1000:.1f} ms, "
             f"ratio {page / count:.3f} (list pays no count)"
         )
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
