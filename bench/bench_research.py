@@ -29,30 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 ARMS = ("offline", "random")
 CONTROL = ("RWALK", "1d")
 RESULTS = Path(__file__).resolve().parent / "results" / "research.json"
 
 
 def random_walk(path: Path, bars: int = 5031, seed: int = 20261128) -> Path:
-    """A driftless geometric random walk of daily bars (1% a day), as long as the bundled daily series."""
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0.0, 0.01, bars)))
-    open_ = np.concatenate(([100.0], close[:-1]))
-    spread = np.abs(rng.normal(0.0, 0.004, bars)) * close
-    pd.DataFrame(
-        {
-            "timestamp": pd.bdate_range("1999-01-04", periods=bars).strftime("%Y-%m-%d"),
-            "open": open_,
-            "high": np.maximum(open_, close) + spread,
-            "low": np.minimum(open_, close) - spread,
-            "close": close,
-            "volume": rng.integers(1_000, 10_000, bars),
-        }
-    ).to_csv(path, index=False)
+    """The control series, as long as the bundled daily series, written as a CSV to import."""
+    from agent_pipeline.engine.data import random_walk_bars
+
+    random_walk_bars(bars, seed=seed, start="1999-01-04").to_csv(path, index=False)
     return path
 
 

@@ -452,3 +452,25 @@ def load_bars(symbol: str, timeframe: str, data_dir: Path | None = None) -> pd.D
     path, _ = sources[key]
     frame, _ = _load_file(path, timeframe)
     return frame.copy()
+
+
+def random_walk_bars(bars: int, *, seed: int, start: str = "1999-01-04") -> pd.DataFrame:
+    """A driftless geometric random walk of business-day OHLCV bars (1% a day): no strategy has an edge on it.
+
+    The control series of the research benchmark and of the tests that expect no discovery; columns
+    `timestamp, open, high, low, close, volume`, as `ktrdr data import` reads them.
+    """
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0.0, 0.01, bars)))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    spread = np.abs(rng.normal(0.0, 0.004, bars)) * close
+    return pd.DataFrame(
+        {
+            "timestamp": pd.bdate_range(start, periods=bars).strftime("%Y-%m-%d"),
+            "open": open_,
+            "high": np.maximum(open_, close) + spread,
+            "low": np.minimum(open_, close) - spread,
+            "close": close,
+            "volume": rng.integers(1_000, 10_000, bars),
+        }
+    )

@@ -7,10 +7,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
+from agent_pipeline.engine.data import random_walk_bars
 from agent_pipeline.operations import OperationsStore, OperationType
 from tests.e2e.test_embedded_and_docs import clean_env, ktrdr
 from tests.fake_anthropic import FakeAnthropic
@@ -103,23 +102,9 @@ def test_a_lockbox_sentinel_reaches_no_prompt_memory_gate_assessor_or_study(tmp_
     assert report.count("lockbox (never seen by the loop)") == 2
 
 
-def random_walk_csv(path: Path, bars: int = 1800, seed: int = 11) -> Path:
-    """A driftless geometric random walk: no strategy has an edge on it, by construction."""
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0.0, 0.01, bars)))
-    open_ = np.concatenate(([100.0], close[:-1]))
-    spread = np.abs(rng.normal(0.0, 0.004, bars)) * close
-    frame = pd.DataFrame(
-        {
-            "timestamp": pd.bdate_range("2010-01-04", periods=bars).strftime("%Y-%m-%d"),
-            "open": open_,
-            "high": np.maximum(open_, close) + spread,
-            "low": np.minimum(open_, close) - spread,
-            "close": close,
-            "volume": rng.integers(1_000, 10_000, bars),
-        }
-    )
-    frame.to_csv(path, index=False)
+def random_walk_csv(path: Path) -> Path:
+    """A driftless random walk (no strategy has an edge on it, by construction), as a CSV to import."""
+    random_walk_bars(1800, seed=11, start="2010-01-04").to_csv(path, index=False)
     return path
 
 
