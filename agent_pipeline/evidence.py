@@ -16,12 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent_pipeline.gates import DISCOVERY_DSR
 from agent_pipeline.operations import Operation, OperationsStore
 
 logger = logging.getLogger(__name__)
 
-# A strategy whose deflated Sharpe reaches this is a discovery (see tasks/cycle.py).
-DISCOVERY_DSR = 0.95
 # How many strategies `best` lists per series.
 BEST_LIMIT = 5
 # SPA needs a common out-of-sample stretch at least this long to mean anything.

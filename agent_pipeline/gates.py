@@ -15,6 +15,9 @@ from typing import Any
 from agent_pipeline.config import Settings, get_settings
 
 PASSED = "passed"
+# A strategy whose out-of-sample Deflated Sharpe Ratio reaches this is a discovery: the probability that its true
+# Sharpe exceeds the best that every trial on its series would reach by luck (Bailey & López de Prado, 2014).
+DISCOVERY_DSR = 0.95
 # Values within this distance of a threshold count as meeting it, so that e.g. a loss decrease that prints
 # as `20%` never fails a 20% gate because (1.0 - 0.8) / 1.0 == 0.19999999999999996 in binary floats.
 _TOLERANCE = 1e-9
@@ -167,3 +170,9 @@ def check_backtest_gate(metrics: Mapping[str, Any], thresholds: BacktestThreshol
     except _MetricProblem as problem:
         reason = str(problem)
     return reason == PASSED, reason
+
+
+def is_discovery(backtest_result: Mapping[str, Any] | None) -> bool:
+    """True when the backtest's `deflated_sharpe` is at least DISCOVERY_DSR."""
+    dsr = (backtest_result or {}).get("deflated_sharpe")
+    return isinstance(dsr, int | float) and not isinstance(dsr, bool) and dsr >= DISCOVERY_DSR

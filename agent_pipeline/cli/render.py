@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from agent_pipeline.gates import DISCOVERY_DSR
 from agent_pipeline.operations import (
     Operation,
     OperationStatus,
@@ -250,7 +251,7 @@ def lockbox_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """The lockbox line: shown to people, never fed to the loop."""
     if "lockbox" not in summary:
         return []
-    rows = [("Discovery", "yes" if summary.get("discovery") else "no (deflated Sharpe below 0.95)")]
+    rows = [("Discovery", "yes" if summary.get("discovery") else f"no (deflated Sharpe below {DISCOVERY_DSR})")]
     box = summary["lockbox"] or {}
     if "error" in box:
         return [*rows, ("Lockbox", str(box["error"]))]
@@ -294,7 +295,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
             rows.append((
                 "Evidence",
                 f"PSR {num(backtest.get('psr'), 2)}, deflated Sharpe {num(backtest.get('deflated_sharpe'), 2)} over "
-                f"{plural(backtest.get('trials'), 'trial')} on this series (discovery at 0.95)",
+                f"{plural(backtest.get('trials'), 'trial')} on this series (discovery at {DISCOVERY_DSR})",
             ))  # fmt: skip
     rows += gate_row(meta, "backtest_gate", "Backtest gate")
     assessment = meta.get("assessment")

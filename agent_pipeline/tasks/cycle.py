@@ -10,6 +10,7 @@ from agent_pipeline.celery_app import app
 from agent_pipeline.config import get_settings
 from agent_pipeline.context import CycleContext
 from agent_pipeline.flags import stop_training
+from agent_pipeline.gates import is_discovery
 from agent_pipeline.logs import operation_context
 from agent_pipeline.operations import ACTIVE, OperationType, get_store
 from agent_pipeline.report import publish
@@ -24,8 +25,6 @@ SUMMARY_KEYS = (
     "training_gate", "model_path", "backtest_result", "backtest_gate", "backtest_dir", "assessment",
     "assessment_path", "cost_usd",
 )  # fmt: skip
-# A strategy whose Deflated Sharpe Ratio reaches this is a discovery: P(true Sharpe > best of N by luck).
-DISCOVERY_DSR = 0.95
 
 
 @app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.finalize")
@@ -42,12 +41,6 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     logger.info("cycle completed", extra={"discovery": summary["discovery"]})
     publish(store, context.cycle_id)  # plots (and an MLflow run) for people; never raises
     return ctx
-
-
-def is_discovery(backtest_result: dict[str, Any] | None) -> bool:
-    """True when the out-of-sample Deflated Sharpe Ratio is at least DISCOVERY_DSR."""
-    dsr = (backtest_result or {}).get("deflated_sharpe")
-    return isinstance(dsr, int | float) and dsr >= DISCOVERY_DSR
 
 
 def _trade_lockbox(meta: dict[str, Any]) -> dict[str, Any]:

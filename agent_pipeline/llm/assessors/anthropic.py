@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from agent_pipeline.engine.strategy import Strategy, dump_strategy
 from agent_pipeline.errors import AssessmentError
+from agent_pipeline.gates import DISCOVERY_DSR
 from agent_pipeline.llm import claude
 from agent_pipeline.llm.assessor import Assessment, AssessmentOutcome, Assessor
 
@@ -94,7 +95,8 @@ def _evidence_line(backtest_result: dict[str, Any]) -> str:
     psr = backtest_result.get("psr")
     return (
         f"trials: {trials} strategies tried on this series; deflated_sharpe: {dsr} (probability that the true "
-        f"Sharpe exceeds the best that {trials} zero-skill trials reach by luck; 0.95 or more is a discovery); "
+        f"Sharpe exceeds the best that {trials} zero-skill trials reach by luck; {DISCOVERY_DSR} or more is a "
+        "discovery); "
         f"psr: {psr}. Do not call a strategy promising with fewer than 10 trades or with a return no better "
         "than buy-and-hold on the same bars."
     )

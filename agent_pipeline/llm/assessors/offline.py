@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent_pipeline.engine.strategy import Strategy
+from agent_pipeline.gates import DISCOVERY_DSR
 from agent_pipeline.llm.assessor import AssessmentOutcome, Assessor
 
 # Verdict thresholds on the rule score.
@@ -34,8 +35,8 @@ MEDIOCRE_SCORE = 0
 MIN_TRADES = 10
 # A Sharpe ratio below this (annualised) is not called a strength: 0.001 is not a positive result.
 MEANINGFUL_SHARPE = 0.1
-# Deflated Sharpe ratios: a discovery at or above, a weakness below.
-DISCOVERY_DSR, WEAK_DSR = 0.95, 0.5
+# Deflated Sharpe below this is a weakness (a discovery is gates.DISCOVERY_DSR or more).
+WEAK_DSR = 0.5
 # Balanced accuracy below this is no skill (chance is 1/3).
 NO_SKILL = 0.40
 # Validation and test accuracy further apart than this (a fraction) signal overfitting.
