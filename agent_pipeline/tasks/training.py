@@ -78,8 +78,6 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     strategy_path = Path(cycle.metadata["strategy_path"])
     task_id = f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
     wake = dict(task.signature_from_request(task.request))
-    evaluation = evaluation_of(cycle)
-    _record_series(store, cycle.operation_id, strategy_path)
     train_model.apply_async(
         kwargs={
             "training_op_id": child.operation_id,
@@ -87,7 +85,7 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
             "model_dir": absolute(Path(config.artifacts_dir or ".") / "models" / child.operation_id),
             "data_dir": absolute(config.data_dir) if config.data_dir else None,
             "seed": config.seed,
-            "evaluation": evaluation,
+            "evaluation": _evaluation(store, cycle),
             "wake": wake,
         },
         task_id=task_id,
@@ -101,21 +99,15 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     return task_id
 
 
-def _record_series(store: OperationsStore, cycle_id: str, strategy_path: Path) -> None:
-    """`symbol` and `timeframe` on the cycle: the statistics count trials per series."""
-    from agent_pipeline.engine.strategy import load_strategy
-
-    strategy = load_strategy(strategy_path)
-    store.merge_metadata(cycle_id, {"symbol": strategy.symbol, "timeframe": strategy.timeframe})
-
-
-def evaluation_of(cycle: Operation) -> dict[str, Any]:
+def _evaluation(store: OperationsStore, cycle: Operation) -> dict[str, Any]:
     """The cycle's evaluation settings, fixed at its first training submit so every phase uses the same ones."""
-    if "evaluation" not in cycle.metadata:
-        config = settings()
-        evaluation = {"lockbox_fraction": config.lockbox_fraction, "folds": config.walk_forward_folds}
-        get_store().claim_metadata(cycle.operation_id, "evaluation", evaluation)
-    return dict(get_store().get(cycle.operation_id).metadata["evaluation"])
+    if "evaluation" in cycle.metadata:
+        return dict(cycle.metadata["evaluation"])
+    config = settings()
+    evaluation = {"lockbox_fraction": config.lockbox_fraction, "folds": config.walk_forward_folds}
+    if store.claim_metadata(cycle.operation_id, "evaluation", evaluation):
+        return evaluation
+    return dict(store.get(cycle.operation_id).metadata["evaluation"])  # a duplicate delivery claimed first
 
 
 def _strategy_text(path: Path, epochs: int | None) -> str:
