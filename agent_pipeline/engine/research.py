@@ -294,9 +294,9 @@ def _simulate(strategy: Strategy, bars: pd.DataFrame, signals: np.ndarray) -> Ba
 
 
 def _fold_summary(strategy: Strategy, plan: WalkForward, fold: Fold, signals: np.ndarray) -> dict[str, Any]:
-    result = _simulate(strategy, plan.test_bars(fold), signals)
+    summary = _simulate(strategy, plan.test_bars(fold), signals).to_summary()
     keys = ("start", "end", "total_return", "buy_and_hold_return", "sharpe_ratio", "num_trades", "win_rate")
-    return {"fold": fold.index, **{k: result.to_summary()[k] for k in keys}}
+    return {"fold": fold.index, **{k: summary[k] for k in keys}}
 
 
 def _sharpe_evidence(result: BacktestResult, timeframe: str, trials: Trials) -> dict[str, Any]:

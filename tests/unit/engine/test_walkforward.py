@@ -63,7 +63,7 @@ def test_the_research_period_and_the_lockbox_never_overlap(plan, strategy, bars)
     assert len(plan.bars) == cut
     _, lockbox = lockbox_rows(strategy, bars, lockbox_fraction=0.2)
     assert plan.bars.index[-1] < lockbox.index[0]
-    assert len(lockbox) == len(bars) - cut - 0  # the lockbox warms up on research bars: every bar is usable
+    assert len(lockbox) == len(bars) - cut  # the lockbox warms up on research bars: every bar is usable
     assert lockbox.index.intersection(plan.bars.index).empty
 
 
