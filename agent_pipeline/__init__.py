@@ -11,7 +11,7 @@ def __getattr__(name: str) -> Any:
     # `celery -A agent_pipeline` looks up `agent_pipeline.app`/`.celery`; resolve it lazily so that
     # `ktrdr --help` and the API never pay for importing Celery's app and task modules.
     if name in ("app", "celery"):
-        from agent_pipeline.celery_app import app
+        from agent_pipeline.pipeline.celery_app import app
 
         return app
     raise AttributeError(f"module 'agent_pipeline' has no attribute {name!r}")

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
-        from agent_pipeline.schedule import interval_seconds
+        from agent_pipeline.pipeline.schedule import interval_seconds
 
         if value:
             interval_seconds(value)

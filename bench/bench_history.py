@@ -16,8 +16,8 @@ from collections.abc import Callable
 from scratch import best_of, connect, scratch_database  # bench/scratch.py
 from sqlalchemy import text
 
-from agent_pipeline.history import SortKey, leaderboard
-from agent_pipeline.operations import OperationsStore
+from agent_pipeline.store.history import SortKey, leaderboard
+from agent_pipeline.store.operations import OperationsStore
 
 SERIES = ["EURUSD", "SP500", "NASDAQ"]
 

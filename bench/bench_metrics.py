@@ -15,8 +15,8 @@ from scratch import best_of, connect, scratch_database  # bench/scratch.py
 from sqlalchemy import text
 
 from agent_pipeline.config import Settings
-from agent_pipeline.metrics import render
-from agent_pipeline.operations import OperationsStore
+from agent_pipeline.insight.metrics import render
+from agent_pipeline.store.operations import OperationsStore
 
 # One cycle row and four phase rows per cycle, a year of history; the newest day has a few active rows.
 FILL = """

@@ -13,7 +13,7 @@ import argparse
 
 from scratch import best_of, connect, scratch_database  # bench/scratch.py
 
-from agent_pipeline.operations import OperationType
+from agent_pipeline.store.operations import OperationType
 
 TYPES = [t.value for t in OperationType]
 

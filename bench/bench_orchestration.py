@@ -88,16 +88,18 @@ class Stack:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{self.database}"')
         os.environ.update({k: v for k, v in self.env.items() if k.startswith(("KTRDR_", "DATABASE_URL"))})
-        from agent_pipeline.celery_app import app, configure
         from agent_pipeline.config import get_settings, reset_settings
-        from agent_pipeline.operations import get_store
+        from agent_pipeline.pipeline.celery_app import app, configure
+        from agent_pipeline.store.operations import get_store
 
         reset_settings()
         configure(app, get_settings())
         get_store().upgrade()
         self._worker("research", "-c", "2")
         self._worker("gpu", "-c", "1", "--max-tasks-per-child", "1")
-        self._spawn("api", [sys.executable, "-m", "uvicorn", "agent_pipeline.api:app", "--port", str(self.api_port)])
+        self._spawn(
+            "api", [sys.executable, "-m", "uvicorn", "agent_pipeline.api.app:app", "--port", str(self.api_port)]
+        )
         wait_for(lambda: self._answers(f"{self.api_url}/health"), timeout=60, every=0.2)
 
     @property
@@ -167,8 +169,8 @@ def trivial_cycles(stack: Stack, count: int) -> dict[str, list[float]]:
     """Whole trivial cycles through the API: trigger -> first phase, training end -> next phase, whole cycle."""
     import httpx
 
-    from agent_pipeline.celery_app import app
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.pipeline.celery_app import app
+    from agent_pipeline.store.operations import get_store
 
     store = get_store()
     first_phase, after_training, whole = [], [], []
@@ -201,8 +203,8 @@ def cancels(stack: Stack, count: int) -> list[float]:
     """Cancel through the API mid-training; time until the cycle and its training rows are both cancelled."""
     import httpx
 
-    from agent_pipeline.celery_app import app
-    from agent_pipeline.operations import OperationStatus, get_store
+    from agent_pipeline.pipeline.celery_app import app
+    from agent_pipeline.store.operations import OperationStatus, get_store
     from bench.orchestration_worker import SLOW_TRAINING_KEY
 
     store = get_store()
@@ -241,7 +243,7 @@ def cli_triggers(stack: Stack, count: int) -> list[float]:
 
     A fresh process has imported nothing: this shows whether the trigger still pays for imports after the row.
     """
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.store.operations import get_store
 
     store = get_store()
     command = [sys.executable, "-c", "from agent_pipeline.cli import main; main()"]

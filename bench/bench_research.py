@@ -44,10 +44,10 @@ def random_walk(path: Path, bars: int = 5031, seed: int = 20261128) -> Path:
 
 def run_arm(arm: str, symbol: str, timeframe: str, cycles: int) -> dict[str, Any]:
     """`cycles` cycles of one arm on one series in this process (its environment is already set)."""
-    from agent_pipeline import cycle, embedded
     from agent_pipeline.config import get_settings
-    from agent_pipeline.context import CycleOptions
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.pipeline import cycle, embedded
+    from agent_pipeline.pipeline.context import CycleOptions
+    from agent_pipeline.store.operations import get_store
 
     embedded.prepare_environment(get_settings().home)
     store = get_store()
@@ -65,7 +65,7 @@ def run_arm(arm: str, symbol: str, timeframe: str, cycles: int) -> dict[str, Any
 
 def summarise(finals: list[Any], wall: float) -> dict[str, Any]:
     """The figures of one arm on one series, from its finished cycles (in order)."""
-    from agent_pipeline.study import told
+    from agent_pipeline.llm.study import told
 
     rows = []
     for op in finals:
@@ -90,7 +90,7 @@ def summarise(finals: list[Any], wall: float) -> dict[str, Any]:
 def figures(rows: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     """Per arm and series: walk-forward Sharpe (all trials, and those after the startup draws both arms
     share), share passing both gates, discoveries, the best trial (by objective) and the running best."""
-    from agent_pipeline.study import STARTUP_TRIALS
+    from agent_pipeline.llm.study import STARTUP_TRIALS
 
     def sharpes(part: list[dict[str, Any]]) -> list[float]:
         return [r["sharpe"] for r in part if isinstance(r["sharpe"], int | float)]

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from agent_pipeline.operations import OperationsStore
+from agent_pipeline.store.operations import OperationsStore
 
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 

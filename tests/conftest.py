@@ -106,7 +106,7 @@ def redis_url() -> Iterator[str]:
 
 def forget_store(url: str) -> None:
     """Forget the cached store for `url` and close its connections (before its database is dropped)."""
-    from agent_pipeline import operations
+    from agent_pipeline.store import operations
 
     store = operations._stores.pop(url, None)
     if store is not None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agent_pipeline.errors import KtrdrError
-from agent_pipeline.operations import (
+from agent_pipeline.store.operations import (
     OperationsStore,
     get_store,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agent_pipeline.cli.app import cli
-from agent_pipeline.operations import (
+from agent_pipeline.store.operations import (
     get_store,
     safe_url,
 )

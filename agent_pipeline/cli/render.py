@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from agent_pipeline.gates import DISCOVERY_DSR
-from agent_pipeline.operations import (
+from agent_pipeline.engine.gates import DISCOVERY_DSR
+from agent_pipeline.store.operations import (
     Operation,
     OperationStatus,
     utcnow,
@@ -159,7 +159,7 @@ def cycles_table(finals: Sequence[Operation]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    from agent_pipeline.study import told
+    from agent_pipeline.llm.study import told
 
     table = Table(title="Research cycles", title_justify="left")
     headers = ("#", "Cycle", "Strategy", "Accuracy", "Return", "Buy & hold", "Objective", "Best so far", "Outcome")

@@ -17,7 +17,7 @@ def api_command(host: str, port: int) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /docs)."""
     import uvicorn
 
-    uvicorn.run("agent_pipeline.api:app", host=host, port=port, log_level="info")
+    uvicorn.run("agent_pipeline.api.app:app", host=host, port=port, log_level="info")
 
 
 QUEUE_CHOICES = ("research", "gpu")

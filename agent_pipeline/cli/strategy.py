@@ -23,7 +23,7 @@ def strategy() -> None:
 def validate_strategy(file: Path, as_json: bool) -> None:
     """Print every problem of FILE, one per line (exit 1 when there is any), or that it is valid."""
     from agent_pipeline.config import get_settings
-    from agent_pipeline.user_strategy import available_series, checksum, problems, read_strategy_file
+    from agent_pipeline.pipeline.user_strategy import available_series, checksum, problems, read_strategy_file
 
     try:
         text = read_strategy_file(file)

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from agent_pipeline.operations import OperationType, get_store
+from agent_pipeline.store.operations import OperationType, get_store
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def client(sqlite_url, monkeypatch) -> Iterator[TestClient]:
-    from agent_pipeline.api import app
+    from agent_pipeline.api.app import app
     from agent_pipeline.config import reset_settings
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
@@ -71,7 +71,7 @@ def test_cancelling_a_finished_operation_is_a_409(client, sqlite_url) -> None:
 
 
 def test_api_token_guards_every_endpoint_but_health(sqlite_url, monkeypatch) -> None:
-    from agent_pipeline.api import app
+    from agent_pipeline.api.app import app
     from agent_pipeline.config import reset_settings
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
@@ -87,7 +87,7 @@ def test_api_token_guards_every_endpoint_but_health(sqlite_url, monkeypatch) -> 
 
 
 def test_an_unreachable_database_is_a_503_without_the_password(monkeypatch) -> None:
-    from agent_pipeline.api import app
+    from agent_pipeline.api.app import app
     from agent_pipeline.config import reset_settings
 
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://ktrdr:hunter2pw@127.0.0.1:1/ktrdr")

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
-from agent_pipeline.operations import OperationsStore, OperationStatus, OperationType
+from agent_pipeline.store.operations import OperationsStore, OperationStatus, OperationType
 
 pytestmark = pytest.mark.e2e
 

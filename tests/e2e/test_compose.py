@@ -148,7 +148,7 @@ def test_api_service_serves_on_every_interface_port_8000(services, monkeypatch) 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
     result = CliRunner().invoke(cli, ktrdr_services(services)["api"])
     assert result.exit_code == 0, result.output
-    assert calls == [{"app": "agent_pipeline.api:app", "host": "0.0.0.0", "port": 8000, "log_level": "info"}]
+    assert calls == [{"app": "agent_pipeline.api.app:app", "host": "0.0.0.0", "port": 8000, "log_level": "info"}]
     assert any(str(p).endswith(":8000") for p in services["api"]["ports"])
     assert "/api/v1/health" in " ".join(healthcheck_test(services["api"]))
 
@@ -374,7 +374,7 @@ def test_prometheus_scrapes_the_api_and_flower(services) -> None:
 
 
 def test_workers_get_the_time_their_soft_shutdown_needs(services) -> None:
-    from agent_pipeline.worker import SOFT_SHUTDOWN_TIMEOUT_S
+    from agent_pipeline.pipeline.worker import SOFT_SHUTDOWN_TIMEOUT_S
 
     for name in ("research-worker", "gpu-worker"):
         assert services[name]["environment"]["REMAP_SIGTERM"] == "SIGQUIT"  # SIGTERM starts the soft shutdown

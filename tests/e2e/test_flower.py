@@ -144,8 +144,8 @@ def test_flower_lists_a_cycles_tasks_by_name_and_state(
     private_redis,
     flower_on,
 ) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus
 
     # Given the stack and Flower watching it
     stack = start_stack(make_stack, monkeypatch, **OPEN_GATES, **QUICK, **private_redis)

@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from agent_pipeline.api import app as api_app
+from agent_pipeline.api.app import app as api_app
 from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database
 
 pytestmark = pytest.mark.e2e
@@ -37,10 +37,10 @@ def contract_database() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def contract_stack(contract_database: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent_pipeline.celery_app import app as celery_app
-    from agent_pipeline.celery_app import configure
     from agent_pipeline.config import get_settings, reset_settings
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.pipeline.celery_app import app as celery_app
+    from agent_pipeline.pipeline.celery_app import configure
+    from agent_pipeline.store.operations import get_store
 
     for name, value in {
         "DATABASE_URL": contract_database,

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
-from agent_pipeline.operations import OperationsStore, OperationType, get_store
-from agent_pipeline.report import PLOT_NAMES, write_plots
+from agent_pipeline.insight.report import PLOT_NAMES, write_plots
+from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ def test_cli_report_prints_the_paths_and_writes_one_self_contained_page(store: O
 
 
 def test_api_serves_the_report_page_and_404s_what_is_not_a_cycle(store: OperationsStore, tmp_path: Path) -> None:
-    from agent_pipeline.api import app
+    from agent_pipeline.api.app import app
 
     cycle_id = cycle_with_artifacts(store, tmp_path / "bt")
     training_id = store.get(cycle_id).metadata["training_op_id"]
@@ -104,6 +104,7 @@ def test_api_serves_the_report_page_and_404s_what_is_not_a_cycle(store: Operatio
 
 
 def test_api_import_loads_no_matplotlib_or_torch() -> None:
-    code = "import sys, agent_pipeline.api; print('LOADED', [m for m in ('matplotlib', 'torch') if m in sys.modules])"
+    modules = "('matplotlib', 'torch')"
+    code = f"import sys, agent_pipeline.api.app; print('LOADED', [m for m in {modules} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "LOADED []" in done.stdout, done.stdout + done.stderr

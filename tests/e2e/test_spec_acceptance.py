@@ -218,7 +218,7 @@ def test_api_errors_are_one_line_and_4xx(api_stack) -> None:
 
 
 def test_trigger_cycles_runs_cycles_back_to_back_on_the_workers(make_stack, monkeypatch) -> None:
-    from agent_pipeline.operations import OperationType, get_store
+    from agent_pipeline.store.operations import OperationType, get_store
 
     stack = start_stack(make_stack, monkeypatch, TRAINING_GATE_MIN_ACCURACY="0.99", **QUICK)
     done = subprocess.run(

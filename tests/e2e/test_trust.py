@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent_pipeline.engine.data import random_walk_bars
-from agent_pipeline.operations import OperationsStore, OperationType
+from agent_pipeline.store.operations import OperationsStore, OperationType
 from tests.e2e.test_embedded_and_docs import clean_env, ktrdr
 from tests.fake_anthropic import FakeAnthropic
 

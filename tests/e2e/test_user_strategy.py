@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
 from agent_pipeline.engine.strategy import load_strategy
-from agent_pipeline.operations import OperationsStore, OperationType, get_store
-from agent_pipeline.user_strategy import MAX_STRATEGY_BYTES
+from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES
+from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
 from tests.e2e.test_embedded_and_docs import clean_env, ktrdr
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +85,7 @@ def test_trigger_with_a_bad_strategy_exits_1_in_one_line_and_creates_no_cycle(
 
 @pytest.fixture
 def client(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    from agent_pipeline.api import app
+    from agent_pipeline.api.app import app
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     reset_settings()

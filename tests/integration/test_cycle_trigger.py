@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent_pipeline.errors import BudgetExhaustedError, KtrdrError
-from agent_pipeline.operations import OperationStatus, OperationType
+from agent_pipeline.store.operations import OperationStatus, OperationType
 
 pytestmark = pytest.mark.integration
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def store(sqlite_url, monkeypatch):
     from agent_pipeline.config import reset_settings
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.store.operations import get_store
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     reset_settings()
@@ -23,8 +23,8 @@ def store(sqlite_url, monkeypatch):
 
 
 def use_broker(monkeypatch, url: str) -> None:
-    from agent_pipeline.celery_app import app, configure
     from agent_pipeline.config import get_settings, reset_settings
+    from agent_pipeline.pipeline.celery_app import app, configure
 
     monkeypatch.setenv("KTRDR_BROKER_URL", url)
     monkeypatch.setenv("KTRDR_RESULT_BACKEND", url)
@@ -38,7 +38,7 @@ def spent(store, usd: float) -> None:
 
 
 def test_trigger_is_refused_once_todays_spend_reaches_the_budget(store, monkeypatch) -> None:
-    from agent_pipeline import cycle
+    from agent_pipeline.pipeline import cycle
 
     monkeypatch.setenv("KTRDR_DAILY_BUDGET_USD", "5")
     spent(store, 3.0)
@@ -53,7 +53,7 @@ def test_trigger_is_refused_once_todays_spend_reaches_the_budget(store, monkeypa
 def test_trigger_sends_the_chain_when_under_budget(store, monkeypatch, redis_url) -> None:
     import redis
 
-    from agent_pipeline import cycle
+    from agent_pipeline.pipeline import cycle
 
     use_broker(monkeypatch, redis_url)
     spent(store, 1.0)
@@ -65,7 +65,7 @@ def test_trigger_sends_the_chain_when_under_budget(store, monkeypatch, redis_url
 
 
 def test_an_unreachable_broker_fails_the_new_cycle_with_one_clear_line(store, monkeypatch) -> None:
-    from agent_pipeline import cycle
+    from agent_pipeline.pipeline import cycle
 
     use_broker(monkeypatch, "redis://127.0.0.1:1/0")
     with pytest.raises(KtrdrError) as failed:

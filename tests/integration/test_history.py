@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
-from agent_pipeline.history import SortKey, leaderboard, outcome_counts
-from agent_pipeline.migrations import upgrade_database
-from agent_pipeline.operations import OperationsStore, OperationType
+from agent_pipeline.store.history import SortKey, leaderboard, outcome_counts
+from agent_pipeline.store.migrations import upgrade_database
+from agent_pipeline.store.operations import OperationsStore, OperationType
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -87,7 +87,7 @@ def test_upgrade_backfills_cycles_that_finished_before_the_table(sqlite_url: str
     cycle = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata={"strategy_name": "old"})
     from sqlalchemy import update
 
-    from agent_pipeline.operations import OperationRow
+    from agent_pipeline.store.operations import OperationRow
 
     with store.engine.begin() as connection:  # finished under revision 0001: no history hook then
         connection.execute(update(OperationRow).values(status="failed", error_message="Backtest gate failed: x"))
@@ -114,7 +114,7 @@ def test_cli_history_shows_the_leaderboard_with_a_marked_lockbox_column(store: O
 
 
 def test_api_history_pages_and_refuses_an_unknown_sort(store: OperationsStore) -> None:
-    from agent_pipeline.api import app
+    from agent_pipeline.api.app import app
 
     finished_cycle(store, "passed", dsr=0.7)
     finished_cycle(store, "error")

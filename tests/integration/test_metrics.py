@@ -8,13 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent_pipeline.operations import OperationsStore, OperationType
+from agent_pipeline.store.operations import OperationsStore, OperationType
 from tests.integration.test_history import finished_cycle, store  # noqa: F401 - the parametrised store fixture
 
 
 @pytest.fixture
 def client(store: OperationsStore) -> Iterator[TestClient]:  # noqa: F811
-    from agent_pipeline.api import app
+    from agent_pipeline.api.app import app
 
     with TestClient(app) as test_client:
         yield test_client

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from agent_pipeline.errors import CapacityError, OperationNotFoundError
-from agent_pipeline.operations import (
+from agent_pipeline.store.operations import (
     OperationsStore,
     OperationStatus,
     OperationType,
@@ -247,7 +247,7 @@ def head_revision() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from agent_pipeline.migrations import MIGRATIONS_DIR
+    from agent_pipeline.store.migrations import MIGRATIONS_DIR
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

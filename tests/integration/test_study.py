@@ -10,8 +10,8 @@ from sqlalchemy import text
 from agent_pipeline.config import get_settings, reset_settings
 from agent_pipeline.llm import ResearchMemory, get_designer
 from agent_pipeline.llm.catalogue import DataSeries
-from agent_pipeline.operations import get_store
-from agent_pipeline.study import load_study, tell_cycle
+from agent_pipeline.llm.study import load_study, tell_cycle
+from agent_pipeline.store.operations import get_store
 
 SERIES = [DataSeries("SP500", "1d", "1999-01-04", "2018-12-31", 5031)]
 
@@ -63,7 +63,7 @@ def test_eight_threads_asking_at_once_on_postgres_get_eight_trials_told_at_the_e
 def test_a_cancelled_or_reconciled_cycle_is_told_as_failed_not_left_running(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent_pipeline import cycle as cycles
+    from agent_pipeline.pipeline import cycle as cycles
 
     # Given two designed cycles whose chains will never reach their ends
     monkeypatch.setenv("DATABASE_URL", postgres_url)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_pipeline.operations import OperationsStore
-from agent_pipeline.report import publish
+from agent_pipeline.insight.report import publish
+from agent_pipeline.store.operations import OperationsStore
 from tests.e2e.test_report import cycle_with_artifacts, store  # noqa: F401 - the SQLite store fixture
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "eurusd_rsi_atr.yaml"
@@ -74,6 +74,6 @@ def test_a_tracking_uri_without_the_extra_is_logged_and_the_plots_still_drawn(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cycle_id = cycle_for_tracking(store, tmp_path)
-    with caplog.at_level(logging.ERROR, logger="agent_pipeline.report"):
+    with caplog.at_level(logging.ERROR, logger="agent_pipeline.insight.report"):
         assert len(publish(store, cycle_id)) == 6
     assert "cycle report not published" in caplog.text and "mlflow" in caplog.text

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent_pipeline.context import Phase
 from agent_pipeline.errors import ConfigurationError, InvalidOptionError
-from agent_pipeline.operations import OperationsStore, OperationStatus, OperationType
-from agent_pipeline.tasks.base import _is_ahead
+from agent_pipeline.pipeline.context import Phase
+from agent_pipeline.pipeline.tasks.base import _is_ahead
+from agent_pipeline.store.operations import OperationsStore, OperationStatus, OperationType
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ def test_phases_only_move_forward(phase: Phase, current: str | None, ahead: bool
 @pytest.fixture
 def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> OperationsStore:
     from agent_pipeline.config import reset_settings
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.store.operations import get_store
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     reset_settings()
@@ -42,7 +42,7 @@ def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> OperationsStore:
     [("gpt", "unknown designer 'gpt'"), ("anthropic", "the anthropic designer needs ANTHROPIC_API_KEY")],
 )
 def test_a_designer_that_cannot_run_is_refused_before_any_row_exists(store, designer: str, message: str) -> None:
-    from agent_pipeline import cycle
+    from agent_pipeline.pipeline import cycle
 
     with pytest.raises(InvalidOptionError, match=message):
         cycle.trigger(cycle.CycleOptions(designer=designer), store=store)
@@ -50,7 +50,7 @@ def test_a_designer_that_cannot_run_is_refused_before_any_row_exists(store, desi
 
 
 def test_cancelling_a_phase_cancels_its_whole_cycle(store) -> None:
-    from agent_pipeline import cycle
+    from agent_pipeline.pipeline import cycle
 
     parent = store.create_cycle(max_active=1)
     store.start(parent.operation_id)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agent_pipeline.config import get_settings, reset_settings
-from agent_pipeline.gates import (
+from agent_pipeline.engine.gates import (
     BacktestThresholds,
     TrainingThresholds,
     check_backtest_gate,

@@ -6,7 +6,7 @@ import json
 import logging
 
 from agent_pipeline.logs import JsonFormatter, operation_context, redact
-from agent_pipeline.operations import OperationsStore
+from agent_pipeline.store.operations import OperationsStore
 
 KEY = "sk-ant-api03-PLANTED_key-123"
 

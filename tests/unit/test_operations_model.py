@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent_pipeline.errors import InvalidTransitionError, OperationNotFoundError
-from agent_pipeline.operations import (
+from agent_pipeline.store.operations import (
     ALLOWED_FROM,
     FINISHED,
     OperationsStore,

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 
 def test_the_app_the_cli_and_api_use_fails_fast_on_an_unreachable_broker() -> None:
-    from agent_pipeline.celery_app import app
+    from agent_pipeline.pipeline.celery_app import app
 
     assert app.conf.broker_connection_max_retries == 3
     assert app.conf.broker_connection_timeout == 5
@@ -16,7 +16,7 @@ def test_the_app_the_cli_and_api_use_fails_fast_on_an_unreachable_broker() -> No
 
 
 def test_a_worker_reconnects_forever_and_retries_result_writes_through_an_outage() -> None:
-    from agent_pipeline.worker import BACKEND_MAX_RETRIES, SOFT_SHUTDOWN_TIMEOUT_S, configure_worker
+    from agent_pipeline.pipeline.worker import BACKEND_MAX_RETRIES, SOFT_SHUTDOWN_TIMEOUT_S, configure_worker
 
     conf = Celery("probe").conf
     configure_worker(conf)
@@ -29,9 +29,9 @@ def test_a_worker_reconnects_forever_and_retries_result_writes_through_an_outage
 
 
 def test_the_research_worker_reconciles_at_most_every_60_s_by_default() -> None:
-    from agent_pipeline.celery_app import app
     from agent_pipeline.config import Settings
-    from agent_pipeline.worker import PoolKeeper, Reconciler
+    from agent_pipeline.pipeline.celery_app import app
+    from agent_pipeline.pipeline.worker import PoolKeeper, Reconciler
 
     assert 0 < Settings().reconcile_interval <= 60
     with pytest.raises(ValidationError):

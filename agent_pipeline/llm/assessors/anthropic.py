@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from agent_pipeline.engine.gates import DISCOVERY_DSR
 from agent_pipeline.engine.strategy import Strategy, dump_strategy
 from agent_pipeline.errors import AssessmentError
-from agent_pipeline.gates import DISCOVERY_DSR
 from agent_pipeline.llm import claude
 from agent_pipeline.llm.assessor import Assessment, AssessmentOutcome, Assessor
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_pipeline.engine.gates import DISCOVERY_DSR
 from agent_pipeline.engine.strategy import Strategy
-from agent_pipeline.gates import DISCOVERY_DSR
 from agent_pipeline.llm.assessor import AssessmentOutcome, Assessor
 
 # Verdict thresholds on the rule score.

@@ -74,7 +74,7 @@ class AnthropicDesigner(Designer):
         candidates = select_series(catalogue, symbol, timeframe)
         pairs = available_pairs(candidates)
         conversation = claude.Conversation(self.client, model=self.model, system=SYSTEM_PROMPT, tool=strategy_tool())
-        from agent_pipeline.study import study_view
+        from agent_pipeline.llm.study import study_view
 
         study = study_view(self.database_url, pairs)
         prompt = build_prompt(memory=memory, catalogue=candidates, symbol=symbol, timeframe=timeframe, study=study)

@@ -1,4 +1,4 @@
-"""The offline designer: each design is one `ask` of an Optuna TPE study of the series (`agent_pipeline.study`).
+"""The offline designer: each design is one `ask` of an Optuna TPE study of the series (`agent_pipeline.llm.study`).
 
 The space (`space()`) is the strategy grammar: which oscillators join an ATR and their periods, two or three
 fuzzy sets cut at quantiles of each indicator's own values, the ZigZag labels, the model's size, dropout and
@@ -29,7 +29,7 @@ from agent_pipeline.engine.strategy import parse_strategy
 from agent_pipeline.llm.catalogue import DataSeries, available_pairs, select_series
 from agent_pipeline.llm.designer import Designer, DesignOutcome
 from agent_pipeline.llm.memory import ResearchMemory
-from agent_pipeline.study import ask_trial
+from agent_pipeline.llm.study import ask_trial
 
 if TYPE_CHECKING:
     import optuna

@@ -128,8 +128,8 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
 
 def use_stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point this test process's settings, store and Celery app at the stack."""
-    from agent_pipeline.celery_app import app, configure
     from agent_pipeline.config import get_settings, reset_settings
+    from agent_pipeline.pipeline.celery_app import app, configure
 
     for key, value in stack.env.items():
         monkeypatch.setenv(key, value)

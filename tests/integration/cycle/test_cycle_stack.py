@@ -39,7 +39,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 120, interval: flo
 
 
 def finished(cycle_id: str) -> Any:
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.store.operations import get_store
 
     def check() -> Any:
         op = get_store().get(cycle_id)
@@ -51,7 +51,7 @@ def finished(cycle_id: str) -> Any:
 def start_stack(make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch, **env: str) -> Stack:
     stack = make_stack(**env)
     use_stack_env(stack, monkeypatch)
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.store.operations import get_store
 
     get_store().upgrade()
     stack.start_worker("research", "research", "-c", "1")
@@ -60,8 +60,8 @@ def start_stack(make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatc
 
 
 def test_passing_cycle_runs_every_phase_and_records_its_results(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus, OperationType, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus, OperationType, get_store
 
     stack = start_stack(make_stack, monkeypatch, **OPEN_GATES, **QUICK)
     operation = cycle.trigger()
@@ -109,8 +109,8 @@ def test_passing_cycle_runs_every_phase_and_records_its_results(make_stack, monk
 
 
 def test_training_gate_failure_fails_the_cycle_but_keeps_training_completed(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus, get_store
 
     start_stack(make_stack, monkeypatch, TRAINING_GATE_MIN_ACCURACY="0.99", **QUICK)
     operation = cycle.trigger()
@@ -126,8 +126,8 @@ def test_training_gate_failure_fails_the_cycle_but_keeps_training_completed(make
 
 
 def test_bypass_gates_records_the_failure_and_goes_on(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus
 
     start_stack(make_stack, monkeypatch, TRAINING_GATE_MIN_ACCURACY="0.99", BACKTEST_GATE_MIN_SHARPE="1000", **QUICK)
     operation = cycle.trigger(cycle.CycleOptions(bypass_gates=True))
@@ -142,10 +142,10 @@ def test_bypass_gates_records_the_failure_and_goes_on(make_stack, monkeypatch) -
 
 
 def test_training_crash_fails_cycle_with_the_training_error(make_stack, monkeypatch, tmp_path) -> None:
-    from agent_pipeline import cycle
     from agent_pipeline.config import get_settings
     from agent_pipeline.engine.data import import_csv
-    from agent_pipeline.operations import OperationStatus, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus, get_store
 
     start_stack(make_stack, monkeypatch, **QUICK)
     # Given a user series far too short to train on
@@ -166,9 +166,9 @@ def test_training_crash_fails_cycle_with_the_training_error(make_stack, monkeypa
 
 
 def test_cancel_during_training_stops_it_within_an_epoch_and_frees_the_gpu(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.celery_app import app
-    from agent_pipeline.operations import OperationStatus, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.pipeline.celery_app import app
+    from agent_pipeline.store.operations import OperationStatus, get_store
 
     start_stack(make_stack, monkeypatch, KTRDR_TRAINING_EPOCHS="1000", KTRDR_MAX_CONCURRENT_CYCLES="2")
     store = get_store()
@@ -199,8 +199,8 @@ def epochs_done(store: Any, cycle_id: str) -> int:
 
 
 def test_cancel_before_design_drops_the_whole_chain(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus, get_store
 
     # Given a cycle waiting for a research worker
     stack = make_stack(**QUICK)
@@ -220,9 +220,9 @@ def test_cancel_before_design_drops_the_whole_chain(make_stack, monkeypatch) -> 
 
 
 def test_cancel_while_training_is_queued_revokes_it_before_it_runs(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.celery_app import app
-    from agent_pipeline.operations import OperationStatus, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.pipeline.celery_app import app
+    from agent_pipeline.store.operations import OperationStatus, get_store
 
     # Given a training queued while no GPU worker runs
     stack = make_stack(**QUICK)
@@ -245,8 +245,8 @@ def test_cancel_while_training_is_queued_revokes_it_before_it_runs(make_stack, m
 
 @pytest.mark.parametrize("task_name", ["ktrdr.cycle.backtest", "ktrdr.cycle.assess", "ktrdr.cycle.training_gate"])
 def test_a_phase_task_for_a_cancelled_cycle_does_nothing(make_stack, monkeypatch, task_name) -> None:
-    from agent_pipeline.celery_app import app
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.pipeline.celery_app import app
+    from agent_pipeline.store.operations import get_store
 
     stack = make_stack()
     use_stack_env(stack, monkeypatch)

@@ -34,8 +34,8 @@ training: {epochs: 25, batch_size: 64, early_stopping_patience: 0}
 
 
 def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_once(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus, get_store
 
     # Given one research worker process (-c 1) and a GPU worker that runs three trainings side by side
     # (two walk-forward folds: three models per training, enough to overlap, half the wall time of four)
@@ -82,7 +82,7 @@ def _send_training(app: Any, task_id: str, model_dir: str) -> None:
 
 
 def test_a_redelivered_training_never_runs_twice_at_once(make_stack, monkeypatch, tmp_path) -> None:
-    from agent_pipeline.celery_app import app
+    from agent_pipeline.pipeline.celery_app import app
 
     stack = make_stack()
     use_stack_env(stack, monkeypatch)
@@ -103,8 +103,8 @@ def test_a_redelivered_training_never_runs_twice_at_once(make_stack, monkeypatch
 
 
 def test_a_lost_gpu_worker_fails_the_cycle_with_a_clear_error(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus, get_store
 
     stack = start_stack(make_stack, monkeypatch, KTRDR_TRAINING_EPOCHS="1000", KTRDR_HEARTBEAT_STALE_AFTER="10")
     store = get_store()
@@ -123,8 +123,8 @@ def test_a_lost_gpu_worker_fails_the_cycle_with_a_clear_error(make_stack, monkey
 
 
 def test_a_lost_research_worker_never_leaves_the_cycle_running(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import ACTIVE, OperationStatus, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import ACTIVE, OperationStatus, get_store
 
     stack = start_stack(make_stack, monkeypatch, KTRDR_TRAINING_EPOCHS="1000", KTRDR_HEARTBEAT_STALE_AFTER="10")
     store = get_store()
@@ -142,9 +142,9 @@ def test_a_lost_research_worker_never_leaves_the_cycle_running(make_stack, monke
 
 @pytest.mark.parametrize("limit", [1, 3])
 def test_twenty_simultaneous_triggers_start_exactly_the_limit(make_stack, monkeypatch, limit) -> None:
-    from agent_pipeline import cycle
     from agent_pipeline.errors import CapacityError
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import get_store
 
     stack = make_stack(KTRDR_MAX_CONCURRENT_CYCLES=str(limit))
     use_stack_env(stack, monkeypatch)

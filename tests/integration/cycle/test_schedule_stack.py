@@ -18,8 +18,8 @@ KTRDR = Path(sys.executable).parent / "ktrdr"
 
 
 def test_beat_starts_cycles_while_there_is_room_and_stops_at_the_budget(make_stack, monkeypatch) -> None:
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationType, get_store
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationType, get_store
 
     # Given workers, room for two cycles, a one-second schedule and a budget of five cents
     settings = {"KTRDR_SCHEDULE": "1s", "KTRDR_MAX_CONCURRENT_CYCLES": "2", "KTRDR_DAILY_BUDGET_USD": "0.05"}

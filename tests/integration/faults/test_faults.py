@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from agent_pipeline.context import CycleOptions
+from agent_pipeline.pipeline.context import CycleOptions
 from tests.integration.cycle.conftest import Stack, use_stack_env
 from tests.integration.cycle.test_cycle_stack import finished, wait_until
 from tests.private_servers import PrivatePostgres, PrivateRedis
@@ -65,7 +65,7 @@ def stack(
     built = Stack(env=env, home=tmp_path_factory.mktemp("faults_logs"))
     with pytest.MonkeyPatch.context() as patch:
         use_stack_env(built, patch)
-        from agent_pipeline.operations import get_store
+        from agent_pipeline.store.operations import get_store
 
         get_store().upgrade()
     built.start_worker("research", "research", "-c", "1")
@@ -85,7 +85,7 @@ def faults(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
 
 
 def _training(cycle_id: str) -> Any:
-    from agent_pipeline.operations import get_store
+    from agent_pipeline.store.operations import get_store
 
     store = get_store()
     child_id = store.get(cycle_id).metadata.get("training_op_id")
@@ -102,7 +102,7 @@ def _workers_alive(stack: Stack) -> dict[str, bool]:
 
 
 def _active_rows(cycle_id: str) -> list[str]:
-    from agent_pipeline.operations import ACTIVE, get_store
+    from agent_pipeline.store.operations import ACTIVE, get_store
 
     store = get_store()
     rows = [store.get(cycle_id), *store.list(parent_operation_id=cycle_id, limit=50)]
@@ -114,8 +114,8 @@ def _report(fault: str, outcome: str, seconds: float) -> None:
 
 
 def test_a_redis_restart_mid_training_leaves_both_workers_up_and_the_cycle_completes(faults, private_redis):
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus
 
     # Given a cycle in the middle of its training
     operation = cycle.trigger(BYPASS)
@@ -132,8 +132,8 @@ def test_a_redis_restart_mid_training_leaves_both_workers_up_and_the_cycle_compl
 
 
 def test_a_redis_restart_that_loses_every_message_never_leaves_a_row_running(faults, private_redis):
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus
 
     # Given a cycle in the middle of its training
     operation = cycle.trigger(BYPASS)
@@ -155,8 +155,8 @@ def test_a_redis_restart_that_loses_every_message_never_leaves_a_row_running(fau
 
 
 def test_lost_messages_with_nothing_left_to_wake_the_cycle_fail_it_within_the_reconcile_bound(faults, private_redis):
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus
 
     # Given a cycle whose training waits in the queue (no GPU worker consumes it) and whose supervisor waits
     # for its next poll: every message the cycle depends on is in Redis
@@ -186,7 +186,7 @@ def _gpu_consuming(workers: list[str], consume: bool) -> None:
     Retried: a broadcast sent while a worker is reconnecting to a restarted Redis is lost. Each try uses a fresh
     connection, since this process's pooled ones died with the server.
     """
-    from agent_pipeline.celery_app import app
+    from agent_pipeline.pipeline.celery_app import app
 
     change = app.control.add_consumer if consume else app.control.cancel_consumer
 
@@ -199,8 +199,8 @@ def _gpu_consuming(workers: list[str], consume: bool) -> None:
 
 
 def test_a_postgres_restart_mid_training_lets_the_cycle_complete(faults, private_postgres):
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus
 
     operation = cycle.trigger(BYPASS)
     wait_until(lambda: _training_epoch(operation.operation_id) >= 1, timeout=120)
@@ -228,9 +228,9 @@ def _finished_through_restarts(cycle_id: str) -> Any:
 
 
 def test_the_research_worker_fails_a_stale_cycle_on_its_own_timer(faults):
-    from agent_pipeline import flags
-    from agent_pipeline.celery_app import app
-    from agent_pipeline.operations import OperationStatus, OperationType, get_store
+    from agent_pipeline.pipeline import flags
+    from agent_pipeline.pipeline.celery_app import app
+    from agent_pipeline.store.operations import OperationStatus, OperationType, get_store
 
     # Given a running cycle and training whose worker went silent an hour ago (nobody calls status or trigger)
     store = get_store()
@@ -261,8 +261,8 @@ def test_the_research_worker_fails_a_stale_cycle_on_its_own_timer(faults):
 
 
 def test_sigterm_on_the_training_gpu_worker_requeues_the_training_which_resumes_on_the_other(faults):
-    from agent_pipeline import cycle
-    from agent_pipeline.operations import OperationStatus
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import OperationStatus
 
     # Given a training running on one of the two GPU workers
     operation = cycle.trigger(BYPASS)

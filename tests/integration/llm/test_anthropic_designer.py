@@ -14,7 +14,7 @@ from agent_pipeline.config import Settings, reset_settings
 from agent_pipeline.errors import DesignError, LLMError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer
 from agent_pipeline.llm.cost import estimate_cost
-from agent_pipeline.operations import get_store
+from agent_pipeline.store.operations import get_store
 from tests.fake_anthropic import FakeAnthropic, Scripted
 
 PLANTED_KEY = "sk-ant-test-PLANTED-0123456789abcdef"
@@ -220,7 +220,7 @@ def test_the_prompt_shows_the_optimiser_study_and_the_design_is_told_to_it(
     fake_anthropic: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an offline trial already told on EURUSD 1h (a near miss at the training gate)
-    from agent_pipeline.study import load_study, tell_cycle
+    from agent_pipeline.llm.study import load_study, tell_cycle
 
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'ktrdr.db'}")
     reset_settings()

@@ -21,8 +21,8 @@ from agent_pipeline.engine.strategy import NAME_PATTERN, load_strategy, parse_st
 from agent_pipeline.errors import ConfigurationError, DesignError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer, save_design
 from agent_pipeline.llm.designers.offline import OSCILLATORS, build_document, research_bars, space, volatility
-from agent_pipeline.operations import get_store
-from agent_pipeline.study import POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
+from agent_pipeline.llm.study import POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
+from agent_pipeline.store.operations import get_store
 
 CATALOGUE = [DataSeries(d.symbol, d.timeframe, d.start, d.end, d.bars) for d in list_datasets()]
 PAIRS = {s.pair for s in CATALOGUE}
@@ -152,7 +152,7 @@ def test_objective_takes_off_up_to_one_sharpe_for_missing_trades_and_never_rewar
 
 
 def test_a_backtest_gate_stop_ranks_above_every_training_gate_stop_and_below_every_traded_cycle() -> None:
-    from agent_pipeline.operations import Operation, OperationStatus, OperationType
+    from agent_pipeline.store.operations import Operation, OperationStatus, OperationType
 
     def stopped(error: str, **meta: Any) -> Operation:
         now = datetime(2026, 11, 28, tzinfo=UTC)
@@ -305,7 +305,7 @@ def test_the_run_summary_table_shows_each_objective_and_the_running_best() -> No
     from rich.console import Console
 
     from agent_pipeline.cli.render import cycles_table
-    from agent_pipeline.operations import Operation, OperationStatus, OperationType
+    from agent_pipeline.store.operations import Operation, OperationStatus, OperationType
 
     def cycle(status: OperationStatus, error: str | None = None, **meta: Any) -> Operation:
         now = datetime(2026, 11, 28, tzinfo=UTC)

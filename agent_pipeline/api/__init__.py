@@ -1,0 +1,1 @@
+"""The HTTP API: the FastAPI app (`app.py`) and its routes."""

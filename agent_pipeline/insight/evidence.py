@@ -1,0 +1,157 @@
+"""Evidence across trials: for each series, how many strategies were tried, the best by deflated Sharpe, the
+discoveries, and Hansen's SPA p-value of the whole set against buy-and-hold.
+
+Everything here is research-period, out-of-sample figures; the lockbox is never read.
+SPA: Hansen, P. R. (2005), "A Test for Superior Predictive Ability", Journal of Business & Economic Statistics
+23(4), computed by `arch.bootstrap.SPA` (stationary bootstrap, studentized) on per-bar losses (minus returns)
+of every strategy's stitched out-of-sample record, aligned on the bars they share.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent_pipeline.engine.gates import DISCOVERY_DSR
+from agent_pipeline.store.operations import Operation, OperationsStore
+
+logger = logging.getLogger(__name__)
+
+# How many strategies `best` lists per series.
+BEST_LIMIT = 5
+# SPA needs a common out-of-sample stretch at least this long to mean anything.
+MIN_COMMON_BARS = 50
+# Bootstrap replications of the SPA test, and its seed (a repeatable p-value for the same records).
+SPA_REPS = 1000
+SPA_SEED = 7
+
+
+class Trial(BaseModel):
+    """One strategy's research-period figures.
+
+    `deflated_sharpe` is recomputed against every trial on the series now; `deflated_sharpe_at_run` is what the
+    cycle recorded when it ran, with the trials known then (never higher in a growing search, as a rule).
+    """
+
+    cycle_id: str
+    strategy_name: str | None
+    status: str
+    deflated_sharpe: float | None
+    deflated_sharpe_at_run: float | None
+    psr: float | None
+    sharpe_ratio: float | None
+    num_trades: int | None
+    excess_return: float | None
+
+
+class SeriesEvidence(BaseModel):
+    symbol: str
+    timeframe: str
+    trials: int
+    spa_pvalue: float | None  # None when fewer than one backtested strategy or too few common bars
+    spa_models: int  # strategies the SPA test compared against buy-and-hold
+    best: list[Trial]
+    discoveries: list[Trial]
+
+
+class Evidence(BaseModel):
+    series: list[SeriesEvidence]
+
+
+def collect(store: OperationsStore, *, symbol: str | None = None, timeframe: str | None = None) -> Evidence:
+    """The evidence of every series with research cycles, optionally one symbol and/or timeframe."""
+    pairs = [
+        (s, t)
+        for s, t in store.series()
+        if (symbol is None or s.upper() == symbol.upper()) and (timeframe is None or t == timeframe)
+    ]
+    return Evidence(series=[series_evidence(store, s, t) for s, t in pairs])
+
+
+def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> SeriesEvidence:
+    cycles = store.series_cycles(symbol=symbol, timeframe=timeframe)
+    tested = [c for c in cycles if c.metadata.get("backtest_result")]
+    sharpes = [float(c.metadata["backtest_result"].get("sharpe_ratio") or 0.0) for c in tested]
+    found = [_trial(c, trials=len(cycles), sharpes=sharpes, timeframe=timeframe) for c in tested]
+    trials = sorted(found, key=lambda t: t.deflated_sharpe or 0.0, reverse=True)
+    pvalue, models = spa_pvalue([c.metadata.get("backtest_dir") for c in tested])
+    return SeriesEvidence(
+        symbol=symbol,
+        timeframe=timeframe,
+        trials=len(cycles),
+        spa_pvalue=pvalue,
+        spa_models=models,
+        best=trials[:BEST_LIMIT],
+        discoveries=[t for t in trials if (t.deflated_sharpe or 0.0) >= DISCOVERY_DSR],
+    )
+
+
+def _trial(cycle: Operation, *, trials: int, sharpes: list[float], timeframe: str) -> Trial:
+    result = cycle.metadata.get("backtest_result") or {}
+    return Trial(
+        cycle_id=cycle.operation_id,
+        strategy_name=cycle.metadata.get("strategy_name"),
+        status=cycle.status.value,
+        deflated_sharpe=deflate_now(result, trials=trials, sharpes=sharpes, timeframe=timeframe),
+        deflated_sharpe_at_run=result.get("deflated_sharpe"),
+        psr=result.get("psr"),
+        sharpe_ratio=result.get("sharpe_ratio"),
+        num_trades=result.get("num_trades"),
+        excess_return=result.get("excess_return"),
+    )
+
+
+def deflate_now(result: dict[str, Any], *, trials: int, sharpes: list[float], timeframe: str) -> float | None:
+    """The DSR of a recorded backtest against every trial on its series now (Bailey & López de Prado, 2014).
+
+    Needs the per-bar moments the backtest recorded (`n_bars`, `skewness`, `kurtosis`); older records without
+    them keep the figure they were given when they ran.
+    """
+    from agent_pipeline.engine import stats
+
+    moments = [result.get(k) for k in ("sharpe_ratio", "n_bars", "skewness", "kurtosis")]
+    if not all(isinstance(m, int | float) for m in moments) or timeframe not in stats.PERIODS_PER_YEAR:
+        return result.get("deflated_sharpe")
+    per_bar = math.sqrt(stats.PERIODS_PER_YEAR[timeframe])
+    sharpe, n_bars, skewness, kurtosis = (float(m) for m in moments)  # type: ignore[arg-type]
+    evidence = stats.SharpeEvidence(sharpe / per_bar, skewness, kurtosis, int(n_bars))
+    variance = stats.trials_variance([s / per_bar for s in sharpes], int(n_bars))
+    return stats.deflated_sharpe(evidence, trials=max(trials, 1), variance=variance)
+
+
+def spa_pvalue(backtest_dirs: list[str | None]) -> tuple[float | None, int]:
+    """Hansen's SPA p-value (consistent) of the strategies' OOS returns against buy-and-hold on the same bars.
+
+    Returns:
+        (p-value, number of strategies compared); (None, n) when no strategy or too few common bars.
+    """
+    import pandas as pd
+
+    frames = []
+    for folder in backtest_dirs:
+        path = Path(folder) / "oos_returns.csv" if folder else None
+        if path is not None and path.is_file():
+            frames.append(pd.read_csv(path, index_col="timestamp"))
+    if not frames:
+        return None, 0
+    common = frames[0].index
+    for frame in frames[1:]:
+        common = common.intersection(frame.index)
+    if len(common) < MIN_COMMON_BARS:
+        logger.info("SPA skipped: %d common out-of-sample bars (minimum %d)", len(common), MIN_COMMON_BARS)
+        return None, len(frames)
+    benchmark = frames[0].loc[common, "buy_and_hold"].to_numpy()
+    models = pd.concat([f.loc[common, "return"] for f in frames], axis=1).to_numpy()
+    return _spa(-benchmark, -models), len(frames)
+
+
+def _spa(benchmark_losses: Any, model_losses: Any) -> float:
+    from arch.bootstrap import SPA
+
+    test = SPA(benchmark_losses, model_losses, reps=SPA_REPS, seed=SPA_SEED)
+    test.compute()
+    return float(test.pvalues["consistent"])

@@ -1,0 +1,126 @@
+"""The Celery app: broker and results from settings, the `research` and `gpu` queues, their routes."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from agent_pipeline.config import Settings, get_settings
+from agent_pipeline.pipeline.schedule import beat_schedule
+
+RESEARCH_QUEUE = "research"
+GPU_QUEUE = "gpu"
+# Task modules the worker imports; the GPU task's module imports torch only inside the task body.
+TASK_MODULES = [
+    "agent_pipeline.pipeline.tasks.design",
+    "agent_pipeline.pipeline.tasks.training",
+    "agent_pipeline.pipeline.tasks.gates",
+    "agent_pipeline.pipeline.tasks.backtest",
+    "agent_pipeline.pipeline.tasks.assess",
+    "agent_pipeline.pipeline.tasks.cycle",
+    "agent_pipeline.pipeline.tasks.gpu",
+    "agent_pipeline.pipeline.tasks.schedule",
+]
+# How long finished task results stay in the backend (the operations table keeps the history).
+RESULT_EXPIRES_S = 7 * 24 * 3600
+
+app = Celery("agent_pipeline", include=TASK_MODULES)
+# Signatures rebuilt from messages (a chain's next steps) resolve their app through `current_app`, which is
+# thread-local; without a default, a thread-pool worker would publish them to a fresh amqp:// app.
+app.set_default()
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    """Apply the settings long-running research tasks need; each line says why."""
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Ack after the task ends, and requeue if its worker dies: every task here is idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: a training must not sit behind another in a prefetch buffer.
+        worker_prefetch_multiplier=1,
+        # Redis redelivers unacked messages after visibility_timeout; keep it above the longest training,
+        # or a healthy training would be handed to a second worker (the GPU lock guards that case too).
+        broker_transport_options={"visibility_timeout": settings.training_time_limit + 3600},
+        # STARTED tells "queued behind another training" from "running" to the supervisor.
+        task_track_started=True,
+        result_expires=RESULT_EXPIRES_S,
+        result_extended=True,
+        task_queues=(Queue(RESEARCH_QUEUE), Queue(GPU_QUEUE)),
+        task_default_queue=RESEARCH_QUEUE,
+        task_routes={"ktrdr.gpu.*": {"queue": GPU_QUEUE}, "ktrdr.cycle.*": {"queue": RESEARCH_QUEUE}},
+        # Events for Flower, on by default so `celery flower` shows tasks without extra flags.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        # Fail fast when the broker is down instead of blocking a CLI trigger for minutes.
+        broker_connection_timeout=5,
+        broker_connection_max_retries=3,
+        worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(settings),  # KTRDR_SCHEDULE's tick, for `ktrdr beat` (issue 10)
+    )
+    _forget_connections(app)
+
+
+def _forget_connections(app: Celery) -> None:
+    """Drop pools and the backend built from earlier settings (tests and the embedded runner reconfigure).
+
+    Celery caches them on private attributes and offers no public reset; `_after_fork` clears the same ones.
+    """
+    # No force_close_all(): kombu keeps pools in a global registry keyed by URL and would hand the closed
+    # pool back to the next app that asks for the same URL.
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    app._backend_cache = None
+    app._local = threading.local()
+
+
+configure(app, get_settings())
+
+
+@signals.after_setup_logger.connect
+def _structured_logs(**_: Any) -> None:
+    """The package's own log lines go out as JSON with their operation id, beside Celery's."""
+    from agent_pipeline.logs import setup_logging
+
+    setup_logging("INFO")
+
+
+@signals.celeryd_after_setup.connect
+def _prepare_research_worker(sender: str, instance: Any, **_: Any) -> None:
+    """A research worker brings the schema up and fails what lost its heartbeat while nobody watched.
+
+    A GPU-only worker skips this: a GPU host needs no database.
+    """
+    consume_from = instance.app.amqp.queues.consume_from or {}
+    if consume_from and RESEARCH_QUEUE not in consume_from:
+        return
+    from agent_pipeline.store.operations import get_store
+
+    store = get_store()
+    store.upgrade()
+    store.reconcile_stale(stale_after=get_settings().heartbeat_stale_after)
+
+
+@signals.worker_process_init.connect
+def _fresh_database_connections(**_: Any) -> None:
+    """Prefork children start without the parent's database connections (opened by the start-up upgrade)."""
+    from agent_pipeline.store.operations import forget_inherited_connections
+
+    forget_inherited_connections()
+
+
+# Worker-only behaviour (patient broker settings, the reconcile timer, stopping trainings on shutdown) hooks in
+# through signals and a bootstep; the CLI and the API never start a worker, so they keep failing fast.
+from agent_pipeline.pipeline import worker  # noqa: E402
+
+app.steps["worker"].update({worker.Reconciler, worker.PoolKeeper})

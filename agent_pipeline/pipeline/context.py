@@ -1,0 +1,40 @@
+"""What a research cycle's tasks pass along the chain, and the phases it moves through."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES
+
+
+class Phase(enum.StrEnum):
+    DESIGNING = "designing"
+    TRAINING = "training"
+    BACKTESTING = "backtesting"
+    ASSESSING = "assessing"
+
+
+class CycleOptions(BaseModel):
+    """What a user may choose when triggering a cycle (the CLI's options, the API's request body)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bypass_gates: bool = False
+    designer: str | None = None
+    model: str | None = None
+    symbol: str | None = None
+    timeframe: str | None = None
+    # A user's strategy (YAML text): the design phase runs it as given instead of asking a designer.
+    strategy: str | None = Field(default=None, max_length=MAX_STRATEGY_BYTES)
+
+
+class CycleContext(CycleOptions):
+    """The message every phase task receives and returns: the cycle's id and its options.
+
+    It stays small on purpose: results live in the cycle's row (the source of truth), so a redelivered or
+    duplicated task reads what is already done instead of trusting a stale message.
+    """
+
+    cycle_id: str

@@ -1,0 +1,62 @@
+"""Assess phase: the assessor judges the result; the next design reads it from the cycle's row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agent_pipeline.pipeline.celery_app import app
+from agent_pipeline.pipeline.context import CycleContext, Phase
+from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child
+from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
+
+
+@app.task(
+    bind=True,
+    base=PhaseTask,
+    name="ktrdr.cycle.assess",
+    phase=Phase.ASSESSING,
+    failure_prefix="Assessment failed",
+)
+def assess(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
+    context = CycleContext.model_validate(ctx)
+    store = get_store()
+    child = child_operation(
+        store,
+        context.cycle_id,
+        key="assessment_op_id",
+        operation_type=OperationType.AGENT_ASSESSMENT,
+        metadata={},
+    )
+    run_child(store, child, lambda: _assess(store, context), prefix="Assessment failed")
+    return ctx
+
+
+def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
+    from agent_pipeline.engine.strategy import load_strategy
+    from agent_pipeline.llm.assessor import get_assessor, save_assessment
+
+    meta = store.get(context.cycle_id).metadata
+    strategy_path = Path(meta["strategy_path"])
+    assessor = get_assessor(llm_settings(context), context.designer)
+    outcome = assessor.assess(
+        strategy=load_strategy(strategy_path),
+        training_result=meta.get("training_result") or {},
+        backtest_result=meta.get("backtest_result") or {},
+    )
+    path = strategy_path.with_name(f"{strategy_path.stem}.assessment.json")
+    save_assessment(outcome, path)
+    assessment = outcome.to_dict()
+    usage = assessment.get("usage") or {}
+    cost = float(meta.get("cost_usd") or 0.0) + float(usage.get("cost_usd") or 0.0)
+    store.merge_metadata(
+        context.cycle_id,
+        {
+            "assessment": {
+                k: assessment[k] for k in ("verdict", "strengths", "weaknesses", "suggestions") if k in assessment
+            },
+            "assessment_path": absolute(path),
+            "cost_usd": round(cost, 6),
+        },
+    )
+    return {**assessment, "path": absolute(path)}

@@ -1,0 +1,76 @@
+"""Backtest phase: the trained model trades the held-out test period."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agent_pipeline.pipeline.celery_app import app
+from agent_pipeline.pipeline.context import CycleContext, Phase
+from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, run_child, settings
+from agent_pipeline.store.operations import Operation, OperationsStore, OperationType, get_store
+
+# Metrics copied from the backtest summary into the cycle's `backtest_result`.
+BACKTEST_RESULT_KEYS = (
+    "total_return", "annualised_return", "sharpe_ratio", "sortino_ratio", "max_drawdown", "win_rate",
+    "num_trades", "profit_factor", "buy_and_hold_return", "excess_return", "exposure", "start", "end",
+    "psr", "deflated_sharpe", "trials", "sharpe_variance", "expected_max_sharpe", "skewness", "kurtosis", "n_bars",
+    "folds",
+)  # fmt: skip
+
+
+@app.task(
+    bind=True,
+    base=PhaseTask,
+    name="ktrdr.cycle.backtest",
+    phase=Phase.BACKTESTING,
+    failure_prefix="Backtest failed",
+)
+def backtest(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
+    context = CycleContext.model_validate(ctx)
+    store = get_store()
+    meta = store.get(context.cycle_id).metadata
+    child = child_operation(
+        store,
+        context.cycle_id,
+        key="backtest_op_id",
+        operation_type=OperationType.BACKTESTING,
+        metadata={"strategy_name": meta.get("strategy_name"), "model_path": meta.get("model_path")},
+    )
+    run_child(store, child, lambda: _backtest(store, context, child.operation_id), prefix="Backtest failed")
+    return ctx
+
+
+def _backtest(store: OperationsStore, context: CycleContext, backtest_op_id: str) -> dict[str, Any]:
+    from agent_pipeline.engine.research import Evaluation, backtest_walk_forward
+
+    config = settings()
+    cycle = store.get(context.cycle_id)
+    meta = cycle.metadata
+    out_dir = Path(config.artifacts_dir or ".") / "backtests" / backtest_op_id
+    summary = backtest_walk_forward(
+        Path(meta["strategy_path"]),
+        model_dir=Path(meta["model_path"]).parent,
+        evaluation=Evaluation(**meta["evaluation"]),
+        out_dir=out_dir,
+        trials=earlier_trials(store, cycle),
+        data_dir=config.data_dir,
+    )
+    summary["artifacts_dir"] = absolute(out_dir)
+    brief = {k: summary[k] for k in BACKTEST_RESULT_KEYS if k in summary}
+    store.merge_metadata(context.cycle_id, {"backtest_result": brief, "backtest_dir": absolute(out_dir)})
+    return summary
+
+
+def earlier_trials(store: OperationsStore, cycle: Operation) -> Any:
+    """Every other strategy designed on the cycle's series, whatever became of it, with the OOS Sharpe
+    ratios of those that reached a backtest: the DSR's N and V[SR]."""
+    from agent_pipeline.engine.research import Trials
+
+    others = [
+        op
+        for op in store.series_cycles(symbol=cycle.metadata["symbol"], timeframe=cycle.metadata["timeframe"])
+        if op.operation_id != cycle.operation_id
+    ]
+    sharpes = [(op.metadata.get("backtest_result") or {}).get("sharpe_ratio") for op in others]
+    return Trials(count=len(others), sharpes=tuple(float(s) for s in sharpes if isinstance(s, int | float)))

@@ -1,0 +1,96 @@
+"""The chain's ends: `finalize` completes the cycle; `record_failure` is the errback that fails it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from agent_pipeline.config import get_settings
+from agent_pipeline.engine.gates import is_discovery
+from agent_pipeline.insight.report import publish
+from agent_pipeline.llm.study import tell_cycle
+from agent_pipeline.logs import operation_context
+from agent_pipeline.pipeline.celery_app import app
+from agent_pipeline.pipeline.context import CycleContext
+from agent_pipeline.pipeline.flags import stop_training
+from agent_pipeline.pipeline.tasks.base import PhaseTask
+from agent_pipeline.store.operations import ACTIVE, OperationType, get_store
+
+logger = logging.getLogger(__name__)
+
+# Cycle metadata keys copied into the finished cycle's result_summary.
+SUMMARY_KEYS = (
+    "strategy_name", "strategy_path", "designer", "symbol", "timeframe", "evaluation", "training_result",
+    "training_gate", "model_path", "backtest_result", "backtest_gate", "backtest_dir", "assessment",
+    "assessment_path", "cost_usd",
+)  # fmt: skip
+
+
+@app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.finalize")
+def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
+    context = CycleContext.model_validate(ctx)
+    store = get_store()
+    meta = store.get(context.cycle_id).metadata
+    summary = {k: meta[k] for k in SUMMARY_KEYS if k in meta}
+    summary["discovery"] = is_discovery(meta.get("backtest_result"))
+    # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
+    summary["lockbox"] = _trade_lockbox(meta)
+    store.complete(context.cycle_id, result_summary=summary)
+    tell_cycle(store.get(context.cycle_id))  # the optimiser's study learns the outcome (issue 9)
+    logger.info("cycle completed", extra={"discovery": summary["discovery"]})
+    publish(store, context.cycle_id)  # plots (and an MLflow run) for people; never raises
+    return ctx
+
+
+def _trade_lockbox(meta: dict[str, Any]) -> dict[str, Any]:
+    """The final model trades the lockbox once; a lockbox that cannot be traded is reported, not fatal."""
+    from agent_pipeline.engine.research import Evaluation, trade_lockbox
+    from agent_pipeline.errors import KtrdrError
+
+    try:
+        return trade_lockbox(
+            Path(meta["strategy_path"]),
+            model_path=Path(meta["model_path"]),
+            evaluation=Evaluation(**meta["evaluation"]),
+            data_dir=get_settings().data_dir,
+        )
+    except (KtrdrError, KeyError) as exc:
+        logger.warning("lockbox not traded", extra={"error": str(exc)})
+        return {"error": f"lockbox not traded: {exc}"}
+
+
+@app.task(name="ktrdr.cycle.record_failure")
+def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
+    """Errback of every task in the chain; idempotent, since Celery may call it more than once."""
+    cycle_id = _cycle_id(request)
+    if cycle_id is None:
+        logger.error("errback without a cycle id: %s", exc)
+        return
+    message = str(exc) or type(exc).__name__
+    if not message.split(":", 1)[0].endswith("failed"):
+        # Not one of ours (time limit, lost worker ...): still one readable line.
+        message = f"Cycle failed: {type(exc).__name__}: {message}"
+    store = get_store()
+    with operation_context(cycle_id):
+        first = store.fail(cycle_id, error_message=message)
+        if first:
+            logger.warning("cycle failed", extra={"error": message})
+        for child in store.list(parent_operation_id=cycle_id, limit=50):
+            if child.status in ACTIVE:
+                store.fail(child.operation_id, error_message=f"Parent failed: {message}")
+                if child.operation_type == OperationType.TRAINING:
+                    stop_training(child.operation_id, child.metadata.get("celery_task_id"))
+        tell_cycle(store.get(cycle_id))  # the optimiser's study learns the outcome (issue 9)
+        if first:
+            publish(store, cycle_id)  # plots for people, once; never raises
+
+
+def _cycle_id(request: Any) -> str | None:
+    args = getattr(request, "args", None) or []
+    if args and isinstance(args[0], dict):
+        try:
+            return CycleContext.model_validate(args[0]).cycle_id
+        except ValueError:
+            return None
+    return None

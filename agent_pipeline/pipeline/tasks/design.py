@@ -1,0 +1,115 @@
+"""Design phase: the designer (Claude or offline) writes a strategy, saved under the strategies folder."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent_pipeline.pipeline.celery_app import app
+from agent_pipeline.pipeline.context import CycleContext, Phase
+from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings
+from agent_pipeline.pipeline.user_strategy import use_user_strategy
+from agent_pipeline.store.operations import FINISHED, OperationsStore, OperationType, get_store
+
+# How many past cycles the designer's memory reads.
+MEMORY_CYCLES = 50
+
+
+@app.task(
+    bind=True,
+    base=PhaseTask,
+    name="ktrdr.cycle.design",
+    phase=Phase.DESIGNING,
+    failure_prefix="Design failed",
+)
+def design(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
+    context = CycleContext.model_validate(ctx)
+    store = get_store()
+    child = child_operation(
+        store, context.cycle_id, key="design_op_id", operation_type=OperationType.AGENT_DESIGN, metadata={}
+    )
+    run_child(store, child, lambda: _design(store, context), prefix="Design failed")
+    return ctx
+
+
+def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
+    if context.strategy is not None:  # the user's own strategy skips the designer (issue 10)
+        return use_user_strategy(store, context)
+    from agent_pipeline.engine.data import list_datasets
+    from agent_pipeline.llm.designer import DataSeries, get_designer, save_design
+
+    config = settings()
+    catalogue = [
+        DataSeries(symbol=d.symbol, timeframe=d.timeframe, start=d.start, end=d.end, bars=d.bars)
+        for d in list_datasets(config.data_dir)
+    ]
+    designer = get_designer(llm_settings(context), context.designer)
+    outcome = designer.design(
+        memory=research_memory(store, exclude=context.cycle_id),
+        catalogue=catalogue,
+        symbol=context.symbol,
+        timeframe=context.timeframe,
+    )
+    path = absolute(save_design(outcome, Path(config.strategies_dir or ".")))
+    usage = outcome.usage.to_dict() if outcome.usage else None
+    cost = float(usage["cost_usd"]) if usage else 0.0
+    store.merge_metadata(
+        context.cycle_id,
+        {
+            "strategy_name": outcome.strategy.name,
+            "strategy_path": path,
+            "designer": outcome.designer,
+            "symbol": outcome.strategy.symbol,
+            "timeframe": outcome.strategy.timeframe,
+            "study_trial": outcome.study_trial,
+            "design_usage": usage,
+            "cost_usd": round(cost, 6),
+        },
+    )
+    return {
+        "strategy_name": outcome.strategy.name,
+        "strategy_path": path,
+        "designer": outcome.designer,
+        "attempts": outcome.attempts,
+        "notes": outcome.notes,
+        "study_trial": outcome.study_trial,
+        "usage": usage,
+    }
+
+
+def research_memory(store: OperationsStore, *, exclude: str | None = None) -> Any:
+    """The designer's memory: the recent finished cycles, with their strategies, results and assessments."""
+    from agent_pipeline.llm.memory import PastCycle, ResearchMemory
+
+    cycles = []
+    for op in store.list(operation_type=OperationType.AGENT_RESEARCH, limit=MEMORY_CYCLES):
+        if op.operation_id == exclude or op.status not in FINISHED:
+            continue
+        meta = op.metadata
+        cycles.append(
+            PastCycle(
+                operation_id=op.operation_id,
+                created_at=op.created_at or datetime.now(UTC),
+                status=op.status.value,
+                strategy_name=meta.get("strategy_name"),
+                strategy=_read_strategy(meta.get("strategy_path")),
+                error_message=op.error_message,
+                training_result=meta.get("training_result"),
+                backtest_result=meta.get("backtest_result"),
+                assessment=meta.get("assessment"),
+            )
+        )
+    return ResearchMemory(cycles=tuple(cycles))
+
+
+def _read_strategy(path: str | None) -> dict[str, Any] | None:
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return document if isinstance(document, dict) else None

@@ -1,0 +1,234 @@
+"""The training task of the `gpu` queue: real PyTorch training of one strategy.
+
+It needs only the engine and the Celery app (no database, no API key). Progress goes to the result backend
+(`PROGRESS` state), which the research-side supervisor copies into the operations table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from celery import Task
+
+from agent_pipeline.errors import CancelledError
+from agent_pipeline.logs import operation_context
+from agent_pipeline.pipeline import flags, worker
+from agent_pipeline.pipeline.celery_app import RESULT_EXPIRES_S, app
+
+logger = logging.getLogger(__name__)
+
+# The state of a training handed back to the queue by a stopping GPU worker (see TrainingTask.hand_back).
+REQUEUED = "REQUEUED"
+# Seconds between cancellation checks / lock refreshes inside an epoch.
+CHECK_EVERY_S = 1.0
+
+
+class TrainingTask(Task):
+    """Wakes the supervisor the moment training ends, instead of leaving it to its next poll."""
+
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        # Celery calls this after the result is stored, so the woken supervisor sees the final state.
+        wake = (kwargs or {}).get("wake")
+        if wake and status != "RETRY":
+            try:
+                self.app.signature(wake).apply_async()
+            except worker.broker_errors():
+                worker.wait_for_broker(self.app, what="waking the supervisor")
+                self.app.signature(wake).apply_async()
+
+    def hand_back(self) -> None:
+        """The worker is shutting down: give the training back to the queue for the next GPU worker.
+
+        The checkpoint of the last finished epoch is on disk and the run lock is released, so the next worker
+        resumes at once. Under a soft shutdown the task waits to be terminated: the message, still unacked, is
+        requeued by Redis exactly once. Under a warm shutdown it retries (a new message) and ends. Either way the
+        supervisor sees a training queued again, never a failure.
+
+        Raises:
+            Retry: under a warm shutdown.
+        """
+        if worker.soft_shutdown_enabled():
+            logger.warning("worker shutting down; training stopped at its last checkpoint, requeued when it exits")
+            self._park()
+        logger.warning("worker shutting down; training requeued to resume from its checkpoint elsewhere")
+        raise self.retry(countdown=0, max_retries=None)
+
+    def _park(self) -> None:
+        """Wait for the soft shutdown's end to terminate this process.
+
+        The state says `REQUEUED`, which the supervisor treats as queued (no heartbeat expected, like a training
+        waiting for a GPU worker), so the hand-over is never taken for a lost worker.
+        """
+        last = self.AsyncResult(self.request.id).info
+        meta = {**(last if isinstance(last, dict) else {}), "current_step": "requeued: waiting for a GPU worker"}
+        with contextlib.suppress(*worker.broker_errors()):
+            self.update_state(state=REQUEUED, meta=meta)
+        while True:
+            time.sleep(CHECK_EVERY_S)
+
+    def report_alive(self) -> None:
+        """A first heartbeat as soon as this delivery owns the training: `STARTED` (no heartbeat) lasts only
+        milliseconds, so a redelivered training is judged by its own heartbeats."""
+        with contextlib.suppress(*worker.broker_errors()):
+            self.update_state(
+                state="PROGRESS", meta={"percentage": 0.0, "current_step": "starting", "heartbeat": time.time()}
+            )
+
+
+@app.task(bind=True, base=TrainingTask, name="ktrdr.gpu.train_model")
+def train_model(
+    self: TrainingTask,
+    *,
+    training_op_id: str,
+    strategy_yaml: str,
+    model_dir: str,
+    data_dir: str | None,
+    seed: int,
+    evaluation: dict[str, Any] | None = None,
+    wake: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    with operation_context(training_op_id):
+        done = flags.done_summary(self.app, training_op_id)
+        if done is not None:
+            logger.info("training already finished by an earlier delivery; returning its result")
+            return dict(json.loads(done))
+        owner = f"{self.request.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if not flags.acquire_lock(self.app, training_op_id, owner):
+            # Redis redelivered the message while the first delivery still trains: never train twice at once.
+            # Come back after the lock's lifetime: by then the first delivery has finished (its result is
+            # returned) or died (its lock expired, and this delivery resumes from the checkpoint).
+            logger.warning("training already running elsewhere; dropping duplicate delivery for now")
+            raise self.retry(countdown=flags.LOCK_TTL_S, max_retries=None)
+        self.report_alive()
+        try:
+            summary = _train(self, training_op_id, strategy_yaml, Path(model_dir), data_dir, seed, owner, evaluation)
+            _mark_done(self, training_op_id, summary)
+        except CancelledError:
+            if not _shutting_down(self, training_op_id):
+                raise
+            summary = {}
+        finally:
+            _release(self, training_op_id, owner)
+        if _shutting_down(self, training_op_id) and not summary:
+            self.hand_back()
+        return summary
+
+
+def _shutting_down(task: TrainingTask, training_op_id: str) -> bool:
+    """Stopped by the worker's shutdown, not by a user's cancel."""
+    return worker.stop_requested.is_set() and not flags.is_cancel_requested(task.app, training_op_id)
+
+
+def _mark_done(task: TrainingTask, training_op_id: str, summary: dict[str, Any]) -> None:
+    try:
+        flags.mark_done(task.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
+    except worker.broker_errors():
+        worker.wait_for_broker(task.app, what="storing the training's result")
+        flags.mark_done(task.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
+
+
+def _release(task: TrainingTask, training_op_id: str, owner: str) -> None:
+    try:
+        flags.release_lock(task.app, training_op_id, owner)
+    except worker.broker_errors():
+        logger.warning("could not release the training lock; it expires in %d s", flags.LOCK_TTL_S)
+
+
+def _train(
+    task: TrainingTask,
+    training_op_id: str,
+    strategy_yaml: str,
+    model_dir: Path,
+    data_dir: str | None,
+    seed: int,
+    owner: str,
+    evaluation: dict[str, Any] | None,
+) -> dict[str, Any]:
+    from agent_pipeline.engine.research import Evaluation, train_walk_forward
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    strategy_path = _write_strategy(model_dir, strategy_yaml)
+    watch = _Watch(task, training_op_id, owner)
+    watch.beat()  # a heartbeat from the start: a child that dies before its first epoch is noticed too
+    return train_walk_forward(
+        strategy_path,
+        model_dir=model_dir,
+        evaluation=Evaluation(**(evaluation or {})),
+        data_dir=Path(data_dir) if data_dir else None,
+        seed=seed,
+        device=None,
+        on_epoch=watch.on_epoch,
+        should_cancel=watch.should_cancel,
+    )
+
+
+def _write_strategy(model_dir: Path, text: str) -> Path:
+    # The GPU host may not share the strategies folder: the message carries the YAML itself.
+    path = model_dir / "strategy.yaml"
+    fd, tmp = tempfile.mkstemp(dir=model_dir, suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+class _Watch:
+    """Per-epoch progress, and throttled cancellation checks, lock refreshes and heartbeats within epochs."""
+
+    def __init__(self, task: TrainingTask, training_op_id: str, owner: str) -> None:
+        self.task, self.op_id, self.owner = task, training_op_id, owner
+        self.last_check = 0.0
+        self.outage = False  # Redis unreachable at the last beat (logged once per outage)
+        self.meta: dict[str, Any] = {"percentage": 0.0, "current_step": "starting"}
+
+    def on_epoch(self, progress: Any, stage: str = "") -> None:
+        self.meta = {
+            "percentage": float(progress.percentage),
+            "current_step": f"{stage} epoch {progress.epoch}/{progress.epochs}".strip(),
+            "stage": stage,
+            "epoch": progress.epoch,
+            "epochs": progress.epochs,
+            "train_loss": float(progress.train_loss),
+            "val_loss": float(progress.val_loss),
+            "val_accuracy": float(progress.val_accuracy),
+        }
+        self.beat()
+
+    def should_cancel(self) -> bool:
+        if worker.stop_requested.is_set():
+            return True  # the worker is shutting down: stop here, keeping the last finished epoch's checkpoint
+        now = time.monotonic()
+        if now - self.last_check < CHECK_EVERY_S:
+            return False
+        self.last_check = now
+        self.beat()
+        try:
+            return flags.is_cancel_requested(self.task.app, self.op_id)
+        except worker.broker_errors():
+            return False  # Redis is restarting: keep training; the next check asks again
+
+    def beat(self) -> None:
+        """Refresh the run lock and report progress; a Redis outage skips beats instead of ending the training."""
+        try:
+            flags.refresh_lock(self.task.app, self.op_id, self.owner)
+            self.task.update_state(state="PROGRESS", meta={**self.meta, "heartbeat": time.time()})
+        except worker.broker_errors():
+            if not self.outage:
+                logger.warning("Redis unreachable; training goes on without progress reports")
+            self.outage = True
+            return
+        if self.outage:
+            logger.info("Redis is back; progress reports resume")
+        self.outage = False

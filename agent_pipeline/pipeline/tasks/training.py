@@ -1,0 +1,184 @@
+"""Training phase: enqueue the real training on the `gpu` queue and supervise it without holding a slot.
+
+The supervisor polls the training's AsyncResult by `self.retry(countdown=poll_interval)`: between polls the
+message waits in the broker as an ETA task, so one research worker process supervises many trainings. The
+training task also wakes the supervisor when it ends (see `TrainingTask.after_return`); whichever poll sees
+the end first claims it, and the others raise `Ignore`, so the rest of the chain runs exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import states
+from celery.exceptions import Ignore
+from celery.result import AsyncResult
+
+from agent_pipeline.errors import PhaseError
+from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
+from agent_pipeline.pipeline.context import CycleContext, Phase
+from agent_pipeline.pipeline.flags import stop_training
+from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, settings
+from agent_pipeline.pipeline.tasks.gpu import train_model
+from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
+
+logger = logging.getLogger(__name__)
+
+# The cycle's progress spans 15% -> 75% while training runs.
+CYCLE_PROGRESS_START, CYCLE_PROGRESS_SPAN = 15.0, 60.0
+# Metrics copied from the training summary into the cycle's `training_result`.
+TRAINING_RESULT_KEYS = (
+    "accuracy", "final_loss", "initial_loss", "val_accuracy", "val_loss", "epochs_run", "n_parameters", "device",
+    "balanced_accuracy", "macro_f1", "baseline_accuracy", "log_loss", "prior_log_loss", "log_loss_skill",
+)  # fmt: skip
+
+
+@app.task(
+    bind=True,
+    base=PhaseTask,
+    name="ktrdr.cycle.train",
+    phase=Phase.TRAINING,
+    failure_prefix="Training failed",
+    max_retries=None,
+)
+def train(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
+    context = CycleContext.model_validate(ctx)
+    store = get_store()
+    cycle = store.get(context.cycle_id)
+    if "training_result" in cycle.metadata or "training_error" in cycle.metadata:
+        raise Ignore()  # another poll already saw the end and moved the chain on
+    child = child_operation(
+        store,
+        context.cycle_id,
+        key="training_op_id",
+        operation_type=OperationType.TRAINING,
+        metadata={
+            "strategy_name": cycle.metadata.get("strategy_name"),
+            "strategy_path": cycle.metadata.get("strategy_path"),
+        },
+    )
+    task_id = child.metadata.get("celery_task_id") or _submit(self, store, cycle, child)
+    if store.get(context.cycle_id).status.is_finished:
+        child = store.get(child.operation_id)
+        stop_training(child.operation_id, child.metadata.get("celery_task_id"))  # cancelled meanwhile
+        raise Ignore()
+    result = app.AsyncResult(task_id)
+    if result.state in states.READY_STATES:
+        return _finish(store, context, child, result, ctx)
+    _follow(store, context, child, result)
+    raise self.retry(countdown=settings().poll_interval)
+
+
+def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Operation) -> str:
+    """Send the training to the `gpu` queue with a signature that wakes this supervisor when it ends."""
+    config = settings()
+    strategy_path = Path(cycle.metadata["strategy_path"])
+    task_id = f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
+    wake = dict(task.signature_from_request(task.request))
+    train_model.apply_async(
+        kwargs={
+            "training_op_id": child.operation_id,
+            "strategy_yaml": _strategy_text(strategy_path, config.training_epochs),
+            "model_dir": absolute(Path(config.artifacts_dir or ".") / "models" / child.operation_id),
+            "data_dir": absolute(config.data_dir) if config.data_dir else None,
+            "seed": config.seed,
+            "evaluation": _evaluation(store, cycle),
+            "wake": wake,
+        },
+        task_id=task_id,
+        queue=GPU_QUEUE,
+        time_limit=config.training_time_limit,
+    )
+    store.merge_metadata(child.operation_id, {"celery_task_id": task_id})
+    store.merge_metadata(cycle.operation_id, {"training_task_id": task_id})
+    store.update_progress(child.operation_id, percentage=0.0, current_step="queued for a GPU worker")
+    logger.info("training queued", extra={"training_op_id": child.operation_id, "task_id": task_id})
+    return task_id
+
+
+def _evaluation(store: OperationsStore, cycle: Operation) -> dict[str, Any]:
+    """The cycle's evaluation settings, fixed at its first training submit so every phase uses the same ones."""
+    if "evaluation" in cycle.metadata:
+        return dict(cycle.metadata["evaluation"])
+    config = settings()
+    evaluation = {"lockbox_fraction": config.lockbox_fraction, "folds": config.walk_forward_folds}
+    if store.claim_metadata(cycle.operation_id, "evaluation", evaluation):
+        return evaluation
+    return dict(store.get(cycle.operation_id).metadata["evaluation"])  # a duplicate delivery claimed first
+
+
+def _strategy_text(path: Path, epochs: int | None) -> str:
+    """The strategy YAML sent to the GPU; KTRDR_TRAINING_EPOCHS forces exactly that many epochs."""
+    from agent_pipeline.engine.strategy import dump_strategy, load_strategy
+
+    if epochs is None:
+        return path.read_text(encoding="utf-8")
+    strategy = load_strategy(path)
+    training = strategy.training.model_copy(update={"epochs": epochs, "early_stopping_patience": 0})
+    return dump_strategy(strategy.model_copy(update={"training": training}))
+
+
+def _follow(store: OperationsStore, context: CycleContext, child: Operation, result: AsyncResult) -> None:
+    """Copy the GPU task's progress into the training row and the cycle; fail it if its worker went silent."""
+    info = result.info if isinstance(result.info, dict) else {}
+    if result.state in (states.STARTED, "PROGRESS") and child.status == OperationStatus.PENDING:
+        store.start(child.operation_id)
+    if result.state == states.STARTED and child.started_at is not None:
+        # Started but silent since: a child that died before its first heartbeat. A training handed back by a
+        # stopping GPU worker (issue 11) counts from its last heartbeat, not from its first start.
+        since = max(child.started_at.timestamp(), float(child.progress.get("heartbeat") or 0.0))
+        _check_heartbeat(child, {"heartbeat": since})
+    if result.state == "PROGRESS":
+        _check_heartbeat(child, info)
+        extra = {k: v for k, v in info.items() if k not in ("percentage", "current_step")}
+        store.update_progress(
+            child.operation_id,
+            percentage=info.get("percentage", 0.0),
+            current_step=info.get("current_step", ""),
+            **extra,
+        )
+        store.update_progress(
+            context.cycle_id,
+            percentage=CYCLE_PROGRESS_START + CYCLE_PROGRESS_SPAN * float(info.get("percentage", 0.0)) / 100,
+            current_step=f"training: {info.get('current_step', '')}",
+        )
+    else:
+        store.heartbeat(child.operation_id)
+    store.heartbeat(context.cycle_id)
+
+
+def _check_heartbeat(child: Operation, info: dict[str, Any]) -> None:
+    stale_after = settings().heartbeat_stale_after
+    beat = info.get("heartbeat")
+    if isinstance(beat, int | float) and time.time() - beat > stale_after:
+        stop_training(child.operation_id, child.metadata.get("celery_task_id"))
+        raise PhaseError(f"Training failed: no heartbeat from the GPU worker for {stale_after:.0f} s (worker lost)")
+
+
+def _finish(
+    store: OperationsStore, context: CycleContext, child: Operation, result: AsyncResult, ctx: dict[str, Any]
+) -> dict[str, Any]:
+    if result.state == states.SUCCESS:
+        summary = dict(result.result or {})
+        brief = {k: summary[k] for k in TRAINING_RESULT_KEYS if k in summary}
+        if not store.claim_metadata(context.cycle_id, "training_result", brief):
+            raise Ignore()
+        store.start(child.operation_id)  # no-op unless it finished between two polls
+        store.complete(child.operation_id, result_summary=summary)
+        store.merge_metadata(context.cycle_id, {"model_path": summary.get("model_path")})
+        return ctx
+    error = _describe(result)
+    if not store.claim_metadata(context.cycle_id, "training_error", error):
+        raise Ignore()
+    store.fail(child.operation_id, error_message=f"Training failed: {error}")
+    raise PhaseError(f"Training failed: {error}")
+
+
+def _describe(result: AsyncResult) -> str:
+    if result.state == states.REVOKED:
+        return "the training task was revoked"
+    exc = result.result
+    return str(exc) if str(exc) else type(exc).__name__

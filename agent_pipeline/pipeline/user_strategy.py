@@ -1,0 +1,143 @@
+"""A user's own strategy: checked like a designed one, then run through the same gates and backtest.
+
+`ktrdr strategy validate FILE`, `--strategy FILE` on `ktrdr agent trigger/run` and `"strategy": "<yaml>"` in the
+API's trigger body all come through here. The design phase then skips the designer (`use_user_strategy`) and
+records `designer: user` with the document's sha256 checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent_pipeline.errors import StrategyValidationError
+
+if TYPE_CHECKING:
+    from agent_pipeline.engine.strategy import Strategy
+    from agent_pipeline.pipeline.context import CycleContext
+    from agent_pipeline.store.operations import OperationsStore
+
+# Largest strategy document accepted (bytes of UTF-8): real ones are ~2 KB; the text travels in the chain message.
+MAX_STRATEGY_BYTES = 64 * 1024
+# What the cycle's metadata records as its designer when the user wrote the strategy.
+USER_DESIGNER = "user"
+
+
+def checksum(text: str) -> str:
+    """The sha256 hex digest of the document's UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_strategy_file(path: Path) -> str:
+    """The text of a strategy file, refused before reading when it is too large or not UTF-8.
+
+    Raises:
+        StrategyValidationError: the file is larger than MAX_STRATEGY_BYTES or not UTF-8 text.
+    """
+    size = path.stat().st_size
+    if size > MAX_STRATEGY_BYTES:
+        raise StrategyValidationError([f"{path}: {size} bytes is larger than the {MAX_STRATEGY_BYTES} byte limit"])
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise StrategyValidationError([f"{path}: not UTF-8 text"]) from None
+
+
+def problems(text: str, available: Iterable[tuple[str, str]] | None = None) -> list[str]:
+    """Every problem of a strategy document, in document order; empty when it is valid.
+
+    The data check runs on the raw `symbol`/`timeframe` even when other fields are wrong, so one pass
+    reports all it can (pydantic's own cross-field checks run only once the fields are valid).
+    """
+    import yaml
+
+    from agent_pipeline.engine.strategy import load_strategy_text
+
+    size = len(text.encode("utf-8"))
+    if size > MAX_STRATEGY_BYTES:
+        return [f"{size} bytes is larger than the {MAX_STRATEGY_BYTES} byte limit"]
+    try:
+        load_strategy_text(text)
+        found: list[str] = []
+    except StrategyValidationError as exc:
+        found = list(exc.errors)
+        if found and found[0].startswith("not valid YAML"):
+            return found
+    document = yaml.safe_load(text)
+    if available is not None and isinstance(document, dict):
+        found += _data_problems(document, available)
+    return found
+
+
+def _data_problems(document: dict[str, Any], available: Iterable[tuple[str, str]]) -> list[str]:
+    symbol, timeframe = document.get("symbol"), document.get("timeframe")
+    if not isinstance(symbol, str) or not isinstance(timeframe, str):
+        return []  # already reported as a field error
+    pairs = {(s.upper(), t) for s, t in available}
+    if (symbol.upper(), timeframe) in pairs:
+        return []
+    offered = ", ".join(f"{s} {t}" for s, t in sorted(pairs)) or "none"
+    return [f"symbol/timeframe: no data for {symbol} {timeframe} (available: {offered})"]
+
+
+def check(text: str, available: Iterable[tuple[str, str]] | None = None) -> Strategy:
+    """The validated strategy.
+
+    Raises:
+        StrategyValidationError: with every problem `problems` finds.
+    """
+    from agent_pipeline.engine.strategy import load_strategy_text
+
+    found = problems(text, available)
+    if found:
+        raise StrategyValidationError(found)
+    return load_strategy_text(text)
+
+
+def available_series(data_dir: Path | None) -> set[tuple[str, str]]:
+    """The (symbol, timeframe) pairs that have data (reads file names only, no bars)."""
+    from agent_pipeline.engine.data import available_pairs
+
+    return available_pairs(data_dir)
+
+
+def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
+    """The design phase for a user's strategy: check it again, save it, record `designer: user` and its checksum.
+
+    Returns:
+        The design operation's result summary.
+    """
+    from datetime import UTC, datetime
+
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.engine.strategy import save_strategy
+
+    assert context.strategy is not None
+    config = get_settings()
+    strategy = check(context.strategy, available_series(config.data_dir))
+    stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+    path = str(save_strategy(strategy, Path(config.strategies_dir or "."), stamp=stamp).resolve())
+    digest = checksum(context.strategy)
+    store.merge_metadata(
+        context.cycle_id,
+        {
+            "strategy_name": strategy.name,
+            "strategy_path": path,
+            "designer": USER_DESIGNER,
+            "strategy_checksum": digest,
+            "symbol": strategy.symbol,
+            "timeframe": strategy.timeframe,
+            "cost_usd": 0.0,
+        },
+    )
+    return {
+        "strategy_name": strategy.name,
+        "strategy_path": path,
+        "designer": USER_DESIGNER,
+        "checksum": digest,
+        "attempts": 0,
+        "notes": "the user's strategy, run as given",
+        "usage": None,
+    }

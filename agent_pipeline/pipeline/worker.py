@@ -1,0 +1,287 @@
+"""What a worker process adds to running tasks: it rides out Redis and Postgres outages, reconciles on a timer,
+replaces exited pool children at once, and stops trainings early on shutdown so they resume elsewhere.
+
+The CLI and the API keep the app's fail-fast broker settings; only worker processes get the patient ones below,
+applied from the `celeryd_init` signal (sent in the worker's main process before it connects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, bootsteps, signals
+
+logger = logging.getLogger(__name__)
+
+# Seconds a soft shutdown (SIGTERM with REMAP_SIGTERM=SIGQUIT) waits before it terminates what still runs and
+# Redis requeues it. A training told to stop is parked at its last checkpoint within about a second; a short
+# research phase may finish. docker-compose's stop_grace_period (30 s) leaves room for the rest of the shutdown.
+SOFT_SHUTDOWN_TIMEOUT_S = 15.0
+# Backoff bounds, in seconds, while waiting for the broker / result backend to come back.
+BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 5.0
+# kombu retry policy for a worker's publishes and result writes: about 10 minutes of 2 s retries.
+PATIENT_RETRY_POLICY = {"max_retries": 300, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 2.0}
+# Seconds between checks for an exited pool child to replace (see PoolKeeper).
+POOL_CHECK_S = 0.1
+# Retries of a result-backend call outside a task body, at most 2 s apart: about 5 minutes of outage.
+BACKEND_MAX_RETRIES = 150
+# The signal the worker's main process sends its pool children when shutdown begins (see `request_stop`).
+STOP_SIGNAL = signal.SIGUSR2
+
+# Set in a pool child when its worker shuts down: the training stops at its next check and requeues itself.
+stop_requested = threading.Event()
+_worker: dict[str, Any] = {}
+
+
+def broker_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions an unreachable Redis (as broker or result backend) raises through redis-py and kombu."""
+    import redis
+    from kombu.exceptions import OperationalError
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OperationalError)
+
+
+def configure_worker(conf: Any) -> None:
+    """The settings a worker needs and the CLI must not have; each line says why."""
+    conf.update(
+        # Reconnect forever with backoff: a Redis restart must not end a worker (issue 11).
+        broker_connection_max_retries=None,
+        # Publishing from a task (the next phase, a poll's retry) waits out an outage of minutes, not 1 s.
+        task_publish_retry_policy=PATIENT_RETRY_POLICY,
+        result_backend_transport_options={"retry_policy": PATIENT_RETRY_POLICY},
+        # Celery's own result reads and writes around a task (marking it RETRY or SUCCESS) happen outside the
+        # task body: without these they raise on an unreachable Redis and fail the task, and so the cycle.
+        result_backend_always_retry=True,
+        result_backend_max_retries=BACKEND_MAX_RETRIES,
+        result_backend_max_sleep_between_retries_ms=2000,
+        # SIGTERM -> soft shutdown (with REMAP_SIGTERM=SIGQUIT); a task still running after it is requeued.
+        worker_soft_shutdown_timeout=SOFT_SHUTDOWN_TIMEOUT_S,
+    )
+
+
+def outage_errors() -> tuple[type[BaseException], ...]:
+    """`broker_errors()` and an unreachable database: what a research task waits out instead of failing."""
+    from agent_pipeline.errors import DatabaseUnavailableError
+
+    return (*broker_errors(), DatabaseUnavailableError)
+
+
+def wait_for_broker(app: Celery, *, what: str) -> None:
+    """Block, with backoff, until the broker and the result backend answer again. Logs the outage's length.
+
+    Used inside tasks that hit a connection error: during an outage there is nothing else to do, and once it is
+    over the task can publish its retry (a message sent while Redis is down would be lost).
+    """
+    _wait(lambda: _redis_answers(app), what=what, service="Redis")
+
+
+def wait_for_services(app: Celery, *, what: str) -> None:
+    """`wait_for_broker`, then the same for the operations database."""
+    wait_for_broker(app, what=what)
+    _wait(_database_answers, what=what, service="the database")
+
+
+def _wait(answers: Callable[[], bool], *, what: str, service: str) -> None:
+    if answers():
+        return
+    started, delay = time.monotonic(), BACKOFF_START_S
+    logger.warning("%s unreachable during %s; waiting for it to come back", service, what)
+    while not answers():
+        time.sleep(delay)
+        delay = min(delay * 2, BACKOFF_MAX_S)
+    logger.info("%s is back after %.1f s; %s goes on", service, time.monotonic() - started, what)
+
+
+def _database_answers() -> bool:
+    from agent_pipeline.errors import DatabaseUnavailableError
+    from agent_pipeline.store.operations import get_store
+
+    try:
+        get_store().ping()
+        return True
+    except DatabaseUnavailableError:
+        return False
+
+
+def _redis_answers(app: Celery) -> bool:
+    import redis
+
+    try:
+        for url in {app.conf.broker_url, app.conf.result_backend}:
+            if url.startswith(("redis://", "rediss://")):
+                with redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2) as client:
+                    client.ping()
+        return True
+    except broker_errors():
+        return False
+
+
+class Reconciler(bootsteps.StartStopStep):
+    """A research worker fails stale rows (and stops their trainings) every `reconcile_interval` seconds.
+
+    It runs on the worker's own event-loop timer, in the main process: no beat process, no pool slot. A stale
+    row is failed within `heartbeat_stale_after` plus one interval of its last heartbeat.
+    """
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_ref: Any = None
+
+    def start(self, parent: Any) -> None:
+        from agent_pipeline.config import get_settings
+        from agent_pipeline.pipeline.celery_app import RESEARCH_QUEUE
+
+        consume_from = parent.app.amqp.queues.consume_from or {}
+        if consume_from and RESEARCH_QUEUE not in consume_from:
+            return  # a GPU host has no database
+        interval = get_settings().reconcile_interval
+        self.timer_ref = parent.timer.call_repeatedly(interval, reconcile_now)
+        logger.info("reconciling stale operations every %.0f s", interval)
+
+    def stop(self, parent: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+
+def reconcile_now() -> None:
+    """One reconcile pass; never raises into the worker's event loop."""
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.pipeline.cycle import reconcile
+    from agent_pipeline.store.operations import get_store
+
+    try:
+        reconcile(get_store(), get_settings())
+    except Exception:  # the database may be restarting: log it and try again next period
+        logger.warning("scheduled reconcile failed; retrying next period", exc_info=True)
+
+
+class PoolKeeper(bootsteps.StartStopStep):
+    """With one task per child process (the GPU worker), replace an exited child within `POOL_CHECK_S`.
+
+    Celery's prefork pool here reaps a child that exited after its last task only at its 5 s maintenance
+    timer (measured: the child is a zombie for 3.3 s before its replacement forks), so a training queued behind
+    another waited up to 5 s for a process. Found by bench/bench_orchestration.py.
+    """
+
+    requires = {"celery.worker.components:Pool", "celery.worker.components:Timer"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_ref: Any = None
+
+    def start(self, parent: Any) -> None:
+        maintain = getattr(getattr(parent.pool, "_pool", None), "maintain_pool", None)
+        if parent.max_tasks_per_child and maintain is not None:
+            self.timer_ref = parent.timer.call_repeatedly(POOL_CHECK_S, maintain)
+
+    def stop(self, parent: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+
+@signals.celeryd_init.connect
+def _patient_worker(sender: str, conf: Any, **_: Any) -> None:
+    configure_worker(conf)
+    _patch_redis_restore()
+
+
+@signals.worker_init.connect
+def _stop_trainings_when_soft_shutdown_begins(sender: Any, **_: Any) -> None:
+    """A cold shutdown (SIGTERM with REMAP_SIGTERM=SIGQUIT) calls `wait_for_soft_shutdown` first, and only sends
+    `worker_shutting_down` once the soft-shutdown wait is over: too late. Tell the pool children at its start."""
+    _worker["instance"] = sender
+    original = sender.wait_for_soft_shutdown
+
+    def wait_for_soft_shutdown() -> None:
+        request_stop()
+        original()
+
+    sender.wait_for_soft_shutdown = wait_for_soft_shutdown
+
+
+@signals.worker_shutting_down.connect
+def _stop_trainings_on_warm_shutdown(how: str = "Warm", **_: Any) -> None:
+    if how == "Warm":
+        request_stop()
+
+
+def request_stop() -> None:
+    """Tell every pool child that shutdown began, so a running training stops at its last checkpoint."""
+    worker = _worker.get("instance")
+    pool = getattr(worker, "pool", None)
+    pids = (pool.info.get("processes") or []) if pool is not None and hasattr(pool, "info") else []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, STOP_SIGNAL)
+    if pids:
+        logger.warning("worker shutting down; asked %d pool process(es) to stop their trainings", len(pids))
+
+
+def soft_shutdown_enabled() -> bool:
+    """SIGTERM means Celery's soft shutdown: wait `worker_soft_shutdown_timeout`, then requeue what still runs."""
+    from billiard.common import REMAP_SIGTERM
+
+    return REMAP_SIGTERM == "SIGQUIT"
+
+
+@signals.worker_process_init.connect
+def _listen_for_stop(**_: Any) -> None:
+    stop_requested.clear()
+    signal.signal(STOP_SIGNAL, lambda *_: stop_requested.set())
+
+
+def _patch_redis_restore() -> None:
+    """Requeue a lost connection's unacknowledged messages once Redis is back, instead of crashing the worker.
+
+    kombu 5.7 restores them while closing the broken connection, after the connection has dropped its transport
+    client: building a Redis pool then raises AttributeError ("'NoneType' object has no attribute 'hostname'"),
+    which Celery treats as unrecoverable and the worker exits (issue 11). Even without that bug, a restore
+    attempted while Redis is still down fails and leaves the messages in the unacked hash until
+    `visibility_timeout` (hours). This waits, with backoff, for Redis, then restores through a fresh pool.
+    """
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.QoS.restore_unacked
+    if getattr(original, "_ktrdr_patient", False):
+        return
+
+    def restore_unacked(self: Any, client: Any = None) -> Any:
+        if client is not None:
+            return original(self, client)
+        channel = self.channel
+        if getattr(channel.connection, "client", None) is not None:
+            try:
+                return original(self, None)
+            except broker_errors():
+                pass  # Redis is down: wait for it below
+        url = _broker_url()
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                channel._pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=2)
+                return original(self, None)
+            except broker_errors():
+                logger.warning("Redis unreachable; %d unacked message(s) wait to be requeued", len(self._delivered))
+                time.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+    restore_unacked._ktrdr_patient = True  # type: ignore[attr-defined]
+    kombu_redis.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]
+
+
+def _broker_url() -> str:
+    from agent_pipeline.pipeline.celery_app import app
+
+    return str(app.conf.broker_url)

@@ -1,0 +1,222 @@
+"""The leaderboard of finished cycles: one narrow, typed, indexed `cycle_results` row per cycle.
+
+The operations table keeps every figure inside JSON; sorting 100,000 cycles by a JSON field would read every
+row on every call. So when a cycle reaches a finished status, the store writes its figures here in the same
+transaction (`OperationsStore._transition` -> `record_result`), and `ktrdr agent history` and
+`GET /api/v1/agent/history` read one indexed page of this table.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from agent_pipeline.store.operations import Base, Operation, OperationStatus, OperationType
+
+if TYPE_CHECKING:
+    from agent_pipeline.store.operations import OperationsStore
+
+# Longest gate reason or error message kept in a row (the operation keeps the whole text).
+REASON_LENGTH = 500
+# The largest page a history call returns.
+MAX_HISTORY_LIMIT = 500
+
+
+class Outcome(enum.StrEnum):
+    """How a cycle ended, in the families the leaderboard and the metrics count."""
+
+    PASSED = "passed"
+    TRAINING_GATE = "training_gate"
+    BACKTEST_GATE = "backtest_gate"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+class SortKey(enum.StrEnum):
+    """The leaderboard's orderings; each has an index (see migration 0002)."""
+
+    DSR = "dsr"
+    SHARPE = "sharpe"
+    RETURN = "return"
+    CREATED = "created"
+
+
+# Error message prefixes of the two gates (tasks/gates.py) -> their outcome family.
+GATE_PREFIXES = {"Training gate failed: ": Outcome.TRAINING_GATE, "Backtest gate failed: ": Outcome.BACKTEST_GATE}
+
+
+class CycleResultRow(Base):
+    __tablename__ = "cycle_results"
+
+    operation_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    strategy_name: Mapped[str | None] = mapped_column(String(80))
+    symbol: Mapped[str | None] = mapped_column(String(32))
+    timeframe: Mapped[str | None] = mapped_column(String(8))
+    designer: Mapped[str | None] = mapped_column(String(16))
+    balanced_accuracy: Mapped[float | None] = mapped_column(Float)
+    sharpe_ratio: Mapped[float | None] = mapped_column(Float)
+    num_trades: Mapped[int | None] = mapped_column(Integer)
+    deflated_sharpe: Mapped[float | None] = mapped_column(Float)
+    total_return: Mapped[float | None] = mapped_column(Float)
+    excess_return: Mapped[float | None] = mapped_column(Float)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    discovery: Mapped[bool | None] = mapped_column(Boolean)
+    lockbox_return: Mapped[float | None] = mapped_column(Float)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """One leaderboard line. `lockbox_return` is shown to people only: nothing that feeds the loop reads it."""
+
+    operation_id: str
+    created_at: datetime
+    completed_at: datetime | None
+    status: str
+    outcome: str
+    reason: str | None
+    strategy_name: str | None
+    symbol: str | None
+    timeframe: str | None
+    designer: str | None
+    balanced_accuracy: float | None
+    sharpe_ratio: float | None
+    num_trades: int | None
+    deflated_sharpe: float | None
+    total_return: float | None
+    excess_return: float | None
+    cost_usd: float | None
+    discovery: bool | None
+    lockbox_return: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("created_at", "completed_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+SORT_COLUMNS = {
+    SortKey.DSR: CycleResultRow.deflated_sharpe,
+    SortKey.SHARPE: CycleResultRow.sharpe_ratio,
+    SortKey.RETURN: CycleResultRow.total_return,
+    SortKey.CREATED: CycleResultRow.created_at,
+}
+
+
+def outcome_of(operation: Operation) -> tuple[Outcome, str | None]:
+    """The outcome family of a finished cycle and its reason (the gate reason, or the error)."""
+    message = operation.error_message
+    if operation.status == OperationStatus.COMPLETED:
+        return Outcome.PASSED, None
+    if operation.status == OperationStatus.CANCELLED:
+        return Outcome.CANCELLED, message
+    for prefix, outcome in GATE_PREFIXES.items():
+        if message and message.startswith(prefix):
+            return outcome, message[len(prefix) :]
+    return Outcome.ERROR, message
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (NaN would sort first in Postgres' DESC order)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _text(value: Any, length: int) -> str | None:
+    return str(value)[:length] if value else None
+
+
+def result_row(operation: Operation) -> CycleResultRow:
+    """The leaderboard row of a finished cycle, from its metadata and result summary."""
+    meta, summary = operation.metadata, operation.result_summary or {}
+    training = meta.get("training_result") or {}
+    backtest = meta.get("backtest_result") or {}
+    outcome, reason = outcome_of(operation)
+    excess = _number(backtest.get("excess_return"))
+    total, hold = _number(backtest.get("total_return")), _number(backtest.get("buy_and_hold_return"))
+    if excess is None and total is not None and hold is not None:
+        excess = total - hold
+    trades = _number(backtest.get("num_trades", backtest.get("total_trades")))
+    lockbox = summary.get("lockbox") or {}
+    return CycleResultRow(
+        operation_id=operation.operation_id,
+        created_at=operation.created_at,
+        completed_at=operation.completed_at,
+        status=operation.status.value,
+        outcome=outcome.value,
+        reason=reason[:REASON_LENGTH] if reason else None,
+        strategy_name=_text(meta.get("strategy_name"), 80),
+        symbol=_text(str(meta.get("symbol") or "").upper(), 32),
+        timeframe=_text(meta.get("timeframe"), 8),
+        designer=_text(meta.get("designer"), 16),
+        balanced_accuracy=_number(training.get("balanced_accuracy")),
+        sharpe_ratio=_number(backtest.get("sharpe_ratio")),
+        num_trades=int(trades) if trades is not None else None,
+        deflated_sharpe=_number(backtest.get("deflated_sharpe")),
+        total_return=total,
+        excess_return=excess,
+        cost_usd=_number(meta.get("cost_usd")),
+        discovery=summary.get("discovery") if isinstance(summary.get("discovery"), bool) else None,
+        lockbox_return=_number(lockbox.get("total_return")),
+    )
+
+
+def record_result(session: Session, operation: Operation) -> None:
+    """Write (or rewrite) the finished cycle's row, inside the caller's transaction; other types are ignored."""
+    if operation.operation_type == OperationType.AGENT_RESEARCH and operation.status.is_finished:
+        session.merge(result_row(operation))
+
+
+def _to_result(row: CycleResultRow) -> CycleResult:
+    from agent_pipeline.store.operations import _aware
+
+    values = {column: getattr(row, column) for column in CycleResult.__dataclass_fields__}
+    values["created_at"] = _aware(row.created_at)
+    values["completed_at"] = _aware(row.completed_at)
+    return CycleResult(**values)
+
+
+def leaderboard(
+    store: OperationsStore,
+    *,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    sort: SortKey = SortKey.DSR,
+    limit: int = 20,
+    offset: int = 0,
+) -> list[CycleResult]:
+    """One page of finished cycles, best first by `sort` (cycles without that figure last), newest on ties.
+
+    One indexed range scan: `(symbol, timeframe, <sort column> DESC NULLS LAST, operation_id DESC)`.
+    """
+    column = SORT_COLUMNS[SortKey(sort)]
+    query = select(CycleResultRow)
+    if symbol is not None:
+        query = query.where(CycleResultRow.symbol == symbol.upper())
+    if timeframe is not None:
+        query = query.where(CycleResultRow.timeframe == timeframe)
+    query = query.order_by(column.desc().nulls_last(), CycleResultRow.operation_id.desc())
+    query = query.limit(max(1, min(limit, MAX_HISTORY_LIMIT))).offset(max(0, offset))
+    with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
+        return [_to_result(row) for row in session.scalars(query)]
+
+
+def outcome_counts(store: OperationsStore) -> dict[str, int]:
+    """Finished cycles per outcome family (one grouped count on an indexed column)."""
+    from sqlalchemy import func
+
+    query = select(CycleResultRow.outcome, func.count()).group_by(CycleResultRow.outcome)
+    with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
+        return {str(outcome): int(count) for outcome, count in session.execute(query)}
