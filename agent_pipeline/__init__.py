@@ -8,10 +8,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # `celery -A agent_pipeline` looks up `agent_pipeline.app`/`.celery`; resolve it lazily so that
-    # `ktrdr --help` and the API never pay for importing Celery's app and task modules.
+    # `celery -A agent_pipeline` looks up `agent_pipeline.app`/`.celery`: the app with the worker's bootsteps
+    # and signals registered (pipeline/worker.py). Lazy: start-up cost only, so that `ktrdr --help` and the API
+    # never pay for importing Celery's app and task modules.
     if name in ("app", "celery"):
-        from agent_pipeline.pipeline.celery_app import app
+        from agent_pipeline.pipeline.worker import app
 
         return app
     raise AttributeError(f"module 'agent_pipeline' has no attribute {name!r}")

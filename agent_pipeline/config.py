@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,6 +13,32 @@ from agent_pipeline.errors import ConfigurationError
 
 # Where the embedded default keeps its SQLite file, data, strategies and models.
 DEFAULT_HOME = Path(".ktrdr")
+
+# KTRDR_SCHEDULE: an interval such as 15s, 10m, 1h, or `continuous` (see pipeline/schedule.py).
+CONTINUOUS = "continuous"
+# Seconds between two ticks in `continuous` mode: how soon a freed slot is refilled.
+CONTINUOUS_TICK = 5.0
+# The shortest interval accepted: a tick reads the database and must not run back to back.
+MIN_INTERVAL = 1.0
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def interval_seconds(schedule: str) -> float:
+    """Seconds between ticks for a KTRDR_SCHEDULE value.
+
+    Raises:
+        ValueError: not `continuous` nor a number with a unit (s, m, h, d), or shorter than MIN_INTERVAL.
+    """
+    if schedule == CONTINUOUS:
+        return CONTINUOUS_TICK
+    match = INTERVAL.match(schedule.strip())
+    if match is None:
+        raise ValueError("must be an interval such as 15s, 10m, 1h, or 'continuous'")
+    seconds = float(match.group(1)) * UNITS[match.group(2)]
+    if seconds < MIN_INTERVAL:
+        raise ValueError(f"must be at least {MIN_INTERVAL:g}s")
+    return seconds
 
 
 def _env(name: str) -> AliasChoices:
@@ -83,8 +110,6 @@ class Settings(BaseSettings):
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
-        from agent_pipeline.pipeline.schedule import interval_seconds
-
         if value:
             interval_seconds(value)
         return value or None

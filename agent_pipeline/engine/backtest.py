@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agent_pipeline.engine.dataset import BUY, SELL, Dataset
+from agent_pipeline.engine.dataset import Dataset
+from agent_pipeline.engine.labels import BUY, SELL
 from agent_pipeline.engine.stats import PERIODS_PER_YEAR
 from agent_pipeline.engine.strategy import Strategy
 from agent_pipeline.engine.trainer import ModelSpec, load_model, predict_probabilities

@@ -8,14 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from agent_pipeline.engine.features import compute_features
+from agent_pipeline.engine.labels import zigzag_labels
 from agent_pipeline.errors import DataError
 
 if TYPE_CHECKING:
     from agent_pipeline.engine.strategy import Strategy
-
-# Label encoding shared by labels, trainer and backtester.
-SELL, HOLD, BUY = 0, 1, 2
-CLASS_NAMES = ("SELL", "HOLD", "BUY")
 
 
 @dataclass(frozen=True)
@@ -86,10 +84,6 @@ def build_dataset(strategy: Strategy, bars: pd.DataFrame) -> Dataset:
     Raises:
         DataError: fewer than MIN_ROWS usable rows, or a split with fewer than MIN_SPLIT_ROWS.
     """
-    # Imported here: features and labels import this module's label constants.
-    from agent_pipeline.engine.features import compute_features
-    from agent_pipeline.engine.labels import zigzag_labels
-
     features = compute_features(strategy, bars)
     lookahead = strategy.labels.lookahead
     labels = zigzag_labels(bars["close"].to_numpy(), strategy.labels.zigzag_threshold, lookahead)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent_pipeline.engine.dataset import BUY, HOLD, SELL
+# Label encoding shared by dataset, trainer and backtester.
+SELL, HOLD, BUY = 0, 1, 2
+CLASS_NAMES = ("SELL", "HOLD", "BUY")
 
 # Label of the last `lookahead` bars, whose window runs past the data; dataset assembly drops them.
 INCOMPLETE = -1

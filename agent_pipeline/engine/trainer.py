@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agent_pipeline.engine.dataset import CLASS_NAMES, Dataset
+from agent_pipeline.engine.dataset import Dataset
+from agent_pipeline.engine.labels import CLASS_NAMES
 from agent_pipeline.engine.strategy import Strategy
 from agent_pipeline.errors import CancelledError, TrainingError
 

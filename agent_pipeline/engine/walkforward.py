@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from agent_pipeline.engine.dataset import MIN_ROWS, MIN_SPLIT_ROWS, Dataset
+from agent_pipeline.engine.features import compute_features
+from agent_pipeline.engine.labels import zigzag_labels
 from agent_pipeline.engine.strategy import Strategy
 from agent_pipeline.errors import DataError
 
@@ -154,9 +156,6 @@ def build_walk_forward(strategy: Strategy, bars: pd.DataFrame, *, lockbox_fracti
     Raises:
         DataError: too few usable rows, or a fold too small.
     """
-    from agent_pipeline.engine.features import compute_features
-    from agent_pipeline.engine.labels import zigzag_labels
-
     research = bars.iloc[: lockbox_start(len(bars), lockbox_fraction)]
     features = compute_features(strategy, research)
     lookahead = strategy.labels.lookahead
@@ -193,8 +192,6 @@ def lockbox_rows(strategy: Strategy, bars: pd.DataFrame, *, lockbox_fraction: fl
     Raises:
         DataError: the lockbox has fewer than MIN_LOCKBOX_BARS usable bars.
     """
-    from agent_pipeline.engine.features import compute_features
-
     start = lockbox_start(len(bars), lockbox_fraction)
     features = compute_features(strategy, bars).iloc[start:]
     finite = features.notna().all(axis=1).to_numpy()

@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_pipeline.insight.summary import report_rows
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationType
 
 if TYPE_CHECKING:
@@ -260,8 +261,6 @@ def _draw_trades(when: pd.Series, price: pd.Series, position: pd.Series, path: P
 
 def summary_lines(cycle: Operation) -> list[tuple[str, str]]:
     """(label, value) lines of the report's summary: the same rows as the CLI's final report."""
-    from agent_pipeline.cli.render import report_rows
-
     return report_rows(cycle)
 
 

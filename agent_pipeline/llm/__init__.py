@@ -7,10 +7,12 @@ Anthropic implementations, when one is selected.
 
 from __future__ import annotations
 
-from agent_pipeline.llm.assessor import AssessmentOutcome, Assessor, get_assessor, save_assessment
+from agent_pipeline.llm.assessor import AssessmentOutcome, Assessor, save_assessment
+from agent_pipeline.llm.assessors import get_assessor
 from agent_pipeline.llm.catalogue import DataSeries
 from agent_pipeline.llm.cost import Usage, check_budget, estimate_cost
-from agent_pipeline.llm.designer import Designer, DesignOutcome, get_designer, save_design
+from agent_pipeline.llm.designer import Designer, DesignOutcome, save_design
+from agent_pipeline.llm.designers import get_designer
 from agent_pipeline.llm.memory import PastCycle, ResearchMemory
 
 __all__ = [

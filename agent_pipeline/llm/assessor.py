@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_pipeline.engine.strategy import Strategy
-from agent_pipeline.llm.choice import choose
 from agent_pipeline.llm.cost import Usage
 
 if TYPE_CHECKING:
-    from agent_pipeline.config import Settings
+    pass
 
 VERDICTS = ("promising", "mediocre", "poor")
 ASSESSMENT_FILE = "assessment.json"
@@ -79,22 +78,6 @@ class Assessor(abc.ABC):
             AssessmentError: no valid assessment within the repair budget (Anthropic assessor).
             LLMError: the LLM endpoint failed after the SDK's retries (Anthropic assessor).
         """
-
-
-def get_assessor(settings: Settings, name: str | None = None) -> Assessor:
-    """The assessor `name` (default: `settings.effective_designer`), configured from `settings`.
-
-    Raises:
-        ConfigurationError: unknown name, or `anthropic` without `ANTHROPIC_API_KEY`.
-    """
-    chosen = choose(settings, name, role="assessor")
-    if chosen == "anthropic":
-        from agent_pipeline.llm.assessors.anthropic import AnthropicAssessor
-
-        return AnthropicAssessor(settings)
-    from agent_pipeline.llm.assessors.offline import OfflineAssessor
-
-    return OfflineAssessor()
 
 
 def save_assessment(outcome: AssessmentOutcome, path: Path) -> Path:

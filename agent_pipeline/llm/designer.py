@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.engine.strategy import Strategy, save_strategy
 from agent_pipeline.llm.catalogue import DataSeries
-from agent_pipeline.llm.choice import choose
 from agent_pipeline.llm.cost import Usage
 from agent_pipeline.llm.memory import ResearchMemory
 
 if TYPE_CHECKING:
-    from agent_pipeline.config import Settings
+    pass
 
 
 @dataclass(frozen=True)
@@ -69,26 +68,6 @@ class Designer(abc.ABC):
                 Its message does not start with `Design failed:`; the phase task adds that prefix.
             LLMError: the LLM endpoint failed after the SDK's retries (Anthropic designer only).
         """
-
-
-def get_designer(settings: Settings, name: str | None = None) -> Designer:
-    """The designer `name` (default: `settings.effective_designer`), configured from `settings`.
-
-    Raises:
-        ConfigurationError: unknown name, or `anthropic` without `ANTHROPIC_API_KEY`.
-    """
-    chosen = choose(settings, name, role="designer")
-    if chosen == "anthropic":
-        from agent_pipeline.llm.designers.anthropic import AnthropicDesigner
-
-        return AnthropicDesigner(settings)
-    if chosen == "random":
-        from agent_pipeline.llm.designers.random import RandomDesigner
-
-        return RandomDesigner(settings)
-    from agent_pipeline.llm.designers.offline import OfflineDesigner
-
-    return OfflineDesigner(settings)
 
 
 def save_design(outcome: DesignOutcome, folder: Path, *, now: datetime | None = None) -> Path:

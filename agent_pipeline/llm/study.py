@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.strategy import load_strategy
+from agent_pipeline.llm.space import params_of, research_bars, space
 from agent_pipeline.store.operations import Operation, get_store
 
 if TYPE_CHECKING:
@@ -140,8 +142,6 @@ def tell_cycle(cycle: Operation) -> None:
 def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
     import optuna
 
-    from agent_pipeline.llm.designers.offline import space
-
     url = get_settings().database_url
     study, (value, failure) = load_study(meta["symbol"], meta["timeframe"], url=url), told(cycle)
     state = optuna.trial.TrialState.FAIL if value is None else optuna.trial.TrialState.COMPLETE
@@ -168,9 +168,6 @@ def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
 
 def _proposal(meta: dict[str, Any]) -> dict[str, Any]:
     """The parameters of a strategy someone else designed (its saved file), where they fall inside the space."""
-    from agent_pipeline.engine.strategy import load_strategy
-    from agent_pipeline.llm.designers.offline import params_of, research_bars
-
     path, settings = Path(str(meta.get("strategy_path") or "")), get_settings()
     if not path.is_file():
         return {}

@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 from kombu import Queue
 
-from agent_pipeline.config import Settings, get_settings
-from agent_pipeline.pipeline.schedule import beat_schedule
+from agent_pipeline.config import Settings, get_settings, interval_seconds
 
 RESEARCH_QUEUE = "research"
 GPU_QUEUE = "gpu"
@@ -22,8 +21,10 @@ TASK_MODULES = [
     "agent_pipeline.pipeline.tasks.assess",
     "agent_pipeline.pipeline.tasks.cycle",
     "agent_pipeline.pipeline.tasks.gpu",
-    "agent_pipeline.pipeline.tasks.schedule",
+    "agent_pipeline.pipeline.schedule",
 ]
+# The schedule's tick task, defined in pipeline/schedule.py.
+TICK_TASK = "ktrdr.schedule.tick"
 # How long finished task results stay in the backend (the operations table keeps the history).
 RESULT_EXPIRES_S = 7 * 24 * 3600
 
@@ -84,43 +85,13 @@ def _forget_connections(app: Celery) -> None:
     app._local = threading.local()
 
 
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """Celery's `beat_schedule`: the tick entry when KTRDR_SCHEDULE is set, else nothing."""
+    if not settings.schedule:
+        return {}
+    every = interval_seconds(settings.schedule)
+    # A tick that waited longer than its interval is stale: the next one will look again.
+    return {"ktrdr-schedule": {"task": TICK_TASK, "schedule": every, "options": {"expires": every}}}
+
+
 configure(app, get_settings())
-
-
-@signals.after_setup_logger.connect
-def _structured_logs(**_: Any) -> None:
-    """The package's own log lines go out as JSON with their operation id, beside Celery's."""
-    from agent_pipeline.logs import setup_logging
-
-    setup_logging("INFO")
-
-
-@signals.celeryd_after_setup.connect
-def _prepare_research_worker(sender: str, instance: Any, **_: Any) -> None:
-    """A research worker brings the schema up and fails what lost its heartbeat while nobody watched.
-
-    A GPU-only worker skips this: a GPU host needs no database.
-    """
-    consume_from = instance.app.amqp.queues.consume_from or {}
-    if consume_from and RESEARCH_QUEUE not in consume_from:
-        return
-    from agent_pipeline.store.operations import get_store
-
-    store = get_store()
-    store.upgrade()
-    store.reconcile_stale(stale_after=get_settings().heartbeat_stale_after)
-
-
-@signals.worker_process_init.connect
-def _fresh_database_connections(**_: Any) -> None:
-    """Prefork children start without the parent's database connections (opened by the start-up upgrade)."""
-    from agent_pipeline.store.operations import forget_inherited_connections
-
-    forget_inherited_connections()
-
-
-# Worker-only behaviour (patient broker settings, the reconcile timer, stopping trainings on shutdown) hooks in
-# through signals and a bootstep; the CLI and the API never start a worker, so they keep failing fast.
-from agent_pipeline.pipeline import worker  # noqa: E402
-
-app.steps["worker"].update({worker.Reconciler, worker.PoolKeeper})

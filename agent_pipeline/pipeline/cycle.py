@@ -18,8 +18,12 @@ from agent_pipeline.errors import (
     InvalidOptionError,
     OperationNotFoundError,
 )
+from agent_pipeline.llm.choice import choose
+from agent_pipeline.llm.cost import check_budget
 from agent_pipeline.logs import operation_context, redact
+from agent_pipeline.pipeline import user_strategy
 from agent_pipeline.pipeline.context import CycleContext, CycleOptions
+from agent_pipeline.pipeline.reconcile import reconcile, stop_trainings, tell_study
 from agent_pipeline.store.operations import (
     ACTIVE,
     Operation,
@@ -37,7 +41,7 @@ CHILD_KEYS = ("design_op_id", "training_op_id", "backtest_op_id", "assessment_op
 
 def build_cycle(context: CycleContext) -> Any:
     """design -> train -> training gate -> backtest -> backtest gate -> assess -> finalize, one flat chain."""
-    from celery import chain
+    from celery import chain  # lazy: keeps Celery off the CLI's and API's start-up path
 
     assess, backtest, cycle, design, gates, training = chain_tasks()
     ctx = context.model_dump()
@@ -58,6 +62,7 @@ def chain_tasks() -> tuple[Any, ...]:
     `trigger` calls this before the cycle's row exists, so the time between the row and its first phase is
     messaging alone (issue 11: the CLI paid these imports after the row was written).
     """
+    # lazy: start-up cost only (Celery and the task modules); no task module imports this one.
     from agent_pipeline.pipeline.tasks import assess, backtest, cycle, design, gates, training
 
     return assess, backtest, cycle, design, gates, training
@@ -102,16 +107,12 @@ def trigger(
 def _check_user_strategy(options: CycleOptions, settings: Settings) -> None:
     """A user's strategy is refused before any row exists when it is invalid (every problem, in one message)."""
     if options.strategy is not None:
-        from agent_pipeline.pipeline import user_strategy
-
         if options.symbol or options.timeframe:
             raise InvalidOptionError("a user strategy names its own symbol and timeframe; leave out symbol/timeframe")
         user_strategy.check(options.strategy, user_strategy.available_series(settings.data_dir))
 
 
 def _check_budget(store: OperationsStore, settings: Settings) -> None:
-    from agent_pipeline.llm.cost import check_budget
-
     check_budget(spent_today(store), settings.daily_budget_usd)
 
 
@@ -127,8 +128,6 @@ def _check_designer(options: CycleOptions, settings: Settings) -> str:
     Raises:
         InvalidOptionError: unknown name, or Claude without an API key.
     """
-    from agent_pipeline.llm.choice import choose
-
     try:
         return choose(settings, options.designer, role="designer")
     except ConfigurationError as exc:
@@ -137,7 +136,7 @@ def _check_designer(options: CycleOptions, settings: Settings) -> str:
 
 def _send(store: OperationsStore, context: CycleContext) -> None:
     try:
-        from agent_pipeline.pipeline.tasks.cycle import record_failure
+        from agent_pipeline.pipeline.tasks.cycle import record_failure  # lazy: start-up cost, as chain_tasks
 
         result = build_cycle(context).apply_async(link_error=record_failure.s())
     except Exception as exc:  # kombu raises several types for an unreachable broker
@@ -258,41 +257,10 @@ def cancel(
     parent = store.get(target.parent_operation_id) if target.parent_operation_id else None
     if parent is not None and parent.operation_type == OperationType.AGENT_RESEARCH and parent.status in ACTIVE:
         store.cancel(parent.operation_id, reason=f"{reason} ({target.operation_type.value} {operation_id})")
-        _stop_trainings(store, parent.operation_id)
-        _tell_study(store, parent.operation_id)
+        stop_trainings(store, parent.operation_id)
+        tell_study(store, parent.operation_id)
     else:
         store.cancel(operation_id, reason=reason)
-        _stop_trainings(store, operation_id)
-        _tell_study(store, operation_id)
+        stop_trainings(store, operation_id)
+        tell_study(store, operation_id)
     return store.get(operation_id)
-
-
-def _tell_study(store: OperationsStore, operation_id: str) -> None:
-    """A cycle that ends outside its chain (cancelled, reconciled) never reaches the chain's tell: tell it here,
-    so its optimiser trial does not stay RUNNING. Optuna is imported only when there is a trial to tell."""
-    cycle = store.get(operation_id)
-    if cycle.operation_type == OperationType.AGENT_RESEARCH and cycle.metadata.get("symbol"):
-        from agent_pipeline.llm.study import tell_cycle
-
-        tell_cycle(cycle)
-
-
-def _stop_trainings(store: OperationsStore, operation_id: str) -> None:
-    """Signal every training of the operation (itself or its children) to stop, whatever its row says.
-
-    Read after the rows are cancelled, so a training created meanwhile is not missed.
-    """
-    from agent_pipeline.pipeline.flags import stop_training
-
-    candidates = [store.get(operation_id), *store.list(parent_operation_id=operation_id, limit=50)]
-    for op in candidates:
-        if op.operation_type == OperationType.TRAINING:
-            stop_training(op.operation_id, op.metadata.get("celery_task_id"))
-
-
-def reconcile(store: OperationsStore, settings: Settings) -> None:
-    """Fail what lost its heartbeat, and stop any training those failed rows still have running."""
-    for operation_id in store.reconcile_stale(stale_after=settings.heartbeat_stale_after):
-        if store.get(operation_id).operation_type == OperationType.AGENT_RESEARCH:
-            _stop_trainings(store, operation_id)
-            _tell_study(store, operation_id)

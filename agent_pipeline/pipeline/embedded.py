@@ -38,9 +38,11 @@ def prepare_environment(home: Path) -> None:
 @contextmanager
 def embedded_worker() -> Iterator[Any]:
     """A Celery worker in a daemon thread consuming both queues of the in-memory broker."""
+    # lazy: keeps Celery off `ktrdr agent run --help`'s start-up path; worker registers the bootsteps.
     from celery.worker import state
 
-    from agent_pipeline.pipeline.celery_app import GPU_QUEUE, RESEARCH_QUEUE, app, configure
+    from agent_pipeline.pipeline.celery_app import GPU_QUEUE, RESEARCH_QUEUE, configure
+    from agent_pipeline.pipeline.worker import app
 
     configure(app, get_settings())
     app.finalize()

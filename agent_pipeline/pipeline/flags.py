@@ -13,6 +13,8 @@ from typing import Any
 
 from celery import Celery
 
+from agent_pipeline.pipeline.celery_app import app
+
 # How long a training lock lives without a refresh; the holder refreshes it far more often than this.
 LOCK_TTL_S = 120
 # How long a cancellation request is remembered.
@@ -56,8 +58,6 @@ def stop_training(operation_id: str, task_id: str | None) -> None:
 
     Best effort: the rows are already final; an unreachable broker is logged, not raised.
     """
-    from agent_pipeline.pipeline.celery_app import app
-
     try:
         request_cancel(app, operation_id)
         if task_id:

@@ -3,6 +3,9 @@ replaces exited pool children at once, and stops trainings early on shutdown so 
 
 The CLI and the API keep the app's fail-fast broker settings; only worker processes get the patient ones below,
 applied from the `celeryd_init` signal (sent in the worker's main process before it connects).
+
+This module sits on top of the pipeline: importing it registers the worker's bootsteps on the app, which
+`agent_pipeline.app` (what `celery -A agent_pipeline` loads) and the embedded runner do before a worker starts.
 """
 
 from __future__ import annotations
@@ -11,12 +14,20 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from celery import Celery, bootsteps, signals
+import redis
+from celery import bootsteps, signals
+from kombu.transport import redis as kombu_redis
+
+from agent_pipeline.config import get_settings
+from agent_pipeline.logs import setup_logging
+from agent_pipeline.pipeline.celery_app import RESEARCH_QUEUE, app
+from agent_pipeline.pipeline.outages import BACKOFF_MAX_S, BACKOFF_START_S, broker_errors
+from agent_pipeline.pipeline.reconcile import reconcile
+from agent_pipeline.pipeline.shutdown import STOP_SIGNAL, stop_requested
+from agent_pipeline.store.operations import forget_inherited_connections, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -24,28 +35,14 @@ logger = logging.getLogger(__name__)
 # Redis requeues it. A training told to stop is parked at its last checkpoint within about a second; a short
 # research phase may finish. docker-compose's stop_grace_period (30 s) leaves room for the rest of the shutdown.
 SOFT_SHUTDOWN_TIMEOUT_S = 15.0
-# Backoff bounds, in seconds, while waiting for the broker / result backend to come back.
-BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 5.0
 # kombu retry policy for a worker's publishes and result writes: about 10 minutes of 2 s retries.
 PATIENT_RETRY_POLICY = {"max_retries": 300, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 2.0}
 # Seconds between checks for an exited pool child to replace (see PoolKeeper).
 POOL_CHECK_S = 0.1
 # Retries of a result-backend call outside a task body, at most 2 s apart: about 5 minutes of outage.
 BACKEND_MAX_RETRIES = 150
-# The signal the worker's main process sends its pool children when shutdown begins (see `request_stop`).
-STOP_SIGNAL = signal.SIGUSR2
 
-# Set in a pool child when its worker shuts down: the training stops at its next check and requeues itself.
-stop_requested = threading.Event()
 _worker: dict[str, Any] = {}
-
-
-def broker_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions an unreachable Redis (as broker or result backend) raises through redis-py and kombu."""
-    import redis
-    from kombu.exceptions import OperationalError
-
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OperationalError)
 
 
 def configure_worker(conf: Any) -> None:
@@ -66,63 +63,6 @@ def configure_worker(conf: Any) -> None:
     )
 
 
-def outage_errors() -> tuple[type[BaseException], ...]:
-    """`broker_errors()` and an unreachable database: what a research task waits out instead of failing."""
-    from agent_pipeline.errors import DatabaseUnavailableError
-
-    return (*broker_errors(), DatabaseUnavailableError)
-
-
-def wait_for_broker(app: Celery, *, what: str) -> None:
-    """Block, with backoff, until the broker and the result backend answer again. Logs the outage's length.
-
-    Used inside tasks that hit a connection error: during an outage there is nothing else to do, and once it is
-    over the task can publish its retry (a message sent while Redis is down would be lost).
-    """
-    _wait(lambda: _redis_answers(app), what=what, service="Redis")
-
-
-def wait_for_services(app: Celery, *, what: str) -> None:
-    """`wait_for_broker`, then the same for the operations database."""
-    wait_for_broker(app, what=what)
-    _wait(_database_answers, what=what, service="the database")
-
-
-def _wait(answers: Callable[[], bool], *, what: str, service: str) -> None:
-    if answers():
-        return
-    started, delay = time.monotonic(), BACKOFF_START_S
-    logger.warning("%s unreachable during %s; waiting for it to come back", service, what)
-    while not answers():
-        time.sleep(delay)
-        delay = min(delay * 2, BACKOFF_MAX_S)
-    logger.info("%s is back after %.1f s; %s goes on", service, time.monotonic() - started, what)
-
-
-def _database_answers() -> bool:
-    from agent_pipeline.errors import DatabaseUnavailableError
-    from agent_pipeline.store.operations import get_store
-
-    try:
-        get_store().ping()
-        return True
-    except DatabaseUnavailableError:
-        return False
-
-
-def _redis_answers(app: Celery) -> bool:
-    import redis
-
-    try:
-        for url in {app.conf.broker_url, app.conf.result_backend}:
-            if url.startswith(("redis://", "rediss://")):
-                with redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2) as client:
-                    client.ping()
-        return True
-    except broker_errors():
-        return False
-
-
 class Reconciler(bootsteps.StartStopStep):
     """A research worker fails stale rows (and stops their trainings) every `reconcile_interval` seconds.
 
@@ -137,9 +77,6 @@ class Reconciler(bootsteps.StartStopStep):
         self.timer_ref: Any = None
 
     def start(self, parent: Any) -> None:
-        from agent_pipeline.config import get_settings
-        from agent_pipeline.pipeline.celery_app import RESEARCH_QUEUE
-
         consume_from = parent.app.amqp.queues.consume_from or {}
         if consume_from and RESEARCH_QUEUE not in consume_from:
             return  # a GPU host has no database
@@ -155,10 +92,6 @@ class Reconciler(bootsteps.StartStopStep):
 
 def reconcile_now() -> None:
     """One reconcile pass; never raises into the worker's event loop."""
-    from agent_pipeline.config import get_settings
-    from agent_pipeline.pipeline.cycle import reconcile
-    from agent_pipeline.store.operations import get_store
-
     try:
         reconcile(get_store(), get_settings())
     except Exception:  # the database may be restarting: log it and try again next period
@@ -228,13 +161,6 @@ def request_stop() -> None:
         logger.warning("worker shutting down; asked %d pool process(es) to stop their trainings", len(pids))
 
 
-def soft_shutdown_enabled() -> bool:
-    """SIGTERM means Celery's soft shutdown: wait `worker_soft_shutdown_timeout`, then requeue what still runs."""
-    from billiard.common import REMAP_SIGTERM
-
-    return REMAP_SIGTERM == "SIGQUIT"
-
-
 @signals.worker_process_init.connect
 def _listen_for_stop(**_: Any) -> None:
     stop_requested.clear()
@@ -250,9 +176,6 @@ def _patch_redis_restore() -> None:
     attempted while Redis is still down fails and leaves the messages in the unacked hash until
     `visibility_timeout` (hours). This waits, with backoff, for Redis, then restores through a fresh pool.
     """
-    import redis
-    from kombu.transport import redis as kombu_redis
-
     original = kombu_redis.QoS.restore_unacked
     if getattr(original, "_ktrdr_patient", False):
         return
@@ -282,6 +205,36 @@ def _patch_redis_restore() -> None:
 
 
 def _broker_url() -> str:
-    from agent_pipeline.pipeline.celery_app import app
-
     return str(app.conf.broker_url)
+
+
+@signals.after_setup_logger.connect
+def _structured_logs(**_: Any) -> None:
+    """The package's own log lines go out as JSON with their operation id, beside Celery's."""
+    setup_logging("INFO")
+
+
+@signals.celeryd_after_setup.connect
+def _prepare_research_worker(sender: str, instance: Any, **_: Any) -> None:
+    """A research worker brings the schema up and fails what lost its heartbeat while nobody watched.
+
+    A GPU-only worker skips this: a GPU host needs no database.
+    """
+    consume_from = instance.app.amqp.queues.consume_from or {}
+    if consume_from and RESEARCH_QUEUE not in consume_from:
+        return
+    store = get_store()
+    store.upgrade()
+    store.reconcile_stale(stale_after=get_settings().heartbeat_stale_after)
+
+
+@signals.worker_process_init.connect
+def _fresh_database_connections(**_: Any) -> None:
+    """Prefork children start without the parent's database connections (opened by the start-up upgrade)."""
+    forget_inherited_connections()
+
+
+# Worker-only behaviour (patient broker settings, the reconcile timer, stopping trainings on shutdown) hooks in
+# through the signals above and these bootsteps; the CLI and the API never import this module, so they keep
+# failing fast.
+app.steps["worker"].update({Reconciler, PoolKeeper})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from agent_pipeline.store.operations import Base, Operation, OperationStatus, OperationType
+from agent_pipeline.store.models import Base, Operation, OperationStatus, OperationType, aware
 
 if TYPE_CHECKING:
     from agent_pipeline.store.operations import OperationsStore
@@ -180,11 +180,9 @@ def record_result(session: Session, operation: Operation) -> None:
 
 
 def _to_result(row: CycleResultRow) -> CycleResult:
-    from agent_pipeline.store.operations import _aware
-
     values = {column: getattr(row, column) for column in CycleResult.__dataclass_fields__}
-    values["created_at"] = _aware(row.created_at)
-    values["completed_at"] = _aware(row.completed_at)
+    values["created_at"] = aware(row.created_at)
+    values["completed_at"] = aware(row.completed_at)
     return CycleResult(**values)
 
 

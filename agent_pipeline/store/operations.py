@@ -7,24 +7,16 @@ processes finish the same row at once exactly one wins and a finished row never 
 from __future__ import annotations
 
 import builtins
-import enum
 import logging
-import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    DateTime,
     Engine,
-    Index,
-    String,
-    Text,
     create_engine,
     event,
     func,
@@ -32,11 +24,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
+from agent_pipeline.config import get_settings
 from agent_pipeline.errors import (
     CapacityError,
     DatabaseUnavailableError,
@@ -44,6 +36,21 @@ from agent_pipeline.errors import (
     OperationNotFoundError,
 )
 from agent_pipeline.logs import redact
+from agent_pipeline.store.history import record_result
+from agent_pipeline.store.migrations import upgrade_database
+from agent_pipeline.store.models import (
+    ACTIVE,
+    ALLOWED_FROM,
+    FINISHED,
+    Operation,
+    OperationRow,
+    OperationStatus,
+    OperationType,
+    aware,
+    new_operation_id,
+    to_record,
+    utcnow,
+)
 
 # Key of the Postgres advisory lock that serialises cycle creation (any constant unique to this app).
 CYCLE_LOCK_KEY = 0x6B747264
@@ -51,139 +58,17 @@ CYCLE_LOCK_KEY = 0x6B747264
 MAX_LIST_LIMIT = 500
 
 
-class OperationType(enum.StrEnum):
-    AGENT_RESEARCH = "agent_research"
-    AGENT_DESIGN = "agent_design"
-    TRAINING = "training"
-    BACKTESTING = "backtesting"
-    AGENT_ASSESSMENT = "agent_assessment"
-
-
-class OperationStatus(enum.StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_finished(self) -> bool:
-        return self in FINISHED
-
-
-ACTIVE = (OperationStatus.PENDING, OperationStatus.RUNNING)
-FINISHED = (OperationStatus.COMPLETED, OperationStatus.FAILED, OperationStatus.CANCELLED)
-# Legal transitions: target -> the statuses it may come from. Finished rows have no way out.
-ALLOWED_FROM: dict[OperationStatus, tuple[OperationStatus, ...]] = {
-    OperationStatus.RUNNING: (OperationStatus.PENDING,),
-    OperationStatus.COMPLETED: (OperationStatus.RUNNING,),
-    OperationStatus.FAILED: ACTIVE,
-    OperationStatus.CANCELLED: ACTIVE,
-}
-
-_JSON = JSON().with_variant(JSONB(), "postgresql")
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class OperationRow(Base):
-    __tablename__ = "operations"
-
-    operation_id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    operation_type: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
-    parent_operation_id: Mapped[str | None] = mapped_column(String(80))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    progress: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", _JSON, default=dict)
-    result_summary: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
-    error_message: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (
-        Index("ix_operations_type_created", "operation_type", "created_at"),
-        Index("ix_operations_status_type", "status", "operation_type"),
-        Index("ix_operations_created", "created_at"),
-        Index("ix_operations_parent", "parent_operation_id"),
-    )
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One operation row, detached from the database; what the CLI, API and tasks see."""
-
-    operation_id: str
-    operation_type: OperationType
-    status: OperationStatus
-    parent_operation_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    heartbeat_at: datetime | None
-    progress: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    result_summary: dict[str, Any] | None = None
-    error_message: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict with the field names of DESIGN.md."""
-        data = asdict(self)
-        data["operation_type"] = self.operation_type.value
-        data["status"] = self.status.value
-        for key in ("created_at", "started_at", "completed_at", "heartbeat_at"):
-            data[key] = data[key].isoformat() if data[key] else None
-        return data
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_operation_id(operation_type: OperationType, now: datetime | None = None) -> str:
-    """`op_<type>_<YYYYMMDD_HHMMSS>_<8 hex>`."""
-    stamp = (now or utcnow()).strftime("%Y%m%d_%H%M%S")
-    return f"op_{operation_type.value}_{stamp}_{secrets.token_hex(4)}"
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite drops the zone; everything stored is UTC.
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _to_record(row: OperationRow) -> Operation:
-    return Operation(
-        operation_id=row.operation_id,
-        operation_type=OperationType(row.operation_type),
-        status=OperationStatus(row.status),
-        parent_operation_id=row.parent_operation_id,
-        created_at=_aware(row.created_at) or utcnow(),
-        started_at=_aware(row.started_at),
-        completed_at=_aware(row.completed_at),
-        heartbeat_at=_aware(row.heartbeat_at),
-        progress=dict(row.progress or {}),
-        metadata=dict(row.metadata_ or {}),
-        result_summary=dict(row.result_summary) if row.result_summary is not None else None,
-        error_message=row.error_message,
-    )
-
-
 def _record_finished(session: Session, operation_id: str) -> None:
     """A cycle that just finished gets its leaderboard row in the same transaction (history.py, issue 10).
 
     Inside a savepoint: a row that cannot be written is logged and skipped, never blocking the transition.
     """
-    from agent_pipeline.store.history import record_result
-
     row = session.get(OperationRow, operation_id)
     if row is None or row.operation_type != OperationType.AGENT_RESEARCH.value:
         return
     try:
         with session.begin_nested():
-            record_result(session, _to_record(row))
+            record_result(session, to_record(row))
     except Exception:
         logging.getLogger(__name__).exception("leaderboard row not written", extra={"operation_id": operation_id})
 
@@ -248,8 +133,6 @@ class OperationsStore:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (workers and the API call this at start)."""
-        from agent_pipeline.store.migrations import upgrade_database
-
         try:
             upgrade_database(self.engine)
         except OperationalError as exc:
@@ -291,7 +174,7 @@ class OperationsStore:
         )
         session.add(row)
         session.flush()
-        return _to_record(row)
+        return to_record(row)
 
     def create_cycle(self, *, max_active: int, metadata: Mapping[str, Any] | None = None) -> Operation:
         """Create an `agent_research` operation unless `max_active` cycles are already active.
@@ -323,7 +206,7 @@ class OperationsStore:
             row = session.get(OperationRow, operation_id)
             if row is None:
                 raise OperationNotFoundError(f"operation not found: {operation_id}")
-            return _to_record(row)
+            return to_record(row)
 
     def list(
         self,
@@ -339,7 +222,7 @@ class OperationsStore:
         query = query.order_by(OperationRow.created_at.desc(), OperationRow.operation_id.desc())
         query = query.limit(max(1, min(limit, MAX_LIST_LIMIT))).offset(max(0, offset))
         with self._session() as session:
-            return [_to_record(row) for row in session.scalars(query)]
+            return [to_record(row) for row in session.scalars(query)]
 
     def count(
         self,
@@ -376,7 +259,7 @@ class OperationsStore:
                 )
                 .order_by(OperationRow.created_at.desc())
             )
-            return [_to_record(row) for row in rows]
+            return [to_record(row) for row in rows]
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -535,7 +418,7 @@ class OperationsStore:
                 )
                 .order_by(OperationRow.created_at)
             ).all()
-            return [_to_record(row) for row in rows]
+            return [to_record(row) for row in rows]
 
     def series(self) -> builtins.list[tuple[str, str]]:
         """The (symbol, timeframe) pairs research cycles have designed strategies for."""
@@ -575,7 +458,7 @@ class OperationsStore:
             .limit(limit)
         )
         with self._session() as session:
-            return [_to_record(row) for row in session.scalars(query)]
+            return [to_record(row) for row in session.scalars(query)]
 
     def run_times_since(
         self, since: datetime, *, operation_types: tuple[OperationType, ...], limit: int = 10_000
@@ -593,7 +476,7 @@ class OperationsStore:
         with self._session() as session:
             rows = session.execute(query).all()
         return [
-            (OperationType(kind), (_aware(done) - _aware(began)).total_seconds())  # type: ignore[operator]
+            (OperationType(kind), (aware(done) - aware(began)).total_seconds())  # type: ignore[operator]
             for kind, began, done in rows
             if began is not None and done is not None
         ]
@@ -611,7 +494,7 @@ class OperationsStore:
             .subquery()
         )
         with self._session() as session:
-            return _aware(session.scalar(select(func.max(recent.c.completed_at))))
+            return aware(session.scalar(select(func.max(recent.c.completed_at))))
 
     def ping(self) -> None:
         """Raises: DatabaseUnavailableError."""
@@ -626,8 +509,6 @@ _stores_lock = threading.Lock()
 def get_store(url: str | None = None) -> OperationsStore:
     """The process's store for `url` (default: settings.database_url), created once."""
     if url is None:
-        from agent_pipeline.config import get_settings
-
         url = get_settings().database_url
     with _stores_lock:
         if url not in _stores:

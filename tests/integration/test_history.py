@@ -87,7 +87,7 @@ def test_upgrade_backfills_cycles_that_finished_before_the_table(sqlite_url: str
     cycle = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata={"strategy_name": "old"})
     from sqlalchemy import update
 
-    from agent_pipeline.store.operations import OperationRow
+    from agent_pipeline.store.models import OperationRow
 
     with store.engine.begin() as connection:  # finished under revision 0001: no history hook then
         connection.execute(update(OperationRow).values(status="failed", error_message="Backtest gate failed: x"))

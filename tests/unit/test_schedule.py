@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_pipeline.config import Settings
-from agent_pipeline.pipeline.schedule import CONTINUOUS_TICK, TICK_TASK, beat_schedule, interval_seconds
+from agent_pipeline.config import CONTINUOUS_TICK, Settings, interval_seconds
+from agent_pipeline.pipeline.celery_app import TICK_TASK, beat_schedule
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("15s", 15), ("10m", 600), ("1h", 3600), ("1.5m", 90)])

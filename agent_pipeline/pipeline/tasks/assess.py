@@ -34,7 +34,8 @@ def assess(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     from agent_pipeline.engine.strategy import load_strategy
-    from agent_pipeline.llm.assessor import get_assessor, save_assessment
+    from agent_pipeline.llm.assessor import save_assessment
+    from agent_pipeline.llm.assessors import get_assessor
 
     meta = store.get(context.cycle_id).metadata
     strategy_path = Path(meta["strategy_path"])

@@ -15,7 +15,7 @@ from agent_pipeline.config import Settings, get_settings
 from agent_pipeline.errors import GateFailedError, KtrdrError, PhaseError
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline.context import CycleContext, Phase
-from agent_pipeline.pipeline.worker import outage_errors, wait_for_services
+from agent_pipeline.pipeline.outages import outage_errors, wait_for_services
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
 
 logger = logging.getLogger(__name__)

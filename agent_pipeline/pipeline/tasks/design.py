@@ -39,7 +39,8 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     if context.strategy is not None:  # the user's own strategy skips the designer (issue 10)
         return use_user_strategy(store, context)
     from agent_pipeline.engine.data import list_datasets
-    from agent_pipeline.llm.designer import DataSeries, get_designer, save_design
+    from agent_pipeline.llm.designer import DataSeries, save_design
+    from agent_pipeline.llm.designers import get_designer
 
     config = settings()
     catalogue = [

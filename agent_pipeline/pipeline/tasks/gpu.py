@@ -20,7 +20,7 @@ from celery import Task
 
 from agent_pipeline.errors import CancelledError
 from agent_pipeline.logs import operation_context
-from agent_pipeline.pipeline import flags, worker
+from agent_pipeline.pipeline import flags, outages, shutdown
 from agent_pipeline.pipeline.celery_app import RESULT_EXPIRES_S, app
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ class TrainingTask(Task):
         if wake and status != "RETRY":
             try:
                 self.app.signature(wake).apply_async()
-            except worker.broker_errors():
-                worker.wait_for_broker(self.app, what="waking the supervisor")
+            except outages.broker_errors():
+                outages.wait_for_broker(self.app, what="waking the supervisor")
                 self.app.signature(wake).apply_async()
 
     def hand_back(self) -> None:
@@ -59,7 +59,7 @@ class TrainingTask(Task):
         Raises:
             Retry: under a warm shutdown.
         """
-        if worker.soft_shutdown_enabled():
+        if shutdown.soft_shutdown_enabled():
             logger.warning("worker shutting down; training stopped at its last checkpoint, requeued when it exits")
             self._park()
         logger.warning("worker shutting down; training requeued to resume from its checkpoint elsewhere")
@@ -73,7 +73,7 @@ class TrainingTask(Task):
         """
         last = self.AsyncResult(self.request.id).info
         meta = {**(last if isinstance(last, dict) else {}), "current_step": "requeued: waiting for a GPU worker"}
-        with contextlib.suppress(*worker.broker_errors()):
+        with contextlib.suppress(*outages.broker_errors()):
             self.update_state(state=REQUEUED, meta=meta)
         while True:
             time.sleep(CHECK_EVERY_S)
@@ -81,7 +81,7 @@ class TrainingTask(Task):
     def report_alive(self) -> None:
         """A first heartbeat as soon as this delivery owns the training: `STARTED` (no heartbeat) lasts only
         milliseconds, so a redelivered training is judged by its own heartbeats."""
-        with contextlib.suppress(*worker.broker_errors()):
+        with contextlib.suppress(*outages.broker_errors()):
             self.update_state(
                 state="PROGRESS", meta={"percentage": 0.0, "current_step": "starting", "heartbeat": time.time()}
             )
@@ -128,21 +128,21 @@ def train_model(
 
 def _shutting_down(task: TrainingTask, training_op_id: str) -> bool:
     """Stopped by the worker's shutdown, not by a user's cancel."""
-    return worker.stop_requested.is_set() and not flags.is_cancel_requested(task.app, training_op_id)
+    return shutdown.stop_requested.is_set() and not flags.is_cancel_requested(task.app, training_op_id)
 
 
 def _mark_done(task: TrainingTask, training_op_id: str, summary: dict[str, Any]) -> None:
     try:
         flags.mark_done(task.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
-    except worker.broker_errors():
-        worker.wait_for_broker(task.app, what="storing the training's result")
+    except outages.broker_errors():
+        outages.wait_for_broker(task.app, what="storing the training's result")
         flags.mark_done(task.app, training_op_id, json.dumps(summary), RESULT_EXPIRES_S)
 
 
 def _release(task: TrainingTask, training_op_id: str, owner: str) -> None:
     try:
         flags.release_lock(task.app, training_op_id, owner)
-    except worker.broker_errors():
+    except outages.broker_errors():
         logger.warning("could not release the training lock; it expires in %d s", flags.LOCK_TTL_S)
 
 
@@ -207,7 +207,7 @@ class _Watch:
         self.beat()
 
     def should_cancel(self) -> bool:
-        if worker.stop_requested.is_set():
+        if shutdown.stop_requested.is_set():
             return True  # the worker is shutting down: stop here, keeping the last finished epoch's checkpoint
         now = time.monotonic()
         if now - self.last_check < CHECK_EVERY_S:
@@ -216,7 +216,7 @@ class _Watch:
         self.beat()
         try:
             return flags.is_cancel_requested(self.task.app, self.op_id)
-        except worker.broker_errors():
+        except outages.broker_errors():
             return False  # Redis is restarting: keep training; the next check asks again
 
     def beat(self) -> None:
@@ -224,7 +224,7 @@ class _Watch:
         try:
             flags.refresh_lock(self.task.app, self.op_id, self.owner)
             self.task.update_state(state="PROGRESS", meta={**self.meta, "heartbeat": time.time()})
-        except worker.broker_errors():
+        except outages.broker_errors():
             if not self.outage:
                 logger.warning("Redis unreachable; training goes on without progress reports")
             self.outage = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from agent_pipeline.store.operations import Base
+from agent_pipeline.store.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata)

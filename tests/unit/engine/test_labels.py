@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent_pipeline.engine.dataset import BUY, HOLD, SELL
-from agent_pipeline.engine.labels import INCOMPLETE, zigzag_labels
+from agent_pipeline.engine.labels import BUY, HOLD, INCOMPLETE, SELL, zigzag_labels
 
 
 def reference_labels(close: np.ndarray, threshold: float, lookahead: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from agent_pipeline.engine.data import import_csv, list_datasets, load_bars
 from agent_pipeline.engine.strategy import NAME_PATTERN, load_strategy, parse_strategy
 from agent_pipeline.errors import ConfigurationError, DesignError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer, save_design
-from agent_pipeline.llm.designers.offline import OSCILLATORS, build_document, research_bars, space, volatility
+from agent_pipeline.llm.space import OSCILLATORS, build_document, research_bars, space, volatility
 from agent_pipeline.llm.study import POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
 from agent_pipeline.store.operations import get_store
 

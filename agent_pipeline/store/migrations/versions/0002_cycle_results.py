@@ -59,7 +59,7 @@ def _backfill() -> None:
     from sqlalchemy.orm import Session
 
     from agent_pipeline.store.history import record_result
-    from agent_pipeline.store.operations import FINISHED, OperationRow, OperationType, _to_record
+    from agent_pipeline.store.models import FINISHED, OperationRow, OperationType, to_record
 
     session = Session(bind=op.get_bind())
     finished = sa.select(OperationRow).where(
@@ -67,7 +67,7 @@ def _backfill() -> None:
         OperationRow.status.in_([s.value for s in FINISHED]),
     )
     for row in session.scalars(finished):
-        record_result(session, _to_record(row))
+        record_result(session, to_record(row))
     session.flush()
 
 

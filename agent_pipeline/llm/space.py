@@ -1,0 +1,154 @@
+"""The offline designer's search space: the strategy grammar as Optuna distributions.
+
+The space (`space()`) is the strategy grammar: which oscillators join an ATR and their periods, two or three
+fuzzy sets cut at quantiles of each indicator's own values, the ZigZag labels, the model's size, dropout and
+learning rate, and the confidence threshold. Kept from the hand-written heuristics it replaces:
+- only scale-free indicators, always with an ATR: with a fixed ZigZag threshold calm periods are HOLD and
+  volatile ones BUY/SELL, the most learnable part of the labels;
+- ZigZag threshold = `label_k * volatility * sqrt(lookahead)`; k 0.8-1.0 kept every class at 12-72% of the
+  rows on the bundled data (under ~0.5 HOLD vanishes, over ~1.1 it swamps BUY and SELL): k spans 0.5-1.5;
+- a confidence threshold just above 1/3 turns a HOLD-heavy model's swing calls into trades (from 0.5 up it
+  rarely trades at all): 0.34-0.55;
+- without a requested series, longer bars are drawn more often (weight `bars * sqrt(bar hours)`).
+Volatility and the fuzzy cut points come from the research period only, never the lockbox.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cache, lru_cache
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent_pipeline.engine.data import load_bars
+from agent_pipeline.engine.features import PRIMARY
+from agent_pipeline.engine.walkforward import lockbox_start
+from agent_pipeline.llm.catalogue import DataSeries
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+# Indicators a strategy may add to its ATR (all scale-free: the same cut rule suits every instrument).
+OSCILLATORS = ("rsi", "stochastic", "williams_r", "cci", "adx", "roc")
+# Fixed training choices: 30 epochs, batch 64 keep a cycle to about a minute on 2 CPU cores.
+TRAINING = {"epochs": 30, "batch_size": 64, "early_stopping_patience": 6, "weight_decay": 0.0}
+
+
+@cache
+def space() -> dict[str, optuna.distributions.BaseDistribution]:
+    """Every parameter of the grammar and its distribution (periods and sizes on a log scale)."""
+    # lazy: keeps optuna off the CLI's and API's start-up path (the Claude designer and the study import this module)
+    from optuna.distributions import CategoricalDistribution as Choice
+    from optuna.distributions import FloatDistribution as Real
+    from optuna.distributions import IntDistribution as Int
+
+    params: dict[str, Any] = {"atr_period": Int(5, 40, log=True)}
+    for kind in OSCILLATORS:
+        params |= {f"use_{kind}": Choice([False, True]), f"{kind}_period": Int(5, 40, log=True)}
+    return params | {
+        "fuzzy_sets": Choice([2, 3]),
+        "fuzzy_width": Real(0.1, 0.45),  # the outer cuts sit at quantiles 0.5 -/+ width
+        "label_k": Real(0.5, 1.5, log=True),
+        "lookahead": Int(5, 40, log=True),
+        "hidden": Int(16, 128, log=True),
+        "layers": Int(1, 2),
+        "dropout": Real(0.0, 0.4),
+        "learning_rate": Real(1e-4, 1e-2, log=True),
+        "confidence": Real(0.34, 0.55),
+    }
+
+
+@lru_cache(maxsize=16)
+def research_bars(symbol: str, timeframe: str, data_dir: Path | None, lockbox_fraction: float) -> pd.DataFrame:
+    """The series' research period: its bars before the lockbox (the last `lockbox_fraction`)."""
+    bars = load_bars(symbol, timeframe, data_dir)
+    return bars.iloc[: lockbox_start(len(bars), lockbox_fraction)]
+
+
+def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, *, prefix: str) -> dict[str, Any]:
+    """The strategy document of one trial's draws over `bars` (the research period)."""
+    kinds = ["atr", *[kind for kind in OSCILLATORS if _suggest(trial, f"use_{kind}")]]
+    indicators = [{"type": kind, "period": _suggest(trial, f"{kind}_period")} for kind in kinds]
+    sets, width = _suggest(trial, "fuzzy_sets"), _suggest(trial, "fuzzy_width")
+    lookahead = _suggest(trial, "lookahead")
+    threshold = _suggest(trial, "label_k") * volatility(bars) * math.sqrt(lookahead)
+    hidden = _suggest(trial, "hidden")
+    name = re.sub(r"[^a-z0-9_-]", "", f"{prefix}_{series.symbol}_{series.timeframe}_t{trial.number}".lower())
+    return {
+        "name": name[:64],
+        "description": f"{prefix} designer, trial {trial.number}: {', '.join(kinds)} on {series.symbol}.",
+        "hypothesis": f"Fuzzy regimes of {' and '.join(kinds)} anticipate ZigZag swings.",
+        "symbol": series.symbol,
+        "timeframe": series.timeframe,
+        "indicators": indicators,
+        "fuzzy_sets": {f"{i['type']}_{i['period']}": fuzzy_sets(_primary(i, bars), sets, width) for i in indicators},
+        "model": {
+            "type": "mlp",
+            "hidden_layers": [hidden] if _suggest(trial, "layers") == 1 else [hidden, max(4, hidden // 2)],
+            "activation": "relu",
+            "dropout": round(_suggest(trial, "dropout"), 4),
+        },
+        "labels": {"zigzag_threshold": round(min(0.5, max(1e-5, threshold)), 6), "lookahead": lookahead},
+        "training": TRAINING | {"learning_rate": round(_suggest(trial, "learning_rate"), 6)},
+        "backtest": {"confidence_threshold": round(_suggest(trial, "confidence"), 4)},
+    }
+
+
+def _suggest(trial: optuna.Trial, name: str) -> Any:
+    dist: Any = space()[name]
+    if hasattr(dist, "choices"):
+        return trial.suggest_categorical(name, dist.choices)
+    suggest = trial.suggest_int if isinstance(dist.step, int) else trial.suggest_float
+    return suggest(name, dist.low, dist.high, log=dist.log)
+
+
+def volatility(bars: pd.DataFrame) -> float:
+    """Standard deviation of the close-to-close log returns (the typical move per bar, a fraction)."""
+    return float(np.log(bars["close"]).diff().std())
+
+
+def _primary(indicator: dict[str, Any], bars: pd.DataFrame) -> np.ndarray:
+    values = PRIMARY[indicator["type"]](SimpleNamespace(smooth=3, **indicator), bars).to_numpy(dtype=float)
+    return values[np.isfinite(values)]
+
+
+def fuzzy_sets(values: np.ndarray, count: int, width: float) -> dict[str, Any]:
+    """Two or three fuzzy sets cut at the quantiles 0.5 - width, (0.5,) 0.5 + width of `values`.
+
+    A series too short to warm the indicator up gives no values: placeholder cuts on [0, 1] keep the design valid,
+    and training then fails with the engine's own reason (too few usable rows).
+    """
+    edges = np.quantile(values if len(values) else np.array([0.0, 1.0]), [0.0, 0.5 - width, 0.5, 0.5 + width, 1.0])
+    low, c1, c2, c3, high = (float(f"{x:.6g}") for x in np.maximum.accumulate(edges + np.arange(5) * 1e-9))
+    p = (low, c1, c3, high) if count == 2 else (low, c1, c2, c3, high)
+    sets = {"low": [low, *p[:3]], "high": [*p[-3:], high]}
+    found: dict[str, Any] = {key: {"type": "trapezoidal", "parameters": cuts} for key, cuts in sets.items()}
+    return found | ({"mid": {"type": "triangular", "parameters": [c1, c2, c3]}} if count == 3 else {})
+
+
+def params_of(document: dict[str, Any], bars: pd.DataFrame) -> dict[str, Any]:
+    """The space's parameters a strategy document (e.g. Claude's) sets, where they fall inside the space."""
+    labels, model = document.get("labels") or {}, document.get("model") or {}
+    kinds = {i.get("type"): i.get("period") for i in document.get("indicators") or [] if isinstance(i, dict)}
+    found: dict[str, Any] = {f"use_{kind}": kind in kinds for kind in OSCILLATORS}
+    found |= {f"{kind}_period": period for kind, period in kinds.items() if kind in ("atr", *OSCILLATORS)}
+    if labels.get("zigzag_threshold") and labels.get("lookahead"):
+        scale = volatility(bars) * math.sqrt(labels["lookahead"])
+        found |= {"lookahead": labels["lookahead"], "label_k": labels["zigzag_threshold"] / scale}
+    layers = model.get("hidden_layers") or [None]
+    found |= {"hidden": layers[0], "layers": len(layers), "dropout": model.get("dropout")}
+    found["learning_rate"] = (document.get("training") or {}).get("learning_rate")
+    found["confidence"] = (document.get("backtest") or {}).get("confidence_threshold")
+    return {name: value for name, value in found.items() if _inside(space()[name], value)}
+
+
+def _inside(dist: Any, value: Any) -> bool:
+    if hasattr(dist, "choices"):
+        return any(value is choice for choice in dist.choices)
+    kind = int if isinstance(dist.step, int) else (int, float)
+    return isinstance(value, kind) and not isinstance(value, bool) and dist.low <= value <= dist.high
