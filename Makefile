@@ -21,7 +21,9 @@ venv: $(BIN)/ktrdr
 demo: venv
 	$(BIN)/ktrdr agent run --bypass-gates || test $$? -eq 3
 
+# lint-imports holds the layers (pyproject.toml [tool.importlinter], docs/architecture.md) before the suite runs.
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 test-fast: venv
@@ -31,6 +33,7 @@ lint: venv
 	$(BIN)/ruff check agent_pipeline tests bench
 	$(BIN)/ruff format --check agent_pipeline tests bench
 	$(BIN)/mypy agent_pipeline
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff format agent_pipeline tests bench

@@ -12,7 +12,7 @@ def __getattr__(name: str) -> Any:
     # and signals registered (pipeline/worker.py). Lazy: start-up cost only, so that `ktrdr --help` and the API
     # never pay for importing Celery's app and task modules.
     if name in ("app", "celery"):
-        from agent_pipeline.pipeline.worker import app
+        from agent_pipeline.pipeline.worker import app  # lazy: start-up cost (celery, pandas, sqlalchemy)
 
         return app
     raise AttributeError(f"module 'agent_pipeline' has no attribute {name!r}")

@@ -11,7 +11,21 @@ from typing import Any
 import click
 
 from agent_pipeline.cli.app import cli, console, echo_json, open_store
-from agent_pipeline.cli.render import cycle_report, cycles_table, describe_status, progress_view
+from agent_pipeline.cli.render import (
+    cycle_report,
+    cycles_table,
+    describe_status,
+    evidence_tables,
+    history_table,
+    progress_view,
+)
+from agent_pipeline.config import get_settings
+from agent_pipeline.insight import evidence
+from agent_pipeline.insight.report import html_page, plots_of, require_cycle
+from agent_pipeline.pipeline import embedded
+from agent_pipeline.pipeline.context import CycleOptions
+from agent_pipeline.pipeline.user_strategy import read_strategy_file
+from agent_pipeline.store.history import SortKey, leaderboard
 from agent_pipeline.store.operations import (
     Operation,
     OperationsStore,
@@ -50,8 +64,6 @@ def cycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def to_options(**values: Any) -> Any:
     """The CycleOptions of the command's options; a `--strategy` file is read (size-checked) into its text."""
-    from agent_pipeline.pipeline.context import CycleOptions
-    from agent_pipeline.pipeline.user_strategy import read_strategy_file
 
     strategy_file = values.pop("strategy_file", None)
     strategy = read_strategy_file(strategy_file) if strategy_file else None
@@ -68,7 +80,7 @@ def to_options(**values: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def agent_trigger(follow: bool, cycles: int, as_json: bool, **values: Any) -> None:
     """Start a research cycle on the workers (design, train, gates, backtest, assess)."""
-    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.pipeline import cycle  # lazy: start-up cost (celery, pandas)
 
     store = open_store()
     if cycles > 1:
@@ -87,7 +99,7 @@ def agent_trigger(follow: bool, cycles: int, as_json: bool, **values: Any) -> No
 
 def run_cycles(store: OperationsStore, options: Any, cycles: int) -> list[Operation]:
     """Trigger and follow `cycles` cycles one after another; Ctrl-C cancels the one running and stops."""
-    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.pipeline import cycle  # lazy: start-up cost (celery, pandas)
 
     finals: list[Operation] = []
     for number in range(1, cycles + 1):
@@ -109,7 +121,7 @@ def run_cycles(store: OperationsStore, options: Any, cycles: int) -> list[Operat
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def agent_status(follow: bool, as_json: bool) -> None:
     """Show the active cycle (phase, progress, child operation) or, when idle, the last cycle."""
-    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.pipeline import cycle  # lazy: start-up cost (celery, pandas)
 
     store = open_store()
     state = cycle.status(store)
@@ -124,7 +136,7 @@ def agent_status(follow: bool, as_json: bool) -> None:
 @agent.command("cancel")
 def agent_cancel() -> None:
     """Cancel the active cycle and its running phase (a training stops within one epoch)."""
-    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.pipeline import cycle  # lazy: start-up cost (celery, pandas)
 
     operation = cycle.cancel(store=open_store())
     click.echo(f"Cancelled {operation.operation_id}.")
@@ -142,8 +154,6 @@ SORT_CHOICE = click.Choice(["dsr", "sharpe", "return", "created"])
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def agent_history(limit: int, offset: int, symbol: str | None, timeframe: str | None, sort: str, as_json: bool) -> None:
     """The leaderboard of finished cycles: best first, the lockbox return in its own marked column."""
-    from agent_pipeline.cli.render import history_table
-    from agent_pipeline.store.history import SortKey, leaderboard
 
     results = leaderboard(
         open_store(), symbol=symbol, timeframe=timeframe, sort=SortKey(sort), limit=limit, offset=offset
@@ -160,8 +170,6 @@ def agent_history(limit: int, offset: int, symbol: str | None, timeframe: str | 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def agent_evidence(symbol: str | None, timeframe: str | None, as_json: bool) -> None:
     """Per series: trials, the best strategies by deflated Sharpe, discoveries, Hansen's SPA p-value."""
-    from agent_pipeline.cli.render import evidence_tables
-    from agent_pipeline.insight import evidence
 
     found = evidence.collect(open_store(), symbol=symbol, timeframe=timeframe)
     if as_json:
@@ -174,8 +182,7 @@ def agent_evidence(symbol: str | None, timeframe: str | None, as_json: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def agent_budget(as_json: bool) -> None:
     """Show today's LLM spend against the daily budget."""
-    from agent_pipeline.config import get_settings
-    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.pipeline import cycle  # lazy: start-up cost (celery, pandas)
 
     spent, budget = cycle.spent_today(open_store()), get_settings().daily_budget_usd
     if as_json:
@@ -196,7 +203,6 @@ def agent_budget(as_json: bool) -> None:
 )  # fmt: skip
 def agent_run(home: Path, cycles: int, **values: Any) -> None:
     """Run whole cycles in this process: no servers (SQLite, in-memory broker, in-process workers)."""
-    from agent_pipeline.pipeline import embedded
 
     embedded.prepare_environment(home)
     store = open_store()
@@ -211,7 +217,6 @@ def agent_run(home: Path, cycles: int, **values: Any) -> None:
 
 def echo_report_location(store: OperationsStore, cycle_id: str) -> None:
     """Say where the cycle's plots are and how to get its HTML page (drawing the plots if finalize did not)."""
-    from agent_pipeline.insight.report import plots_of
 
     plots = plots_of(store, cycle_id)
     where = f"{len(plots)} plot(s) in {plots[0].parent}" if plots else "no plots (nothing to draw yet)"
@@ -226,7 +231,6 @@ def echo_report_location(store: OperationsStore, cycle_id: str) -> None:
 )  # fmt: skip
 def agent_report(cycle_id: str, html_file: Path | None) -> None:
     """Print a cycle's summary and the paths of its plots (drawn now if absent); --html writes the page."""
-    from agent_pipeline.insight.report import html_page, plots_of, require_cycle
 
     store = open_store()
     cycle = require_cycle(store, cycle_id)
@@ -257,7 +261,7 @@ def follow_cycle(store: OperationsStore, operation_id: str) -> Operation:
     """Live progress of the cycle and its child until it ends; then its report. Returns the final row."""
     from rich.live import Live
 
-    from agent_pipeline.pipeline.cycle import current_child
+    from agent_pipeline.pipeline.cycle import current_child  # lazy: start-up cost (celery, pandas)
 
     out = console()
     with Live(console=out, refresh_per_second=4, transient=True) as live:

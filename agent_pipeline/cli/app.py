@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from agent_pipeline.config import get_settings
 from agent_pipeline.errors import KtrdrError
 from agent_pipeline.store.operations import (
     OperationsStore,
@@ -76,7 +77,6 @@ def open_store() -> OperationsStore:
         ConfigurationError: a malformed setting.
         DatabaseUnavailableError: the database does not answer.
     """
-    from agent_pipeline.config import get_settings
 
     store = get_store(get_settings().database_url)
     store.upgrade()

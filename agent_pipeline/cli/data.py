@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from agent_pipeline.cli.app import cli, console, echo_json
+from agent_pipeline.config import get_settings
 
 
 @cli.group()
@@ -18,7 +19,6 @@ def data() -> None:
 
 def data_folder() -> Path:
     """The settings' data folder (always filled in by Settings' validator)."""
-    from agent_pipeline.config import get_settings
 
     folder = get_settings().data_dir
     assert folder is not None
@@ -48,7 +48,7 @@ def json_safe(value: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def list_data(as_json: bool) -> None:
     """List the datasets available for training and backtesting."""
-    from agent_pipeline.engine.data import list_datasets
+    from agent_pipeline.engine.data import list_datasets  # lazy: start-up cost (pandas)
 
     records = [as_record(info) for info in list_datasets(data_folder())]
     if as_json:
@@ -71,7 +71,7 @@ def list_data(as_json: bool) -> None:
 @click.option("--timeframe", required=True, help="Bar timeframe, e.g. 1h or 1d.")
 def import_data(file: Path, symbol: str, timeframe: str) -> None:
     """Validate an OHLCV CSV file and add it to the data folder."""
-    from agent_pipeline.engine.data import import_csv
+    from agent_pipeline.engine.data import import_csv  # lazy: start-up cost (pandas)
 
     info = as_record(import_csv(file, symbol=symbol, timeframe=timeframe, data_dir=data_folder()))
     click.echo(

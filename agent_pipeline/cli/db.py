@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from agent_pipeline.cli.app import cli
+from agent_pipeline.config import get_settings
 from agent_pipeline.store.operations import (
     get_store,
     safe_url,
@@ -19,7 +20,6 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the operations table to the newest schema (idempotent)."""
-    from agent_pipeline.config import get_settings
 
     url = get_settings().database_url
     get_store(url).upgrade()

@@ -69,7 +69,7 @@ def operation_status(operation_id: str, as_json: bool) -> None:
 @click.option("--reason", default="Cancelled by user", show_default=True, help="Recorded as the error message.")
 def cancel_operation(operation_id: str, reason: str) -> None:
     """Cancel a pending or running operation and its active children (a training stops within one epoch)."""
-    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.pipeline import cycle  # lazy: start-up cost (celery, pandas)
 
     store = open_store()
     active = [op for op in store.list(parent_operation_id=operation_id, limit=500) if not op.status.is_finished]

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import click
 
 from agent_pipeline.cli.app import cli
+from agent_pipeline.config import get_settings
+from agent_pipeline.errors import ConfigurationError
 
 
 @cli.command("api")
@@ -59,9 +61,6 @@ def worker_argv(queues: str, concurrency: int, loglevel: str, extra: Sequence[st
 def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
     """Start Celery beat: a cycle every KTRDR_SCHEDULE (15s, 10m, 1h, continuous) while there is room and budget."""
     import os
-
-    from agent_pipeline.config import get_settings
-    from agent_pipeline.errors import ConfigurationError
 
     settings = get_settings()
     if not settings.schedule:

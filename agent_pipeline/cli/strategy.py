@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from agent_pipeline.cli.app import cli
+from agent_pipeline.config import get_settings
 from agent_pipeline.errors import StrategyValidationError
+from agent_pipeline.pipeline.user_strategy import available_series, checksum, problems, read_strategy_file
 
 
 @cli.group()
@@ -22,8 +24,6 @@ def strategy() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {valid, errors, checksum} as JSON.")
 def validate_strategy(file: Path, as_json: bool) -> None:
     """Print every problem of FILE, one per line (exit 1 when there is any), or that it is valid."""
-    from agent_pipeline.config import get_settings
-    from agent_pipeline.pipeline.user_strategy import available_series, checksum, problems, read_strategy_file
 
     try:
         text = read_strategy_file(file)

@@ -111,7 +111,7 @@ def deflate_now(result: dict[str, Any], *, trials: int, sharpes: list[float], ti
     Needs the per-bar moments the backtest recorded (`n_bars`, `skewness`, `kurtosis`); older records without
     them keep the figure they were given when they ran.
     """
-    from agent_pipeline.engine import stats
+    from agent_pipeline.engine import stats  # lazy: start-up cost (scipy)
 
     moments = [result.get(k) for k in ("sharpe_ratio", "n_bars", "skewness", "kurtosis")]
     if not all(isinstance(m, int | float) for m in moments) or timeframe not in stats.PERIODS_PER_YEAR:

@@ -19,7 +19,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_pipeline.config import get_settings
+from agent_pipeline.errors import KtrdrError, OperationNotFoundError
 from agent_pipeline.insight.summary import report_rows
+from agent_pipeline.insight.tracking import log_cycle
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationType
 
 if TYPE_CHECKING:
@@ -49,7 +52,6 @@ def write_plots(store: OperationsStore, cycle_id: str, artifacts_dir: Path | Non
     Called when a cycle ends (the LEAD's finalize) and lazily by `ktrdr agent report` and the API.
     Records the folder in the cycle's metadata under `report_dir`.
     """
-    from agent_pipeline.config import get_settings
 
     cycle = store.get(cycle_id)
     folder = report_dir(cycle, Path(artifacts_dir or get_settings().artifacts_dir or "."))
@@ -77,7 +79,6 @@ def publish(store: OperationsStore, cycle_id: str) -> list[Path]:
     Called once when a cycle ends (finalize, and the failure errback). Never raises: a plot or a tracking
     server that fails is logged with the traceback, and the cycle's outcome stands.
     """
-    from agent_pipeline.insight.tracking import log_cycle
 
     plots: list[Path] = []
     try:
@@ -170,14 +171,12 @@ def _draw_fold_metrics(summary: dict[str, Any], path: Path) -> bool:
 
 def _series(cycle: Operation) -> dict[str, Any]:
     """The cycle's price series (close) for the walk-forward layout, when its data can be loaded."""
-    from agent_pipeline.config import get_settings
-    from agent_pipeline.errors import KtrdrError
 
     symbol, timeframe = cycle.metadata.get("symbol"), cycle.metadata.get("timeframe")
     if not symbol or not timeframe:
         return {}
     try:
-        from agent_pipeline.engine.data import load_bars
+        from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
 
         return {"close": load_bars(str(symbol), str(timeframe), get_settings().data_dir)["close"]}
     except (KtrdrError, KeyError, OSError):
@@ -302,7 +301,6 @@ def require_cycle(store: OperationsStore, cycle_id: str) -> Operation:
     Raises:
         OperationNotFoundError: unknown id, or an operation that is not a research cycle.
     """
-    from agent_pipeline.errors import OperationNotFoundError
 
     operation = store.get(cycle_id)
     if operation.operation_type != OperationType.AGENT_RESEARCH:

@@ -41,8 +41,8 @@ def embedded_worker() -> Iterator[Any]:
     # lazy: keeps Celery off `ktrdr agent run --help`'s start-up path; worker registers the bootsteps.
     from celery.worker import state
 
-    from agent_pipeline.pipeline.celery_app import GPU_QUEUE, RESEARCH_QUEUE, configure
-    from agent_pipeline.pipeline.worker import app
+    from agent_pipeline.pipeline.celery_app import GPU_QUEUE, RESEARCH_QUEUE, configure  # lazy: start-up cost (celery)
+    from agent_pipeline.pipeline.worker import app  # lazy: start-up cost (celery, pandas, sqlalchemy)
 
     configure(app, get_settings())
     app.finalize()

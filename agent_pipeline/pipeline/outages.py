@@ -56,7 +56,7 @@ def _wait(answers: Callable[[], bool], *, what: str, service: str) -> None:
 
 def _database_answers() -> bool:
     # Imported here: a GPU-only host has no database and never loads SQLAlchemy (start-up cost, not a cycle).
-    from agent_pipeline.store.operations import get_store
+    from agent_pipeline.store.operations import get_store  # lazy: start-up cost (sqlalchemy)
 
     try:
         get_store().ping()

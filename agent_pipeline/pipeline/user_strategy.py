@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_pipeline.config import get_settings
+from agent_pipeline.engine.strategy import load_strategy_text, save_strategy
 from agent_pipeline.errors import StrategyValidationError
 
 if TYPE_CHECKING:
@@ -53,8 +55,6 @@ def problems(text: str, available: Iterable[tuple[str, str]] | None = None) -> l
     """
     import yaml
 
-    from agent_pipeline.engine.strategy import load_strategy_text
-
     size = len(text.encode("utf-8"))
     if size > MAX_STRATEGY_BYTES:
         return [f"{size} bytes is larger than the {MAX_STRATEGY_BYTES} byte limit"]
@@ -88,7 +88,6 @@ def check(text: str, available: Iterable[tuple[str, str]] | None = None) -> Stra
     Raises:
         StrategyValidationError: with every problem `problems` finds.
     """
-    from agent_pipeline.engine.strategy import load_strategy_text
 
     found = problems(text, available)
     if found:
@@ -98,7 +97,7 @@ def check(text: str, available: Iterable[tuple[str, str]] | None = None) -> Stra
 
 def available_series(data_dir: Path | None) -> set[tuple[str, str]]:
     """The (symbol, timeframe) pairs that have data (reads file names only, no bars)."""
-    from agent_pipeline.engine.data import available_pairs
+    from agent_pipeline.engine.data import available_pairs  # lazy: start-up cost (pandas)
 
     return available_pairs(data_dir)
 
@@ -110,9 +109,6 @@ def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str
         The design operation's result summary.
     """
     from datetime import UTC, datetime
-
-    from agent_pipeline.config import get_settings
-    from agent_pipeline.engine.strategy import save_strategy
 
     assert context.strategy is not None
     config = get_settings()

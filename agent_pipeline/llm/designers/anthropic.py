@@ -12,6 +12,7 @@ from agent_pipeline.llm import claude
 from agent_pipeline.llm.catalogue import DataSeries, available_pairs, select_series
 from agent_pipeline.llm.designer import Designer, DesignOutcome
 from agent_pipeline.llm.memory import ResearchMemory
+from agent_pipeline.llm.study import study_view
 
 if TYPE_CHECKING:
     from agent_pipeline.config import Settings
@@ -74,7 +75,6 @@ class AnthropicDesigner(Designer):
         candidates = select_series(catalogue, symbol, timeframe)
         pairs = available_pairs(candidates)
         conversation = claude.Conversation(self.client, model=self.model, system=SYSTEM_PROMPT, tool=strategy_tool())
-        from agent_pipeline.llm.study import study_view
 
         study = study_view(self.database_url, pairs)
         prompt = build_prompt(memory=memory, catalogue=candidates, symbol=symbol, timeframe=timeframe, study=study)

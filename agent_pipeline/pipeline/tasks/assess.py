@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child
@@ -33,9 +34,8 @@ def assess(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
-    from agent_pipeline.engine.strategy import load_strategy
-    from agent_pipeline.llm.assessor import save_assessment
-    from agent_pipeline.llm.assessors import get_assessor
+    from agent_pipeline.llm.assessor import save_assessment  # lazy: start-up cost (pandas)
+    from agent_pipeline.llm.assessors import get_assessor  # lazy: start-up cost (pandas)
 
     meta = store.get(context.cycle_id).metadata
     strategy_path = Path(meta["strategy_path"])

@@ -42,7 +42,10 @@ def backtest(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def _backtest(store: OperationsStore, context: CycleContext, backtest_op_id: str) -> dict[str, Any]:
-    from agent_pipeline.engine.research import Evaluation, backtest_walk_forward
+    from agent_pipeline.engine.research import (  # lazy: start-up cost (pandas, scipy, torch)
+        Evaluation,
+        backtest_walk_forward,
+    )
 
     config = settings()
     cycle = store.get(context.cycle_id)
@@ -65,7 +68,7 @@ def _backtest(store: OperationsStore, context: CycleContext, backtest_op_id: str
 def earlier_trials(store: OperationsStore, cycle: Operation) -> Any:
     """Every other strategy designed on the cycle's series, whatever became of it, with the OOS Sharpe
     ratios of those that reached a backtest: the DSR's N and V[SR]."""
-    from agent_pipeline.engine.research import Trials
+    from agent_pipeline.engine.research import Trials  # lazy: start-up cost (pandas, scipy, torch)
 
     others = [
         op

@@ -8,6 +8,7 @@ from typing import Any
 
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.gates import is_discovery
+from agent_pipeline.errors import KtrdrError
 from agent_pipeline.insight.report import publish
 from agent_pipeline.llm.study import tell_cycle
 from agent_pipeline.logs import operation_context
@@ -45,8 +46,7 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def _trade_lockbox(meta: dict[str, Any]) -> dict[str, Any]:
     """The final model trades the lockbox once; a lockbox that cannot be traded is reported, not fatal."""
-    from agent_pipeline.engine.research import Evaluation, trade_lockbox
-    from agent_pipeline.errors import KtrdrError
+    from agent_pipeline.engine.research import Evaluation, trade_lockbox  # lazy: start-up cost (scipy, torch)
 
     try:
         return trade_lockbox(

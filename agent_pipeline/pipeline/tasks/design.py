@@ -38,9 +38,9 @@ def design(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     if context.strategy is not None:  # the user's own strategy skips the designer (issue 10)
         return use_user_strategy(store, context)
-    from agent_pipeline.engine.data import list_datasets
-    from agent_pipeline.llm.designer import DataSeries, save_design
-    from agent_pipeline.llm.designers import get_designer
+    from agent_pipeline.engine.data import list_datasets  # lazy: start-up cost (pandas)
+    from agent_pipeline.llm.designer import DataSeries, save_design  # lazy: start-up cost (pandas)
+    from agent_pipeline.llm.designers import get_designer  # lazy: start-up cost (pandas)
 
     config = settings()
     catalogue = [
@@ -83,7 +83,7 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
 
 def research_memory(store: OperationsStore, *, exclude: str | None = None) -> Any:
     """The designer's memory: the recent finished cycles, with their strategies, results and assessments."""
-    from agent_pipeline.llm.memory import PastCycle, ResearchMemory
+    from agent_pipeline.llm.memory import PastCycle, ResearchMemory  # lazy: start-up cost (pandas)
 
     cycles = []
     for op in store.list(operation_type=OperationType.AGENT_RESEARCH, limit=MEMORY_CYCLES):

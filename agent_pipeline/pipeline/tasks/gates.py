@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent_pipeline.engine.gates import check_backtest_gate, check_training_gate
 from agent_pipeline.errors import GateFailedError
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
@@ -33,8 +34,6 @@ def _apply_gate(
 
 @app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.training_gate", failure_prefix="Training gate failed")
 def training_gate(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
-    from agent_pipeline.engine.gates import check_training_gate
-
     return _apply_gate(
         ctx, name="training_gate", label="Training", metrics_key="training_result", check=check_training_gate
     )
@@ -42,8 +41,6 @@ def training_gate(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 
 @app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.backtest_gate", failure_prefix="Backtest gate failed")
 def backtest_gate(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
-    from agent_pipeline.engine.gates import check_backtest_gate
-
     return _apply_gate(
         ctx, name="backtest_gate", label="Backtest", metrics_key="backtest_result", check=check_backtest_gate
     )

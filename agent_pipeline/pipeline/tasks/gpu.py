@@ -156,7 +156,10 @@ def _train(
     owner: str,
     evaluation: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    from agent_pipeline.engine.research import Evaluation, train_walk_forward
+    from agent_pipeline.engine.research import (  # lazy: start-up cost (pandas, scipy, torch)
+        Evaluation,
+        train_walk_forward,
+    )
 
     model_dir.mkdir(parents=True, exist_ok=True)
     strategy_path = _write_strategy(model_dir, strategy_yaml)

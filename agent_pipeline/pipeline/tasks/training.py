@@ -17,6 +17,7 @@ from celery import states
 from celery.exceptions import Ignore
 from celery.result import AsyncResult
 
+from agent_pipeline.engine.strategy import dump_strategy, load_strategy
 from agent_pipeline.errors import PhaseError
 from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
 from agent_pipeline.pipeline.context import CycleContext, Phase
@@ -112,7 +113,6 @@ def _evaluation(store: OperationsStore, cycle: Operation) -> dict[str, Any]:
 
 def _strategy_text(path: Path, epochs: int | None) -> str:
     """The strategy YAML sent to the GPU; KTRDR_TRAINING_EPOCHS forces exactly that many epochs."""
-    from agent_pipeline.engine.strategy import dump_strategy, load_strategy
 
     if epochs is None:
         return path.read_text(encoding="utf-8")
