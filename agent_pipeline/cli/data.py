@@ -1,4 +1,4 @@
-"""`ktrdr data`: list and import OHLCV market data."""
+"""`ktrdr data`: list, import and synthesise OHLCV market data."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from agent_pipeline.config import get_settings
 
 @cli.group()
 def data() -> None:
-    """List and import OHLCV market data."""
+    """List, import and synthesise OHLCV market data."""
 
 
 def data_folder() -> Path:
@@ -47,22 +47,60 @@ def json_safe(value: Any) -> Any:
 @data.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def list_data(as_json: bool) -> None:
-    """List the datasets available for training and backtesting."""
+    """List the datasets available for training and backtesting.
+
+    Synthetic series (`ktrdr data synth`) also show their kind and their planted rule's Sharpe on the research
+    period and on the lockbox; the other series leave those empty.
+    """
     from agent_pipeline.engine.data import list_datasets  # lazy: start-up cost (pandas)
 
-    records = [as_record(info) for info in list_datasets(data_folder())]
+    records = [with_synth(as_record(info), info.path) for info in list_datasets(data_folder())]
     if as_json:
         echo_json(records)
         return
     from rich.table import Table
 
     table = Table(title="Datasets", title_justify="left")
-    columns = ("symbol", "timeframe", "start", "end", "bars", "source")
-    for column in columns:
-        table.add_column(column.capitalize(), justify="right" if column == "bars" else "left")
+    for column, title in TABLE_COLUMNS.items():
+        table.add_column(title, justify="left" if column in TEXT_COLUMNS else "right")
     for record in records:
-        table.add_row(*(str(record.get(column, "")) for column in columns))
+        table.add_row(*(cell(record.get(column)) for column in TABLE_COLUMNS))
     console().print(table)
+
+
+# The `ktrdr data list` table: record key -> column title.
+TABLE_COLUMNS = {
+    "symbol": "Symbol",
+    "timeframe": "Timeframe",
+    "start": "Start",
+    "end": "End",
+    "bars": "Bars",
+    "source": "Source",
+    "synth_kind": "Synthetic",
+    "rule_research_sharpe": "Rule Sharpe (research)",
+    "rule_lockbox_sharpe": "Rule Sharpe (lockbox)",
+}
+TEXT_COLUMNS = ("symbol", "timeframe", "start", "end", "source", "synth_kind")
+
+
+def cell(value: Any) -> str:
+    """A table cell: floats to two decimals, None empty."""
+    if value is None:
+        return ""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def with_synth(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The record plus its synthetic kind and the planted rule's Sharpe ratios (None for a real series)."""
+    from agent_pipeline.engine.synth import read_sidecar  # lazy: start-up cost (pandas, numpy, scipy)
+
+    synth = read_sidecar(path) if record.get("source") == "user" else None
+    return {
+        **record,
+        "synth_kind": synth.kind if synth else None,
+        "rule_research_sharpe": synth.research_sharpe if synth else None,
+        "rule_lockbox_sharpe": synth.lockbox_sharpe if synth else None,
+    }
 
 
 @data.command("import")
@@ -77,4 +115,39 @@ def import_data(file: Path, symbol: str, timeframe: str) -> None:
     click.echo(
         f"Imported {info.get('bars')} bars of {info.get('symbol')} {info.get('timeframe')} "
         f"({info.get('start')} to {info.get('end')}) into {info.get('path')}"
+    )
+
+
+@data.command("synth")
+@click.option("--kind", required=True, help="trend, reversal or noise.")
+@click.option("--strength", type=float, default=0.0, show_default=True, help="Annualised Sharpe of the planted rule.")
+@click.option("--seed", type=int, required=True, help="Random seed: the same seed gives the same bars.")
+@click.option("--symbol", required=True, help="Symbol to store the series under, e.g. SYNTH_TREND.")
+@click.option("--timeframe", default="1d", show_default=True, help="Bar timeframe.")
+@click.option("--bars", type=int, default=5031, show_default=True, help="Number of bars.")
+def synth_data(kind: str, strength: float, seed: int, symbol: str, timeframe: str, bars: int) -> None:
+    """Write a synthetic series with a planted edge of known size into the data folder.
+
+    trend: a slowly wandering drift, exploited by 20-bar momentum; reversal: returns that are AR(1) with a
+    negative coefficient, exploited by the one-bar contrarian rule; noise: a random walk (strength 0). The
+    strength is the rule's expected annualised Sharpe on the research period; a sidecar `.synth.json` beside
+    the series records how it was made and what the rule earned.
+    """
+    from agent_pipeline.engine.synth import write_synth  # lazy: start-up cost (pandas, numpy, scipy)
+
+    stored, info = write_synth(
+        kind,
+        strength,
+        seed,
+        symbol=symbol,
+        timeframe=timeframe,
+        data_dir=data_folder(),
+        bars=bars,
+        lockbox_fraction=get_settings().lockbox_fraction,
+    )
+    click.echo(
+        f"Wrote {stored.bars} bars of {stored.symbol} {stored.timeframe} ({info.kind}, strength {info.strength:g}, "
+        f"seed {info.seed}) into {stored.path}\n"
+        f"Rule: {info.rule}\n"
+        f"Rule Sharpe: {info.research_sharpe:.2f} on the research period, {info.lockbox_sharpe:.2f} on the lockbox"
     )

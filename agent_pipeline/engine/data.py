@@ -411,6 +411,19 @@ def import_csv(path: Path, *, symbol: str, timeframe: str, data_dir: Path) -> Da
     return _info((symbol.upper(), timeframe), target, "user", report.warnings)
 
 
+def store_bars(frame: pd.DataFrame, *, symbol: str, timeframe: str, data_dir: Path) -> DatasetInfo:
+    """Validate bars already in memory (e.g. generated ones) and store them as `import_csv` does.
+
+    Raises:
+        DataError: bad symbol/timeframe, or fatal validation problems.
+    """
+    target = dataset_path(symbol, timeframe, data_dir)
+    clean, report = validate_bars(frame, timeframe)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(clean, target)
+    return _info((symbol.upper(), timeframe), target, "user", report.warnings)
+
+
 def _sources(data_dir: Path | None) -> dict[tuple[str, str], tuple[Path, str]]:
     sources = {pair: (path, "bundled") for pair, path in _files(BUNDLED_DIR).items()}
     sources.update({pair: (path, "user") for pair, path in _files(data_dir).items()})
