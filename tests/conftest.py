@@ -16,8 +16,19 @@ from agent_pipeline.config import reset_settings
 
 POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 POSTGRES_URL_PREFIX = "postgresql+psycopg://postgres@127.0.0.1:5432/"
-# A Redis database number of its own, so tests never touch a developer's db 0.
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+# Redis database numbers of the suite's own, so tests never touch a developer's db 0. Each pytest-xdist worker
+# (`gw0`, `gw1`, ...) gets three of its own, counting down from 15: the `redis_url` fixture, the cycle stacks and
+# Flower's stack. Three workers at most fit above db 6.
+REDIS_ROLES = {"fixture": 0, "stack": 1, "flower": 2}
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+def redis_test_url(role: str) -> str:
+    """The Redis URL of `role` for this test process (see REDIS_ROLES)."""
+    return f"redis://127.0.0.1:6379/{15 - 3 * XDIST_WORKER - REDIS_ROLES[role]}"
+
+
+REDIS_TEST_URL = redis_test_url("fixture")
 # Environment names read by Settings without the KTRDR_ prefix.
 UNPREFIXED_SETTINGS = (
     "DATABASE_URL",

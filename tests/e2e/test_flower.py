@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import service_missing
+from tests.conftest import redis_test_url, service_missing
 from tests.integration.cycle.conftest import Stack, make_stack  # noqa: F401
 from tests.integration.cycle.test_cycle_stack import OPEN_GATES, QUICK, finished, start_stack, wait_until
 
@@ -38,7 +38,7 @@ CYCLE_TASKS = {
 FLOWER_START_TIMEOUT = 30
 # A Redis db of its own (the cycle stack's is 14): workers of a cycle test run at the same time elsewhere on
 # this machine would otherwise take this test's tasks, and Flower would show theirs.
-FLOWER_REDIS_URL = "redis://127.0.0.1:6379/12"
+FLOWER_REDIS_URL = redis_test_url("flower")
 
 
 def free_port() -> int:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database, service_missing
+from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database, redis_test_url, service_missing
 
-# A Redis database number of its own for the worker stack (db 15 belongs to the `redis_url` fixture).
-STACK_REDIS_URL = "redis://127.0.0.1:6379/14"
+# A Redis database of its own for the worker stack (see tests/conftest.py REDIS_ROLES).
+STACK_REDIS_URL = redis_test_url("stack")
 # Seconds to wait for a worker to answer a ping.
 WORKER_START_TIMEOUT = 60
 

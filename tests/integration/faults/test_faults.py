@@ -80,8 +80,48 @@ def stack(
 
 @pytest.fixture
 def faults(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The module's stack, cleaned before each test: whatever an earlier test left running cannot fail this one."""
     use_stack_env(stack, monkeypatch)
+    _clean_start(stack)
     return stack
+
+
+def _clean_start(stack: Stack) -> None:
+    """Cancel every active cycle (a test that hit its bound leaves one), restart a worker a test stopped, and let
+    both GPU workers consume again, so each test starts from the same idle stack."""
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import get_store
+
+    store = get_store()
+    for active in store.active_cycles():
+        print(f"\nclean start: cancelling {active.operation_id} left {_phase(active.operation_id)}")
+        cycle.cancel(active.operation_id, store=store, reason="Cancelled by the fault suite's clean start")
+    wait_until(lambda: not store.active_cycles(), timeout=30)
+    for name, queue, args in (
+        ("research", "research", ("-c", "1")),
+        ("gpu1", "gpu", GPU_ARGS),
+        ("gpu2", "gpu", GPU_ARGS),
+    ):
+        if name not in stack.workers or stack.workers[name].poll() is not None:
+            stack.workers.pop(name, None)
+            stack.start_worker(name, queue, *args)
+    _gpu_consuming([f"{name}@{socket.gethostname()}" for name in ("gpu1", "gpu2")], True)
+
+
+def _phase(cycle_id: str) -> str:
+    """Where a cycle stands: its status and phase, and its active children (for a bound that was hit)."""
+    from agent_pipeline.store.operations import get_store
+
+    op = get_store().get(cycle_id)
+    return f"{op.status.value} in phase {op.metadata.get('phase') or '-'}; active rows: {_active_rows(cycle_id)}"
+
+
+def within(cycle_id: str, predicate: Any, timeout: float = 120, interval: float = 0.25) -> Any:
+    """`wait_until`, but a bound that is hit says which phase the cycle was stuck in."""
+    try:
+        return wait_until(predicate, timeout=timeout, interval=interval)
+    except AssertionError:
+        raise AssertionError(f"bound of {timeout:.0f} s hit: cycle {cycle_id} {_phase(cycle_id)}") from None
 
 
 def _training(cycle_id: str) -> Any:
@@ -119,12 +159,12 @@ def test_a_redis_restart_mid_training_leaves_both_workers_up_and_the_cycle_compl
 
     # Given a cycle in the middle of its training
     operation = cycle.trigger(BYPASS)
-    wait_until(lambda: _training_epoch(operation.operation_id) >= 1, timeout=120)
+    within(operation.operation_id, lambda: _training_epoch(operation.operation_id) >= 1, timeout=120)
     # When Redis (append-only, as in docker-compose) is restarted
     private_redis.restart(down_for=OUTAGE_S)
     back = time.monotonic()
     # Then the cycle completes, and no worker died on the way
-    final = wait_until(finished(operation.operation_id), timeout=180 + OUTAGE_S)
+    final = within(operation.operation_id, finished(operation.operation_id), timeout=180 + OUTAGE_S)
     assert final.status == OperationStatus.COMPLETED, (final.error_message, faults.log("research")[-3000:])
     assert _workers_alive(faults) == {"research": True, "gpu1": True, "gpu2": True}
     assert "Unrecoverable error" not in faults.log("research")
@@ -137,14 +177,14 @@ def test_a_redis_restart_that_loses_every_message_never_leaves_a_row_running(fau
 
     # Given a cycle in the middle of its training
     operation = cycle.trigger(BYPASS)
-    wait_until(lambda: _training_epoch(operation.operation_id) >= 1, timeout=120)
+    within(operation.operation_id, lambda: _training_epoch(operation.operation_id) >= 1, timeout=120)
     # When Redis comes back empty (no persistence): queued messages, ETA polls, results and locks are gone
     private_redis.restart(down_for=OUTAGE_S, keep_data=False)
     back = time.monotonic()
     # Then within the reconciler's bound the cycle is finished: it completes (the training still running on the
     # GPU worker stores its result and wakes the supervisor) or fails with a clear one-line error
     bound = STALE_AFTER_S + RECONCILE_INTERVAL_S + 120
-    final = wait_until(finished(operation.operation_id), timeout=bound)
+    final = within(operation.operation_id, finished(operation.operation_id), timeout=bound)
     if final.status == OperationStatus.FAILED:
         assert final.error_message and "\n" not in final.error_message
     else:
@@ -163,14 +203,19 @@ def test_lost_messages_with_nothing_left_to_wake_the_cycle_fail_it_within_the_re
     gpu_workers = [f"{name}@{socket.gethostname()}" for name in ("gpu1", "gpu2")]
     _gpu_consuming(gpu_workers, False)
     operation = cycle.trigger(BYPASS)
-    wait_until(lambda: (child := _training(operation.operation_id)) and child.metadata.get("celery_task_id"))
+    within(
+        operation.operation_id,
+        lambda: (child := _training(operation.operation_id)) and child.metadata.get("celery_task_id"),
+    )
     # When Redis comes back empty
     private_redis.restart(down_for=OUTAGE_S, keep_data=False)
     back = time.monotonic()
     _gpu_consuming(gpu_workers, True)
     # Then the research worker's reconcile timer fails the cycle and its training, with one clear line,
     # within the heartbeat bound plus one period
-    final = wait_until(finished(operation.operation_id), timeout=STALE_AFTER_S + RECONCILE_INTERVAL_S + 30)
+    final = within(
+        operation.operation_id, finished(operation.operation_id), timeout=STALE_AFTER_S + RECONCILE_INTERVAL_S + 30
+    )
     took = time.monotonic() - back
     assert final.status == OperationStatus.FAILED
     assert final.error_message.startswith(f"Lost: no heartbeat for {STALE_AFTER_S:.0f} s")
@@ -203,10 +248,10 @@ def test_a_postgres_restart_mid_training_lets_the_cycle_complete(faults, private
     from agent_pipeline.store.operations import OperationStatus
 
     operation = cycle.trigger(BYPASS)
-    wait_until(lambda: _training_epoch(operation.operation_id) >= 1, timeout=120)
+    within(operation.operation_id, lambda: _training_epoch(operation.operation_id) >= 1, timeout=120)
     private_postgres.restart(down_for=OUTAGE_S)
     back = time.monotonic()
-    final = wait_until(_finished_through_restarts(operation.operation_id), timeout=180)
+    final = within(operation.operation_id, _finished_through_restarts(operation.operation_id), timeout=180)
     assert final.status == OperationStatus.COMPLETED, (final.error_message, faults.log("research")[-3000:])
     assert _workers_alive(faults) == {"research": True, "gpu1": True, "gpu2": True}
     _report(f"Postgres restart (down {OUTAGE_S:.0f} s)", "cycle completed", time.monotonic() - back)
@@ -266,7 +311,7 @@ def test_sigterm_on_the_training_gpu_worker_requeues_the_training_which_resumes_
 
     # Given a training running on one of the two GPU workers
     operation = cycle.trigger(BYPASS)
-    wait_until(lambda: _training_epoch(operation.operation_id) >= 2, timeout=120)
+    within(operation.operation_id, lambda: _training_epoch(operation.operation_id) >= 2, timeout=120)
     task_id = _training(operation.operation_id).metadata["celery_task_id"]
     busy = next(name for name in ("gpu1", "gpu2") if f"train_model[{task_id}] received" in faults.log(name))
     other = "gpu2" if busy == "gpu1" else "gpu1"
@@ -282,7 +327,7 @@ def test_sigterm_on_the_training_gpu_worker_requeues_the_training_which_resumes_
     assert "worker shutting down; training" in faults.log(busy)
     wait_until(lambda: "resumed" in faults.log(other), timeout=120)
     resumed_in = time.monotonic() - started
-    final = wait_until(finished(operation.operation_id), timeout=180)
+    final = within(operation.operation_id, finished(operation.operation_id), timeout=180)
     assert final.status == OperationStatus.COMPLETED, (final.error_message, faults.log("research")[-3000:])
     assert _training(operation.operation_id).status == OperationStatus.COMPLETED
     resumed = faults.log(other)
