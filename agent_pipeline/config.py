@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     heartbeat_stale_after: float = Field(default=300.0, ge=10)
     training_time_limit: int = Field(default=6 * 3600, ge=60)
     training_epochs: int | None = Field(default=None, ge=1, le=1000)
+    # CPU threads one training uses (0: torch's default, one per core). These small models train as fast on one
+    # thread, and two trainings on one host with two threads each ran 6x slower (issue 17).
+    torch_threads: int = Field(default=1, ge=0, le=256)
     api_token: SecretStr | None = None
     seed: int = 7
 

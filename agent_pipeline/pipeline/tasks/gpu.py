@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Task
 
+from agent_pipeline.config import get_settings
 from agent_pipeline.errors import CancelledError
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline import flags, outages, shutdown
@@ -156,11 +157,15 @@ def _train(
     owner: str,
     evaluation: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    import torch  # lazy: start-up cost (torch); CUDA is never initialised in the forking parent
+
     from agent_pipeline.engine.research import (  # lazy: start-up cost (pandas, scipy, torch)
         Evaluation,
         train_walk_forward,
     )
 
+    if get_settings().torch_threads:
+        torch.set_num_threads(get_settings().torch_threads)
     model_dir.mkdir(parents=True, exist_ok=True)
     strategy_path = _write_strategy(model_dir, strategy_yaml)
     watch = _Watch(task, training_op_id, owner)
