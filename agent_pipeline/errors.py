@@ -15,6 +15,10 @@ class OperationNotFoundError(KtrdrError):
     """Raised when an operation id does not exist."""
 
 
+class CalibrationNotFoundError(KtrdrError):
+    """Raised when no calibration run has been saved yet."""
+
+
 class InvalidTransitionError(KtrdrError):
     """Raised when an operation is asked to move to a status its current status does not allow."""
 

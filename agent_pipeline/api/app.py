@@ -11,12 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from agent_pipeline.api.routes import evidence, history, metrics, reports
+from agent_pipeline.api.routes import calibration, evidence, history, metrics, reports
 from agent_pipeline.api.routes.contract import MAX_OFFSET, complete_contract, responses
 from agent_pipeline.config import get_settings
 from agent_pipeline.errors import (
     BrokerUnavailableError,
     BudgetExhaustedError,
+    CalibrationNotFoundError,
     CapacityError,
     ConfigurationError,
     DatabaseUnavailableError,
@@ -33,6 +34,7 @@ from agent_pipeline.store.operations import MAX_LIST_LIMIT, OperationStatus, Ope
 # Expected errors -> HTTP status; anything else is a 500 with a logged traceback.
 STATUS_OF: dict[type[KtrdrError], int] = {
     OperationNotFoundError: 404,
+    CalibrationNotFoundError: 404,
     InvalidTransitionError: 409,
     CapacityError: 409,
     BudgetExhaustedError: 429,
@@ -223,5 +225,6 @@ def cancel_operation(operation_id: str) -> OperationAnswer:
 
 app.include_router(history.router, dependencies=[api])  # the leaderboard (issue 10)
 app.include_router(evidence.router, dependencies=[api])  # evidence across trials (issue 8)
+app.include_router(calibration.router, dependencies=[api])  # power and size of the loop (issue 14)
 app.include_router(metrics.router, dependencies=[api])  # Prometheus /metrics (issue 10)
 app.include_router(reports.router, dependencies=[api])  # cycle reports with plots (issue 10)

@@ -1,0 +1,21 @@
+"""`GET /api/v1/agent/calibration`: the last calibration run (`ktrdr agent calibrate`): its power table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from agent_pipeline.api.routes.contract import responses
+from agent_pipeline.config import get_settings
+from agent_pipeline.insight.calibration import load_run
+
+router = APIRouter()
+
+
+@router.get("/api/v1/agent/calibration", responses=responses(404))
+def agent_calibration() -> dict[str, Any]:
+    """The plan, the power table per kind, strength and designer, the false-discovery rate, and every series."""
+    folder = get_settings().artifacts_dir
+    assert folder is not None
+    return {"success": True, "data": load_run(folder / "calibration")}
