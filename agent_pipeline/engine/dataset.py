@@ -86,7 +86,9 @@ def build_dataset(strategy: Strategy, bars: pd.DataFrame) -> Dataset:
     """
     features = compute_features(strategy, bars)
     lookahead = strategy.labels.lookahead
-    labels = zigzag_labels(bars["close"].to_numpy(), strategy.labels.zigzag_threshold, lookahead)
+    labels = zigzag_labels(
+        bars["close"].to_numpy(), strategy.labels.zigzag_threshold, lookahead, hold=strategy.labels.hold
+    )
     valid = np.flatnonzero(features.notna().all(axis=1).to_numpy() & (labels >= 0))
     if len(valid) < MIN_ROWS:
         _check_sizes([valid])  # raises before splitting an (almost) empty set

@@ -143,6 +143,8 @@ class Labels(_Strict):
 
     zigzag_threshold: float = Field(default=0.01, gt=0, le=0.5)
     lookahead: int = Field(default=20, ge=1, le=500)
+    # False: no HOLD class; a window that touches neither threshold is labelled by its last close (labels.py).
+    hold: bool = True
 
 
 class Split(_Strict):

@@ -159,7 +159,9 @@ def build_walk_forward(strategy: Strategy, bars: pd.DataFrame, *, lockbox_fracti
     research = bars.iloc[: lockbox_start(len(bars), lockbox_fraction)]
     features = compute_features(strategy, research)
     lookahead = strategy.labels.lookahead
-    labels = zigzag_labels(research["close"].to_numpy(), strategy.labels.zigzag_threshold, lookahead)
+    labels = zigzag_labels(
+        research["close"].to_numpy(), strategy.labels.zigzag_threshold, lookahead, hold=strategy.labels.hold
+    )
     finite = features.notna().all(axis=1).to_numpy()
     usable = np.flatnonzero(finite)
     labelled = np.flatnonzero(finite & (labels >= 0))

@@ -55,3 +55,13 @@ def test_vectorised_labels_equal_the_definition_on_real_prices(eurusd):
     for threshold, lookahead in ((0.002, 5), (0.005, 20), (0.01, 1)):
         expected = reference_labels(close, threshold, lookahead)
         np.testing.assert_array_equal(zigzag_labels(close, threshold, lookahead), expected)
+
+
+def test_without_hold_a_window_that_touches_no_threshold_takes_the_direction_of_its_last_close() -> None:
+    # Given closes that never move 5% within two bars
+    close = np.array([100.0, 101.0, 100.5, 99.0, 99.5, 100.0])
+    # Then with HOLD every complete bar is HOLD, and without it each takes the sign of close[t + 2] - close[t]
+    assert zigzag_labels(close, 0.05, 2).tolist() == [HOLD, HOLD, HOLD, HOLD, INCOMPLETE, INCOMPLETE]
+    assert zigzag_labels(close, 0.05, 2, hold=False).tolist() == [BUY, SELL, SELL, BUY, INCOMPLETE, INCOMPLETE]
+    # and a threshold that is touched still decides first
+    assert zigzag_labels(np.array([100.0, 97.0, 110.0, 110.0]), 0.02, 2, hold=False)[0] == SELL
