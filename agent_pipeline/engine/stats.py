@@ -101,11 +101,13 @@ def deflated_sharpe(evidence: SharpeEvidence, *, trials: int, variance: float) -
 def trials_variance(sharpes: list[float], n_bars: int) -> float:
     """The variance of the trials' per-bar Sharpe ratios used by the DSR.
 
-    With at least two recorded Sharpe ratios, their sample variance. With fewer, the sampling variance of a
-    zero Sharpe estimate over `n_bars` returns, 1 / n_bars (Lo, 2002): an honest floor, where a variance of
-    0 would let the first trials escape the deflation.
+    With at least two recorded Sharpe ratios, their sample variance, but never below the sampling variance of a
+    zero Sharpe estimate over `n_bars` returns, 1 / n_bars (Lo, 2002), which is also the value with fewer. The
+    floor is honest: trials of one study resemble each other, and their Sharpe ratios can agree far more
+    closely than the noise in any one of them, which would let a lucky trial escape the deflation (issue 14).
     """
+    floor = 1.0 / max(n_bars, 1)
     finite = [s for s in sharpes if s is not None and math.isfinite(s)]
     if len(finite) >= 2:
-        return float(np.var(finite, ddof=1))
-    return 1.0 / max(n_bars, 1)
+        return max(floor, float(np.var(finite, ddof=1)))
+    return floor

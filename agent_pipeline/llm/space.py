@@ -33,8 +33,11 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-# Indicators a strategy may add to its ATR (all scale-free: the same cut rule suits every instrument).
-OSCILLATORS = ("rsi", "stochastic", "williams_r", "cci", "adx", "roc")
+# Indicators a strategy may use (all scale-free: the same cut rule suits every instrument). `sma` and `ema` are
+# the close's distance from its average: with period 2 the last bar's return, with 20 a momentum (issue 14).
+INDICATORS = ("atr", "rsi", "stochastic", "williams_r", "cci", "adx", "roc", "sma", "ema")
+# The indicators beside ATR (kept for the study's older trials and the tests).
+OSCILLATORS = INDICATORS[1:]
 # Fixed training choices: 30 epochs, batch 64 keep a cycle to about a minute on 2 CPU cores.
 TRAINING = {"epochs": 30, "batch_size": 64, "early_stopping_patience": 6, "weight_decay": 0.0}
 
@@ -47,19 +50,21 @@ def space() -> dict[str, optuna.distributions.BaseDistribution]:
     from optuna.distributions import FloatDistribution as Real
     from optuna.distributions import IntDistribution as Int
 
-    params: dict[str, Any] = {"atr_period": Int(5, 40, log=True)}
-    for kind in OSCILLATORS:
-        params |= {f"use_{kind}": Choice([False, True]), f"{kind}_period": Int(5, 40, log=True)}
+    params: dict[str, Any] = {}
+    for kind in INDICATORS:  # periods from 2 bars: a one-day edge needs a one-day feature (issue 14)
+        params |= {f"use_{kind}": Choice([False, True]), f"{kind}_period": Int(2, 60, log=True)}
     return params | {
         "fuzzy_sets": Choice([2, 3]),
         "fuzzy_width": Real(0.1, 0.45),  # the outer cuts sit at quantiles 0.5 -/+ width
-        "label_k": Real(0.5, 1.5, log=True),
-        "lookahead": Int(5, 40, log=True),
+        # threshold = label_k * volatility * sqrt(lookahead): near 0.05 the next bar decides, near 1 the horizon
+        "label_k": Real(0.05, 1.5, log=True),
+        "lookahead": Int(2, 60, log=True),
+        "label_hold": Choice([True, False]),  # False: two classes, no HOLD (labels.py)
         "hidden": Int(16, 128, log=True),
         "layers": Int(1, 2),
         "dropout": Real(0.0, 0.4),
         "learning_rate": Real(1e-4, 1e-2, log=True),
-        "confidence": Real(0.34, 0.55),
+        "confidence": Real(0.34, 0.5),  # two-class probabilities sit near 0.5: above it nothing trades
     }
 
 
@@ -72,7 +77,7 @@ def research_bars(symbol: str, timeframe: str, data_dir: Path | None, lockbox_fr
 
 def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, *, prefix: str) -> dict[str, Any]:
     """The strategy document of one trial's draws over `bars` (the research period)."""
-    kinds = ["atr", *[kind for kind in OSCILLATORS if _suggest(trial, f"use_{kind}")]]
+    kinds = [kind for kind in INDICATORS if _suggest(trial, f"use_{kind}")] or ["atr"]
     indicators = [{"type": kind, "period": _suggest(trial, f"{kind}_period")} for kind in kinds]
     sets, width = _suggest(trial, "fuzzy_sets"), _suggest(trial, "fuzzy_width")
     lookahead = _suggest(trial, "lookahead")
@@ -93,7 +98,11 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
             "activation": "relu",
             "dropout": round(_suggest(trial, "dropout"), 4),
         },
-        "labels": {"zigzag_threshold": round(min(0.5, max(1e-5, threshold)), 6), "lookahead": lookahead},
+        "labels": {
+            "zigzag_threshold": round(min(0.5, max(1e-5, threshold)), 6),
+            "lookahead": lookahead,
+            "hold": _suggest(trial, "label_hold"),
+        },
         "training": TRAINING | {"learning_rate": round(_suggest(trial, "learning_rate"), 6)},
         "backtest": {"confidence_threshold": round(_suggest(trial, "confidence"), 4)},
     }
@@ -135,8 +144,9 @@ def params_of(document: dict[str, Any], bars: pd.DataFrame) -> dict[str, Any]:
     """The space's parameters a strategy document (e.g. Claude's) sets, where they fall inside the space."""
     labels, model = document.get("labels") or {}, document.get("model") or {}
     kinds = {i.get("type"): i.get("period") for i in document.get("indicators") or [] if isinstance(i, dict)}
-    found: dict[str, Any] = {f"use_{kind}": kind in kinds for kind in OSCILLATORS}
-    found |= {f"{kind}_period": period for kind, period in kinds.items() if kind in ("atr", *OSCILLATORS)}
+    found: dict[str, Any] = {f"use_{kind}": kind in kinds for kind in INDICATORS}
+    found |= {f"{kind}_period": period for kind, period in kinds.items() if kind in INDICATORS}
+    found["label_hold"] = labels.get("hold", True)
     if labels.get("zigzag_threshold") and labels.get("lookahead"):
         scale = volatility(bars) * math.sqrt(labels["lookahead"])
         found |= {"lookahead": labels["lookahead"], "label_k": labels["zigzag_threshold"] / scale}

@@ -70,6 +70,11 @@ def test_the_trials_variance_falls_back_to_the_sampling_variance_of_a_zero_sharp
     assert stats.trials_variance([0.1, 0.3, float("nan")], 400) == pytest.approx(np.var([0.1, 0.3], ddof=1))
 
 
+def test_trials_that_agree_closely_are_still_deflated_by_the_noise_of_one_sharpe_estimate() -> None:
+    # Ten near-identical trials: their spread (1e-8) is far below what one estimate over 400 bars can resolve
+    assert stats.trials_variance([0.05 + 1e-4 * i for i in range(10)], 400) == pytest.approx(1 / 400)
+
+
 def test_classification_metrics_against_hand_computed_values() -> None:
     # actual: SELL SELL HOLD HOLD HOLD BUY; predicted: SELL HOLD HOLD HOLD SELL BUY
     actual = np.array([0, 0, 1, 1, 1, 2])

@@ -20,7 +20,7 @@ from agent_pipeline.engine.data import import_csv, list_datasets, load_bars
 from agent_pipeline.engine.strategy import NAME_PATTERN, load_strategy, parse_strategy
 from agent_pipeline.errors import ConfigurationError, DesignError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer, save_design
-from agent_pipeline.llm.space import OSCILLATORS, build_document, research_bars, space, volatility
+from agent_pipeline.llm.space import INDICATORS, OSCILLATORS, build_document, research_bars, space, volatility
 from agent_pipeline.llm.study import POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
 from agent_pipeline.store.operations import get_store
 
@@ -63,7 +63,7 @@ def test_designs_are_valid_strategies_named_after_their_trial(settings: Settings
             assert (outcome.strategy.symbol, outcome.strategy.timeframe) == series.pair
             assert NAME_PATTERN.match(outcome.strategy.name)
             assert outcome.strategy.name.endswith(f"_t{outcome.study_trial}")
-            assert outcome.strategy.indicators[0].type == "atr"
+            assert outcome.strategy.indicators and {i.type for i in outcome.strategy.indicators} <= set(INDICATORS)
             assert outcome.designer == "offline" and outcome.usage is None and "tpe trial" in outcome.notes
 
 
