@@ -36,7 +36,8 @@ def document(
     values = values[np.isfinite(values)]
     feature = f"{indicator['type']}_{indicator['period']}"
     return {
-        "name": f"probe_{feature}_k{int(k * 100)}_l{lookahead}_{'hold' if hold else 'nohold'}{'' if costs else '_free'}",
+        "name": f"probe_{feature}_k{int(k * 100)}_l{lookahead}_{'hold' if hold else 'nohold'}"
+        + ("" if costs else "_free"),
         "description": "probe",
         "hypothesis": "probe",
         "symbol": symbol,
@@ -97,6 +98,7 @@ def main() -> None:
             _, info = write_synth(kind, args.strength, args.seed, symbol=symbol, timeframe="1d", data_dir=data_dir)
             bars = research_bars(symbol, "1d", data_dir, 0.2)
             horizon = 1 if kind == "reversal" else 20
+            k = 0.05 if kind == "reversal" else 0.5
             docs = [
                 # the edge's own horizon, two classes
                 document(
