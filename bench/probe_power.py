@@ -101,14 +101,7 @@ def main() -> None:
             k = 0.05 if kind == "reversal" else 0.5
             docs = [
                 # the edge's own horizon, two classes
-                document(
-                    symbol,
-                    bars,
-                    {"type": "sma", "period": fast},
-                    0.05 if kind == "reversal" else 0.5,
-                    max(2, horizon),
-                    False,
-                ),
+                document(symbol, bars, {"type": "sma", "period": fast}, k, max(2, horizon), False),
                 # the same with HOLD (three classes)
                 document(symbol, bars, {"type": "sma", "period": fast}, 1.0, max(2, horizon), True),
                 # the old grammar's nearest: a 5..40 oscillator, k >= 0.5, lookahead >= 5
@@ -116,15 +109,7 @@ def main() -> None:
                 # the right feature, the wrong horizon
                 document(symbol, bars, {"type": "sma", "period": slow}, 0.5, 20 if kind == "reversal" else 2, False),
                 # no costs
-                document(
-                    symbol,
-                    bars,
-                    {"type": "sma", "period": fast},
-                    0.05 if kind == "reversal" else 0.5,
-                    max(2, horizon),
-                    False,
-                    costs=False,
-                ),
+                document(symbol, bars, {"type": "sma", "period": fast}, k, max(2, horizon), False, costs=False),
             ]
             for doc in docs:
                 row = {"kind": kind, "rule_sharpe": round(info.research_sharpe, 2), **probe(folder, data_dir, doc)}
