@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 
-.PHONY: venv demo test test-fast lint format bench bench-research clean
+.PHONY: venv demo test test-fast lint format bench bench-research bench-power clean
 
 $(BIN)/ktrdr: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,13 +39,18 @@ format: venv
 	$(BIN)/ruff format agent_pipeline tests bench
 	$(BIN)/ruff check --fix agent_pipeline tests bench
 
-# bench_research.py is left out: it runs hundreds of research cycles (make bench-research).
+# bench_research.py and bench_power.py are left out: they run hundreds of research cycles (make bench-research,
+# make bench-power).
 bench: venv
-	@for b in bench/bench_*.py; do [ $$b = bench/bench_research.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py; do case $$b in bench/bench_research.py|bench/bench_power.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # Optimiser against random, 24 cycles per arm on every bundled series and a random walk (issue 9; long).
 bench-research: venv
 	$(BIN)/python bench/bench_research.py
+
+# The loop's power on planted edges against random search, and its false discoveries on noise (issue 14; long).
+bench-power: venv
+	$(BIN)/python bench/bench_power.py
 
 clean:
 	rm -rf $(VENV) .ktrdr .pytest_cache .mypy_cache .ruff_cache
