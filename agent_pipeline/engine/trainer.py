@@ -28,6 +28,7 @@ from torch import nn
 
 from agent_pipeline.engine.dataset import Dataset
 from agent_pipeline.engine.labels import CLASS_NAMES
+from agent_pipeline.engine.optim import Adam
 from agent_pipeline.engine.strategy import Strategy
 from agent_pipeline.errors import CancelledError, TrainingError
 
@@ -40,7 +41,7 @@ CANCEL_CHECK_BATCHES = 50
 EVAL_CHUNK = 65_536
 # Bumped when the model file's layout changes; load_model refuses other versions.
 MODEL_FORMAT = 1
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the optimiser state is engine/optim.py's Adam
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -243,7 +244,7 @@ class _Run:
     """The mutable state of one training run; what a checkpoint holds."""
 
     model: nn.Sequential
-    optimizer: torch.optim.Optimizer
+    optimizer: Adam
     generator: torch.Generator
     history: list[dict[str, float]] = field(default_factory=list)
     best_loss: float = float("inf")
@@ -354,7 +355,7 @@ def _train_epoch(
             raise CancelledError(f"training cancelled during epoch {run.epoch + 1}")
         index = order[start : start + batch_size]
         loss = loss_fn(run.model(x[index]), y[index])
-        run.optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad()
         loss.backward()
         run.optimizer.step()
         total += loss.detach() * len(index)
@@ -402,7 +403,7 @@ def _new_run(spec: ModelSpec, strategy: Strategy, dataset: Dataset, seed: int, d
     std = dataset.x_train.std(axis=0, dtype=np.float64)
     standardize.std.copy_(torch.as_tensor(np.where(std > 1e-12, std, 1.0), dtype=torch.float32))
     model.to(device)
-    optimizer = torch.optim.Adam(
+    optimizer = Adam(
         model.parameters(), lr=strategy.training.learning_rate, weight_decay=strategy.training.weight_decay
     )
     generator = torch.Generator().manual_seed(seed)
