@@ -1,15 +1,17 @@
 """Power benchmark (issue 14): how strong must a planted edge be for the loop to find it, and is TPE faster than random.
 
 Run: make bench-power, or
-     .venv/bin/python bench/bench_power.py [--cycles 20] [--seeds 1,2,3] [--strengths 1.0,1.5,2.0]
-                                           [--random-strengths 1.5] [--jobs 2] [--results bench/results/power.json]
+     .venv/bin/python bench/bench_power.py [--cycles 20] [--seeds 1,2,3] [--strengths 1.0,1.5,2.0] [--arms ...]
+                                           [--trend-strengths 1.5] [--random-strengths 1.5] [--jobs 2]
      .venv/bin/python bench/bench_power.py --table   # re-render the README table from the results file
 
 Each arm is one `ktrdr agent calibrate --json` process with its own home (its own SQLite file, studies and trial
-counts), run with the default gates: the Optuna designer (`offline`) on every strength, and random search
-(`random`, same space, same seeds) on `--random-strengths`, and the Optuna designer on noise. A series stops at its first discovery
-(deflated Sharpe >= 0.95, both gates passed). Arms run `--jobs` at a time, one torch thread each. The merged record
-goes to bench/results/power.json; the table is printed as Markdown.
+counts), run with the default gates: the Optuna designer (`offline`) on reversal edges of every strength, on trend
+edges, and on noise; random search (`random`, same space, same seeds) on reversal edges. One more arm runs the
+trend edges with the win-rate gate opened (BACKTEST_GATE_MIN_WIN_RATE=0.3): trend-following wins rarely and big,
+and the default 45% blocks it. A series stops at its first discovery (deflated Sharpe >= 0.95, both gates passed).
+Arms run `--jobs` at a time, one torch thread each. The merged record goes to bench/results/power.json; the table is
+printed as Markdown.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "power.json"
 KTRDR = Path(sys.executable).parent / "ktrdr"
 
 
-def run_arm(name: str, args: list[str], home: Path) -> dict[str, Any]:
+def run_arm(name: str, args: list[str], home: Path, env_extra: dict[str, str]) -> dict[str, Any]:
     """One calibrate process; its progress goes to `<home>.log`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KTRDR_", "DATABASE_URL", "ANTHROPIC_"))}
-    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env_extra}
     started = time.perf_counter()
     with open(f"{home}.log", "w") as log:
         done = subprocess.run(
@@ -42,17 +44,35 @@ def run_arm(name: str, args: list[str], home: Path) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"arm {name} failed ({done.returncode}); see {home}.log")
     print(f"arm {name}: {time.perf_counter() - started:.0f} s", flush=True)
-    return dict(json.loads(done.stdout)["data"])
+    record = dict(json.loads(done.stdout)["data"])
+    if env_extra:  # a gate opened for this arm: its rows say so
+        for series in record["series"]:
+            series["designer"] += " (" + ", ".join(f"{k}={v}" for k, v in env_extra.items()) + ")"
+    return record
 
 
-def arms(options: argparse.Namespace) -> dict[str, list[str]]:
+# The gate setting that opens the win-rate check for trend-following (which wins rarely and big).
+OPEN_WIN_RATE = {"BACKTEST_GATE_MIN_WIN_RATE": "0.3"}
+
+
+def arms(options: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """name -> (calibrate arguments, extra environment). Default gates everywhere but the `-open` arm."""
     common = ["--seeds", options.seeds, "--cycles", str(options.cycles)]
     planned = {
-        "offline-edges": ["--kinds", "trend,reversal", "--strengths", options.strengths, "--designers", "offline"],
-        "random-edges": ["--kinds", "trend,reversal", "--strengths", options.random_strengths, "--designers", "random"],
-        "noise": ["--kinds", "noise", "--designers", "offline"],
+        "offline-reversal": (["--kinds", "reversal", "--strengths", options.strengths, "--designers", "offline"], {}),
+        "offline-trend": (["--kinds", "trend", "--strengths", options.trend_strengths, "--designers", "offline"], {}),
+        "offline-trend-open": (
+            ["--kinds", "trend", "--strengths", options.trend_strengths, "--designers", "offline"],
+            OPEN_WIN_RATE,
+        ),
+        "random-reversal": (
+            ["--kinds", "reversal", "--strengths", options.random_strengths, "--designers", "random"],
+            {},
+        ),
+        "noise": (["--kinds", "noise", "--designers", "offline"], {}),
     }
-    return {name: [*args, *common] for name, args in planned.items()}
+    chosen = options.arms.split(",") if options.arms else list(planned)
+    return {name: ([*planned[name][0], *common], planned[name][1]) for name in chosen}
 
 
 def merge(records: dict[str, dict[str, Any]], options: argparse.Namespace, seconds: float) -> dict[str, Any]:
@@ -65,7 +85,7 @@ def merge(records: dict[str, dict[str, Any]], options: argparse.Namespace, secon
         for series in record["series"]
     ]
     plan = {"cycles": options.cycles, "seeds": options.seeds, "strengths": options.strengths,
-            "random_strengths": options.random_strengths}  # fmt: skip
+            "trend_strengths": options.trend_strengths, "random_strengths": options.random_strengths}  # fmt: skip
     return run_record(outcomes, plan, seconds) | {"arms": {name: r["seconds"] for name, r in records.items()}}
 
 
@@ -88,8 +108,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--strengths", default="1.0,1.5,2.0")
-    parser.add_argument("--random-strengths", default="1.5")
+    parser.add_argument("--strengths", default="1.0,1.5,2.0", help="Reversal strengths (Optuna designer).")
+    parser.add_argument("--trend-strengths", default="1.5", help="Trend strengths, default gates and win rate opened.")
+    parser.add_argument("--random-strengths", default="1.5", help="Reversal strengths for random search.")
+    parser.add_argument("--arms", default="", help="Comma-separated subset of the arms (default: all).")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--table", action="store_true", help="Print the table of the results file and stop.")
@@ -101,7 +123,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ktrdr-power-"))
     planned = arms(options)
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        futures = {name: pool.submit(run_arm, name, args, work / name) for name, args in planned.items()}
+        futures = {name: pool.submit(run_arm, name, args, work / name, env) for name, (args, env) in planned.items()}
         records = {name: future.result() for name, future in futures.items()}
     record = merge(records, options, time.perf_counter() - started)
     options.results.parent.mkdir(parents=True, exist_ok=True)
