@@ -82,25 +82,32 @@ def run_series(
     )  # fmt: skip
     options = CycleOptions(designer=spec.designer, symbol=spec.symbol, timeframe=TIMEFRAME)
     outcomes: list[str] = []
-    best: float | None = None
+    sharpes: list[float] = []
+    found: tuple[int, float | None] | None = None  # (cycle number, its lockbox Sharpe)
     for number in range(1, plan.cycles + 1):
         final = wait_for(store, cycle.trigger(options, store=store, settings=settings).operation_id)
         outcomes.append(outcome_of(final)[0].value)
-        summary = final.result_summary or {}
         sharpe = (final.metadata.get("backtest_result") or {}).get("sharpe_ratio")
-        if isinstance(sharpe, int | float):
-            best = sharpe if best is None else max(best, sharpe)
+        sharpes += [float(sharpe)] if isinstance(sharpe, int | float) else []
         say(f"  {spec.symbol} cycle {number}/{plan.cycles}: {outcomes[-1]}, walk-forward Sharpe {sharpe}")
+        summary = final.result_summary or {}
         if summary.get("discovery"):
-            lockbox = (summary.get("lockbox") or {}).get("sharpe_ratio")
-            return SeriesOutcome(
-                spec.kind, spec.strength, spec.seed, spec.designer, spec.symbol, number, info.research_sharpe,
-                info.lockbox_sharpe, number, best, lockbox, outcomes,
-            )  # fmt: skip
+            found = (number, (summary.get("lockbox") or {}).get("sharpe_ratio"))
+            break
     return SeriesOutcome(
-        spec.kind, spec.strength, spec.seed, spec.designer, spec.symbol, plan.cycles, info.research_sharpe,
-        info.lockbox_sharpe, None, best, None, outcomes,
-    )  # fmt: skip
+        kind=spec.kind,
+        strength=spec.strength,
+        seed=spec.seed,
+        designer=spec.designer,
+        symbol=spec.symbol,
+        cycles_run=len(outcomes),
+        rule_sharpe=info.research_sharpe,
+        rule_lockbox_sharpe=info.lockbox_sharpe,
+        first_discovery=found[0] if found else None,
+        best_sharpe=max(sharpes) if sharpes else None,
+        discovery_lockbox_sharpe=found[1] if found else None,
+        outcomes=outcomes,
+    )
 
 
 def calibrate(
