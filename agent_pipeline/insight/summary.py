@@ -20,6 +20,33 @@ def num(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}" if isinstance(value, int | float) else "-"
 
 
+# A backtest gate whose default blocks a kind of real edge, and the setting that opens it (issue 14).
+GATE_SETTINGS = {
+    "win_rate_too_low": (
+        "BACKTEST_GATE_MIN_WIN_RATE",
+        "trend-following wins rarely and big: on planted trend edges the default 45% stopped every cycle that traded",
+    ),
+    "drawdown_too_high": ("BACKTEST_GATE_MAX_DRAWDOWN", "an always-invested strategy can pass through deep drawdowns"),
+}
+
+
+def blocked_edge_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """When a backtest gate stopped a strategy whose walk-forward evidence is a discovery, say which setting
+    would have let it through: the gate's default is the user's contract, but it should not hide an edge."""
+    gate, backtest = meta.get("backtest_gate") or {}, meta.get("backtest_result") or {}
+    reason = str(gate.get("reason") or "")
+    family = reason.split(" ", 1)[0]
+    dsr = backtest.get("deflated_sharpe")
+    if gate.get("passed") or family not in GATE_SETTINGS or not isinstance(dsr, int | float) or dsr < DISCOVERY_DSR:
+        return []
+    setting, why = GATE_SETTINGS[family]
+    text = (
+        f"the backtest gate ({reason}) stopped a strategy whose deflated Sharpe is {dsr:.2f} (a discovery at "
+        f"{DISCOVERY_DSR}); {why}. {setting} sets this gate"
+    )
+    return [("Gate note", text)]
+
+
 def gate_row(meta: dict[str, Any], key: str, label: str) -> list[tuple[str, str]]:
     """`passed`, `failed: <reason>` or `bypassed: <reason>` for one gate, if it ran."""
     gate = meta.get(key)
@@ -90,6 +117,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
                 f"{plural(backtest.get('trials'), 'trial')} on this series (discovery at {DISCOVERY_DSR})",
             ))  # fmt: skip
     rows += gate_row(meta, "backtest_gate", "Backtest gate")
+    rows += blocked_edge_rows(meta)
     assessment = meta.get("assessment")
     if assessment:
         rows.append(("Assessment", str(assessment.get("verdict"))))

@@ -70,3 +70,23 @@ def test_the_last_run_is_saved_whole_and_read_back(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [saved.name]  # no temporary file left behind
     plot = plot_power_curve(record, tmp_path / "power_curve.png")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_report_names_the_setting_when_a_default_gate_stopped_a_discovery() -> None:
+    from datetime import UTC, datetime
+
+    from agent_pipeline.insight.summary import report_rows
+    from agent_pipeline.store.models import Operation, OperationStatus, OperationType
+
+    def cycle(dsr: float, reason: str) -> Operation:
+        meta = {
+            "backtest_result": {"sharpe_ratio": 1.3, "deflated_sharpe": dsr},
+            "backtest_gate": {"passed": False, "reason": reason},
+        }
+        now = datetime.now(UTC)
+        return Operation("op", OperationType.AGENT_RESEARCH, OperationStatus.FAILED, None, now, now, now, now, {}, meta)
+
+    blocked = dict(report_rows(cycle(0.99, "win_rate_too_low (38.2% < 45%)")))
+    assert "BACKTEST_GATE_MIN_WIN_RATE" in blocked["Gate note"] and "0.99" in blocked["Gate note"]
+    assert "Gate note" not in dict(report_rows(cycle(0.60, "win_rate_too_low (38.2% < 45%)")))  # no edge to hide
+    assert "Gate note" not in dict(report_rows(cycle(0.99, "too_few_trades (3 < 10)")))
