@@ -1,16 +1,17 @@
 """The offline designer's search space: the strategy grammar as Optuna distributions.
 
-The space (`space()`) is the strategy grammar: which oscillators join an ATR and their periods, two or three
-fuzzy sets cut at quantiles of each indicator's own values, the ZigZag labels, the model's size, dropout and
-learning rate, and the confidence threshold. Kept from the hand-written heuristics it replaces:
-- only scale-free indicators, always with an ATR: with a fixed ZigZag threshold calm periods are HOLD and
-  volatile ones BUY/SELL, the most learnable part of the labels;
-- ZigZag threshold = `label_k * volatility * sqrt(lookahead)`; k 0.8-1.0 kept every class at 12-72% of the
-  rows on the bundled data (under ~0.5 HOLD vanishes, over ~1.1 it swamps BUY and SELL): k spans 0.5-1.5;
-- a confidence threshold just above 1/3 turns a HOLD-heavy model's swing calls into trades (from 0.5 up it
-  rarely trades at all): 0.34-0.55;
-- without a requested series, longer bars are drawn more often (weight `bars * sqrt(bar hours)`).
-Volatility and the fuzzy cut points come from the research period only, never the lockbox.
+`space()` draws which indicators (scale-free only, so one cut rule suits every instrument) and their periods, two
+or three fuzzy sets cut at quantiles of each indicator's own values, the ZigZag labels, the model's size, dropout
+and learning rate, and the confidence threshold. Its bounds, and why:
+- periods from 2 bars and the close's distance from its SMA/EMA: a one-day edge needs a one-day feature; ATR is
+  drawn like the others (it helps where volatility regimes make HOLD learnable, and is noise where they do not);
+- ZigZag threshold = `label_k * volatility * sqrt(lookahead)`: `label_k` 0.05-1.5 and a lookahead of 2-60 reach
+  from the next bar's direction to a 60-bar swing; `label_hold` False drops the HOLD class, which a model cannot
+  learn on a series of constant volatility (three classes failed the training gate on every planted edge);
+- a confidence threshold of 0.34-0.5: just above 1/3 turns a HOLD-heavy model's calls into trades, and
+  two-class probabilities sit near 0.5, above which nothing trades.
+The figures behind each choice are in the README (Research power) and `bench/probe_power.py`. Volatility and the
+fuzzy cut points come from the research period only, never the lockbox.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 # Indicators a strategy may use (all scale-free: the same cut rule suits every instrument). `sma` and `ema` are
 # the close's distance from its average: with period 2 the last bar's return, with 20 a momentum (issue 14).
 INDICATORS = ("atr", "rsi", "stochastic", "williams_r", "cci", "adx", "roc", "sma", "ema")
-# The indicators beside ATR (kept for the study's older trials and the tests).
+# The indicators beside ATR.
 OSCILLATORS = INDICATORS[1:]
 # Fixed training choices: 30 epochs, batch 64 keep a cycle to about a minute on 2 CPU cores.
 TRAINING = {"epochs": 30, "batch_size": 64, "early_stopping_patience": 6, "weight_decay": 0.0}

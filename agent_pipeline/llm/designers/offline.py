@@ -1,16 +1,7 @@
 """The offline designer: each design is one `ask` of an Optuna TPE study of the series (`agent_pipeline.llm.study`).
 
-The space (`llm/space.py`) is the strategy grammar: which oscillators join an ATR and their periods, two or three
-fuzzy sets cut at quantiles of each indicator's own values, the ZigZag labels, the model's size, dropout and
-learning rate, and the confidence threshold. Kept from the hand-written heuristics it replaces:
-- only scale-free indicators, always with an ATR: with a fixed ZigZag threshold calm periods are HOLD and
-  volatile ones BUY/SELL, the most learnable part of the labels;
-- ZigZag threshold = `label_k * volatility * sqrt(lookahead)`; k 0.8-1.0 kept every class at 12-72% of the
-  rows on the bundled data (under ~0.5 HOLD vanishes, over ~1.1 it swamps BUY and SELL): k spans 0.5-1.5;
-- a confidence threshold just above 1/3 turns a HOLD-heavy model's swing calls into trades (from 0.5 up it
-  rarely trades at all): 0.34-0.55;
-- without a requested series, longer bars are drawn more often (weight `bars * sqrt(bar hours)`).
-Volatility and the fuzzy cut points come from the research period only, never the lockbox.
+The space it draws from, and why its bounds are what they are, is `agent_pipeline.llm.space`. Without a requested
+series, longer bars are drawn more often (weight `bars * sqrt(bar hours)`).
 """
 
 from __future__ import annotations
