@@ -90,15 +90,21 @@ def merge(records: dict[str, dict[str, Any]], options: argparse.Namespace, secon
 
 
 def table(record: dict[str, Any]) -> str:
+    """The Markdown table; the rows are recomputed from the series, so an older results file gains new columns."""
+    from agent_pipeline.insight.calibration import SeriesOutcome, power_table
+
+    fields = set(SeriesOutcome.__dataclass_fields__)
+    outcomes = [SeriesOutcome(**{k: v for k, v in s.items() if k in fields}) for s in record["series"]]
     lines = [
-        "| Kind | Strength | Designer | Series | Discoveries | Cycles to 1st (median) | Best WF Sharpe (median) "
-        "| Rule Sharpe | Lockbox Sharpe of discovery (median) | Rule lockbox Sharpe |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Kind | Strength | Designer | Discoveries | Cycles to 1st: found / all (median) | Best WF Sharpe (median) "
+        "| Rule Sharpe (gross) | Lockbox Sharpe of discovery (median) | Rule lockbox Sharpe |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in record["power"]:
-        cells = [row["kind"], row["strength"], row["designer"], row["series"], f"{row['discoveries']}/{row['series']}",
-                 row["median_cycles_to_discovery"], row["median_best_sharpe"], row["mean_rule_sharpe"],
-                 row["median_discovery_lockbox_sharpe"], row["mean_rule_lockbox_sharpe"]]  # fmt: skip
+    for row in power_table(outcomes):
+        cycles = f"{row['median_cycles_to_discovery'] or '-'} / {row['median_cycles_to_discovery_all']}"
+        cells = [row["kind"], row["strength"], row["designer"], f"{row['discoveries']}/{row['series']}", cycles,
+                 row["median_best_sharpe"], row["mean_rule_sharpe"], row["median_discovery_lockbox_sharpe"],
+                 row["mean_rule_lockbox_sharpe"]]  # fmt: skip
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     lines.append(f"\nFalse-discovery rate on noise: {record['false_discovery_rate']}; {record['seconds']:.0f} s wall.")
     return "\n".join(lines)

@@ -122,7 +122,8 @@ def power_table(record: dict[str, Any]) -> Any:
     )
     columns = (
         ("kind", "Kind"), ("strength", "Strength"), ("designer", "Designer"), ("series", "Series"),
-        ("discovery_rate", "Discovery rate"), ("median_cycles_to_discovery", "Cycles to 1st"),
+        ("discovery_rate", "Discovery rate"), ("median_cycles_to_discovery", "Cycles to 1st (found)"),
+        ("median_cycles_to_discovery_all", "Cycles to 1st (all)"),
         ("median_best_sharpe", "Best WF Sharpe"), ("mean_rule_sharpe", "Rule Sharpe"),
         ("median_discovery_lockbox_sharpe", "Lockbox Sharpe"), ("mean_rule_lockbox_sharpe", "Rule lockbox"),
     )  # fmt: skip

@@ -9,6 +9,7 @@ matplotlib (Agg canvas, no pyplot state) is imported only inside `plot_power_cur
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -52,10 +53,23 @@ def _mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 3) if values else None
 
 
+def censored_median(members: list[SeriesOutcome]) -> str | None:
+    """The median cycles to a first discovery over every series, a series without one counted as beyond its budget
+    (a survival median): `"13"`, or `">20"` when half or more found nothing within 20 cycles."""
+    if not members:
+        return None
+    budget = max(m.cycles_run for m in members)
+    values = sorted(math.inf if m.first_discovery is None else float(m.first_discovery) for m in members)
+    middle = statistics.median(values)
+    return f">{budget}" if math.isinf(middle) else f"{middle:g}"
+
+
 def power_table(outcomes: list[SeriesOutcome]) -> list[dict[str, Any]]:
     """One row per (kind, strength, designer): discovery rate, cycles to the first discovery, Sharpes.
 
-    On noise the discovery rate is the false-discovery rate: every discovery there is false.
+    On noise the discovery rate is the false-discovery rate: every discovery there is false. Cycles to the first
+    discovery come twice: over the series that found one, and over all (`censored_median`), which is the fair
+    comparison between designers that found different numbers.
     """
     groups: dict[tuple[str, float, str], list[SeriesOutcome]] = {}
     for outcome in outcomes:
@@ -72,6 +86,7 @@ def power_table(outcomes: list[SeriesOutcome]) -> list[dict[str, Any]]:
             "discoveries": len(found),
             "discovery_rate": round(len(found) / len(members), 3),
             "median_cycles_to_discovery": _median([float(m.first_discovery or 0) for m in found]),
+            "median_cycles_to_discovery_all": censored_median(members),
             "median_best_sharpe": _median([m.best_sharpe for m in members if m.best_sharpe is not None]),
             "mean_rule_sharpe": _mean([m.rule_sharpe for m in members if m.rule_sharpe is not None]),
             "median_discovery_lockbox_sharpe": _median(

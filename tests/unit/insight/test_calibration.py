@@ -38,6 +38,8 @@ def test_the_power_table_counts_discoveries_and_cycles_to_the_first_per_kind_str
     assert trend["series"] == 3 and trend["discoveries"] == 2
     assert trend["discovery_rate"] == pytest.approx(2 / 3, abs=1e-3)
     assert trend["median_cycles_to_discovery"] == 7.0  # median of 4 and 10; the undiscovered series is left out
+    assert trend["median_cycles_to_discovery_all"] == "10"  # 4, 10 and one beyond the budget
+    assert rows[("noise", 0.0)]["median_cycles_to_discovery_all"] == ">20"
     assert trend["median_best_sharpe"] == 1.2
     assert trend["median_discovery_lockbox_sharpe"] == 0.5
     assert rows[("noise", 0.0)]["discovery_rate"] == 0.0
