@@ -62,6 +62,7 @@ def cycle_with_artifacts(store: OperationsStore, folder: Path, *, folds: bool = 
     return cycle.operation_id
 
 
+@pytest.mark.slow
 def test_write_plots_draws_every_plot_its_data_allows(store: OperationsStore, tmp_path: Path) -> None:
     full = cycle_with_artifacts(store, tmp_path / "bt")
     plots = write_plots(store, full, tmp_path / "artifacts")
@@ -76,6 +77,7 @@ def test_write_plots_draws_every_plot_its_data_allows(store: OperationsStore, tm
     assert [p.name for p in write_plots(store, early, tmp_path / "artifacts")] == ["training_curves.png"]
 
 
+@pytest.mark.slow
 def test_cli_report_prints_the_paths_and_writes_one_self_contained_page(store: OperationsStore, tmp_path: Path) -> None:
     cycle_id = cycle_with_artifacts(store, tmp_path / "bt")
     page = tmp_path / "r.html"

@@ -105,6 +105,7 @@ def test_plan_folds_purges_exactly_lookahead_bars() -> None:
         assert fold.val.max() == fold.test[0] - 6  # t + 5 < first test bar, and no more is dropped
 
 
+@pytest.mark.slow
 def test_walk_forward_training_and_backtest_report_honest_figures(tmp_path: Path) -> None:
     # Given the example trained walk-forward with few epochs
     text = EXAMPLE.read_text().replace("epochs: 30", "epochs: 3")

@@ -67,6 +67,7 @@ def test_designs_are_valid_strategies_named_after_their_trial(settings: Settings
             assert outcome.designer == "offline" and outcome.usage is None and "tpe trial" in outcome.notes
 
 
+@pytest.mark.slow
 def test_the_same_seed_redraws_the_same_strategies_and_another_seed_does_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +184,7 @@ def test_threads_asking_at_once_draw_distinct_trials_and_strategies(settings: Se
     assert len({repr(sorted(o.document.items())) for o in results if o.document.pop("name")}) == 6
 
 
+@pytest.mark.slow
 def test_random_designer_covers_the_space(settings: Settings) -> None:
     # Given 40 uniform draws of the space (documents built over the research period)
     series = next(s for s in CATALOGUE if s.pair == ("SP500", "1d"))
@@ -205,6 +207,7 @@ def test_random_designer_covers_the_space(settings: Settings) -> None:
     assert get_designer(settings, "random").design(memory=ResearchMemory(), catalogue=CATALOGUE).designer == "random"
 
 
+@pytest.mark.slow
 def test_tpe_moves_towards_what_it_is_told_and_random_does_not(settings: Settings) -> None:
     # Given a told value that peaks at confidence 0.5 and lookahead 20
     def score(trial: Any) -> float:
@@ -288,6 +291,7 @@ def test_save_design_writes_a_loadable_yaml_with_a_utc_stamp(settings: Settings,
     assert load_strategy(path) == outcome.strategy
 
 
+@pytest.mark.slow
 def test_past_cycles_vary_the_series_drawn_without_a_request_but_not_their_random_ids(settings: Settings) -> None:
     def memory(count: int, prefix: str) -> ResearchMemory:
         day = datetime(2026, 1, 1, tzinfo=UTC)
