@@ -17,7 +17,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from agent_pipeline.api.app import app as api_app
 from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database
 
-pytestmark = pytest.mark.e2e
+# One xdist process runs the module: its stack is module-scoped.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("openapi")]
 
 # Operations whose schema-valid input the app may still refuse on meaning, each with its documented status: the
 # trigger's `strategy` is YAML text checked against the strategy grammar (422), `designer: anthropic` needs an
