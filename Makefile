@@ -3,9 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
-# Test processes (pytest-xdist, `--dist loadgroup`): tests are spread one by one, slow files first (tests/conftest.py);
-# a module whose tests share a stack or a port is an `xdist_group` and stays in one process.
-TEST_WORKERS ?= 3
+# Test processes (pytest-xdist): files are spread over them, each file's tests stay in one (their shared stacks).
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test test-fast lint format bench bench-research bench-power clean
 
@@ -27,10 +26,10 @@ demo: venv
 # lint-imports holds the layers (pyproject.toml [tool.importlinter], docs/architecture.md) before the suite runs.
 test: venv
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: venv
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check agent_pipeline tests bench

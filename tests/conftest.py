@@ -135,11 +135,3 @@ def _hypothesis_profiles() -> None:
 
 
 _hypothesis_profiles()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with slow tests run first. pytest-xdist (`--dist loadfile`) hands whole files out in collection order,
-    so a slow file collected last would keep one process busy while the other idles; slow first, the tail is the
-    quick unit tests, spread over both. The order within a file is kept (its shared stack expects it)."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)

@@ -17,8 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from agent_pipeline.api.app import app as api_app
 from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database
 
-# One xdist process runs the module: its stack is module-scoped.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("openapi")]
+pytestmark = pytest.mark.e2e
 
 # Operations whose schema-valid input the app may still refuse on meaning, each with its documented status: the
 # trigger's `strategy` is YAML text checked against the strategy grammar (422), `designer: anthropic` needs an

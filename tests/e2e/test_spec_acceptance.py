@@ -21,8 +21,7 @@ from tests.fake_anthropic import FakeAnthropic, Recorded, Scripted, message
 from tests.integration.cycle.conftest import Stack
 from tests.integration.cycle.test_cycle_stack import OPEN_GATES, QUICK, start_stack, wait_until
 
-# One xdist process runs the module: the spec's script needs the API on port 8000.
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("port-8000")]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 SCRIPTS = Path(__file__).parent / "scripts"
 BIN = Path(sys.executable).parent

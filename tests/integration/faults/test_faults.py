@@ -23,8 +23,7 @@ from tests.integration.cycle.conftest import Stack, use_stack_env
 from tests.integration.cycle.test_cycle_stack import finished, wait_until
 from tests.private_servers import PrivatePostgres, PrivateRedis
 
-# One xdist process runs the module: its tests share one private stack (`--dist loadgroup`, Makefile).
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("faults")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Seconds Redis stays down in the restart tests; KTRDR_FAULT_OUTAGE_S=65 shows the 60 s ride-out (slow).
 OUTAGE_S = float(os.environ.get("KTRDR_FAULT_OUTAGE_S", "3"))
