@@ -76,14 +76,9 @@ def arms(options: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, st
 
 
 def merge(records: dict[str, dict[str, Any]], options: argparse.Namespace, seconds: float) -> dict[str, Any]:
-    from agent_pipeline.insight.calibration import SeriesOutcome, run_record
+    from agent_pipeline.insight.calibration import outcomes_of, run_record
 
-    fields = set(SeriesOutcome.__dataclass_fields__)
-    outcomes = [
-        SeriesOutcome(**{k: v for k, v in series.items() if k in fields})
-        for record in records.values()
-        for series in record["series"]
-    ]
+    outcomes = [outcome for record in records.values() for outcome in outcomes_of(record)]
     plan = {"cycles": options.cycles, "seeds": options.seeds, "strengths": options.strengths,
             "trend_strengths": options.trend_strengths, "random_strengths": options.random_strengths}  # fmt: skip
     return run_record(outcomes, plan, seconds) | {"arms": {name: r["seconds"] for name, r in records.items()}}
@@ -91,10 +86,9 @@ def merge(records: dict[str, dict[str, Any]], options: argparse.Namespace, secon
 
 def table(record: dict[str, Any]) -> str:
     """The Markdown table; the rows are recomputed from the series, so an older results file gains new columns."""
-    from agent_pipeline.insight.calibration import SeriesOutcome, power_table
+    from agent_pipeline.insight.calibration import outcomes_of, power_table
 
-    fields = set(SeriesOutcome.__dataclass_fields__)
-    outcomes = [SeriesOutcome(**{k: v for k, v in s.items() if k in fields}) for s in record["series"]]
+    outcomes = outcomes_of(record)
     lines = [
         "| Kind | Strength | Designer | Discoveries | Cycles to 1st: found / all (median) | Best WF Sharpe (median) "
         "| Rule Sharpe (gross) | Lockbox Sharpe of discovery (median) | Rule lockbox Sharpe |",

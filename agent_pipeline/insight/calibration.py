@@ -45,6 +45,12 @@ class SeriesOutcome:
         return self.first_discovery is not None
 
 
+def outcomes_of(record: dict[str, Any]) -> list[SeriesOutcome]:
+    """The series of a saved run record (its JSON `series`), as outcomes again."""
+    fields = set(SeriesOutcome.__dataclass_fields__)
+    return [SeriesOutcome(**{k: v for k, v in series.items() if k in fields}) for series in record["series"]]
+
+
 def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 

@@ -164,8 +164,9 @@ def _train(
         train_walk_forward,
     )
 
-    if get_settings().torch_threads:
-        torch.set_num_threads(get_settings().torch_threads)
+    threads = get_settings().torch_threads
+    if threads:
+        torch.set_num_threads(threads)
     model_dir.mkdir(parents=True, exist_ok=True)
     strategy_path = _write_strategy(model_dir, strategy_yaml)
     watch = _Watch(task, training_op_id, owner)
