@@ -18,14 +18,16 @@ POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres con
 POSTGRES_URL_PREFIX = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 # Redis database numbers of the suite's own, so tests never touch a developer's db 0. Each pytest-xdist worker
 # (`gw0`, `gw1`, ...) gets three of its own, counting down from 15: the `redis_url` fixture, the cycle stacks and
-# Flower's stack. Three workers at most fit above db 6.
+# Flower's stack. Three workers at most fit above db 6. KTRDR_TEST_REDIS_PORT points the suite at another
+# redis-server, so two checkouts can run their suites side by side without sharing a database.
 REDIS_ROLES = {"fixture": 0, "stack": 1, "flower": 2}
 XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_TEST_PORT = int(os.environ.get("KTRDR_TEST_REDIS_PORT", "6379"))
 
 
 def redis_test_url(role: str) -> str:
     """The Redis URL of `role` for this test process (see REDIS_ROLES)."""
-    return f"redis://127.0.0.1:6379/{15 - 3 * XDIST_WORKER - REDIS_ROLES[role]}"
+    return f"redis://127.0.0.1:{REDIS_TEST_PORT}/{15 - 3 * XDIST_WORKER - REDIS_ROLES[role]}"
 
 
 REDIS_TEST_URL = redis_test_url("fixture")

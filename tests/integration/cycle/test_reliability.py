@@ -50,18 +50,24 @@ def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_on
     # When three cycles are triggered
     cycles = [cycle.trigger().operation_id for _ in range(3)]
 
-    def epochs() -> list[int]:
+    def progress() -> list[float]:
+        # The overall percentage: an epoch count starts again at each walk-forward fold, and a training that
+        # has finished (or stopped early) has plainly moved on, so it counts as 100.
         out = []
         for cycle_id in cycles:
             child_id = store.get(cycle_id).metadata.get("training_op_id")
             child = store.get(child_id) if child_id else None
-            running = child is not None and child.status == OperationStatus.RUNNING
-            out.append(int(child.progress.get("epoch", 0)) if running and child else 0)
+            if child is None or child.status == OperationStatus.PENDING:
+                out.append(0.0)
+            elif child.status == OperationStatus.RUNNING:
+                out.append(float(child.progress.get("percentage", 0.0)))
+            else:
+                out.append(100.0)
         return out
 
     # Then at one moment all three trainings are running and their progress is being copied in
-    first = wait_until(lambda: (e := epochs()) and all(0 < n < 20 for n in e) and e, timeout=120)
-    later = wait_until(lambda: (e := epochs()) and all(n > m for n, m in zip(e, first, strict=True)) and e, timeout=60)
+    first = wait_until(lambda: (p := progress()) and all(0 < n < 100 for n in p) and p, timeout=120)
+    later = wait_until(lambda: (p := progress()) and all(n > m for n, m in zip(p, first, strict=True)) and p, timeout=60)
     assert all(n > m for n, m in zip(later, first, strict=True))
     # And all three cycles complete
     for cycle_id in cycles:
