@@ -67,7 +67,9 @@ def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_on
 
     # Then at one moment all three trainings are running and their progress is being copied in
     first = wait_until(lambda: (p := progress()) and all(0 < n < 100 for n in p) and p, timeout=120)
-    later = wait_until(lambda: (p := progress()) and all(n > m for n, m in zip(p, first, strict=True)) and p, timeout=60)
+    later = wait_until(
+        lambda: (p := progress()) and all(n > m for n, m in zip(p, first, strict=True)) and p, timeout=60
+    )
     assert all(n > m for n, m in zip(later, first, strict=True))
     # And all three cycles complete
     for cycle_id in cycles:
