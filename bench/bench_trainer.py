@@ -19,7 +19,7 @@ from torch import nn
 
 from agent_pipeline.engine.dataset import Dataset
 from agent_pipeline.engine.strategy import parse_strategy
-from agent_pipeline.engine.trainer import spec_from, build_model, class_weights, pick_device, train
+from agent_pipeline.engine.trainer import build_model, class_weights, pick_device, spec_from, train
 
 ROWS, FEATURES = 20_000, 30  # synthetic training set size
 GOAL = 1.10  # ours / bare loop
