@@ -42,7 +42,9 @@ def run_arm(symbol: str, timeframe: str, cycles: int) -> dict[str, Any]:
             while not (operation := store.get(operation_id)).status.is_finished:
                 time.sleep(0.2)
             statuses.append(operation.status.value)
-            training.append((operation.metadata.get("training_result") or {}).get("duration_s"))
+            training_op = operation.metadata.get("training_op_id")
+            child = store.get(training_op) if training_op else None
+            training.append((child.result_summary or {}).get("duration_s") if child else None)
         wall = time.perf_counter() - started
     return {"wall_s": wall, "statuses": statuses, "training_s": training}
 
