@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # CPU threads one training uses (0: torch's default, one per core). These small models train as fast on one
     # thread, and two trainings on one host with two threads each ran 6x slower (issue 17).
     torch_threads: int = Field(default=1, ge=0, le=256)
+    # Train a cycle's fold models and final model together, with stacked weights (issue 15); false trains them
+    # one after another. Same models up to float rounding; kept so a bench can compare the two in one run.
+    batched_folds: bool = True
     api_token: SecretStr | None = None
     seed: int = 7
 

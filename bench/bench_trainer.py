@@ -19,7 +19,7 @@ from torch import nn
 
 from agent_pipeline.engine.dataset import Dataset
 from agent_pipeline.engine.strategy import parse_strategy
-from agent_pipeline.engine.trainer import _spec_from, build_model, class_weights, pick_device, train
+from agent_pipeline.engine.trainer import build_model, class_weights, pick_device, spec_from, train
 
 ROWS, FEATURES = 20_000, 30  # synthetic training set size
 GOAL = 1.10  # ours / bare loop
@@ -54,7 +54,7 @@ def make_strategy(epochs: int):
 def bare_loop(strategy, dataset: Dataset, device: str) -> None:
     """The plainest correct loop: same model, optimiser, weighted loss, shuffled index batches."""
     torch.manual_seed(7)
-    model = build_model(_spec_from(strategy, dataset)).to(device)
+    model = build_model(spec_from(strategy, dataset)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=strategy.training.learning_rate)
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(dataset.y_train), device=device))
     x = torch.as_tensor(dataset.x_train, device=device)

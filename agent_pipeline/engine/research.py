@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from agent_pipeline.engine.backtest import (
     save_walk_forward,
     simulate,
 )
+from agent_pipeline.engine.batch_trainer import train_together
 from agent_pipeline.engine.data import available_pairs, load_bars
 from agent_pipeline.engine.dataset import Dataset, build_dataset
 from agent_pipeline.engine.strategy import Strategy, load_strategy
@@ -36,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
+# The batched state of a walk-forward plan trained together, beside the final model (issue 15).
+BATCH_CHECKPOINT_FILE = "batch_checkpoint.pt"
 
 
 def prepare(strategy_path: Path, data_dir: Path | None = None) -> tuple[Strategy, Dataset]:
@@ -131,22 +135,63 @@ def train_walk_forward(
     device: str | None = None,
     on_epoch: Callable[[EpochProgress, str], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    batched: bool = True,
 ) -> dict[str, Any]:
     """Train the K fold models and the final model of a strategy, in one call, with progress across all.
 
-    Each model checkpoints on its own, so a redelivered task resumes where it stopped. The summary is the final
-    model's (spec fields `final_loss`, `initial_loss`, `model_path`), with `accuracy` and the honest metrics
-    computed on the stitched out-of-sample rows of the folds.
+    The summary is the final model's (spec fields `final_loss`, `initial_loss`, `model_path`), with `accuracy`
+    and the honest metrics computed on the stitched out-of-sample rows of the folds. A redelivered task resumes
+    from its checkpoint(s).
 
     Args:
         on_epoch: called after every epoch with the progress (its `percentage` spans all models) and the stage
-            (`fold 2/4`, `final model`).
+            (`fold 2/4`, `final model`; `4 folds + final model` when batched).
+        batched: train every model at once (`batch_trainer.train_together`, the default, `KTRDR_BATCHED_FOLDS`);
+            False trains them one after another with `trainer.train`. Both give the same models up to float
+            rounding.
 
     Raises:
         StrategyValidationError, DataError, TrainingError, CancelledError.
     """
     strategy, plan = _walk_forward(strategy_path, data_dir, evaluation)
+    started = time.monotonic()
     folder = Path(model_dir) / strategy.name
+    train_models = _train_together if batched else _train_one_by_one
+    results = train_models(strategy, plan, folder, seed, device, on_epoch, should_cancel)
+    return _training_summary(plan, results, evaluation, duration_s=time.monotonic() - started)
+
+
+def _train_together(
+    strategy: Strategy,
+    plan: WalkForward,
+    folder: Path,
+    seed: int,
+    device: str | None,
+    on_epoch: Callable[[EpochProgress, str], None] | None,
+    should_cancel: Callable[[], bool] | None,
+) -> list[TrainingResult]:
+    stage = f"{len(plan.folds)} folds + final model"
+    return train_together(
+        strategy,
+        [plan.dataset(fold) for fold in plan.models],
+        model_paths=[model_path(folder, fold) for fold in plan.models],
+        checkpoint_path=folder / BATCH_CHECKPOINT_FILE,
+        seed=seed,
+        device=device,
+        on_epoch=None if on_epoch is None else lambda progress: on_epoch(progress, stage),
+        should_cancel=should_cancel,
+    )
+
+
+def _train_one_by_one(
+    strategy: Strategy,
+    plan: WalkForward,
+    folder: Path,
+    seed: int,
+    device: str | None,
+    on_epoch: Callable[[EpochProgress, str], None] | None,
+    should_cancel: Callable[[], bool] | None,
+) -> list[TrainingResult]:
     models = plan.models
     results: list[TrainingResult] = []
     for i, fold in enumerate(models):
@@ -170,10 +215,12 @@ def train_walk_forward(
                 should_cancel=should_cancel,
             )
         )
-    return _training_summary(plan, results, evaluation)
+    return results
 
 
-def _training_summary(plan: WalkForward, results: list[TrainingResult], evaluation: Evaluation) -> dict[str, Any]:
+def _training_summary(
+    plan: WalkForward, results: list[TrainingResult], evaluation: Evaluation, *, duration_s: float
+) -> dict[str, Any]:
     final = results[-1]
     actual, probabilities, prior_losses, folds = [], [], [], []
     for fold, result in zip(plan.folds, results, strict=False):
@@ -207,7 +254,7 @@ def _training_summary(plan: WalkForward, results: list[TrainingResult], evaluati
         "research_end": str(plan.bars.index[-1]),
         "oos_rows": int(len(y_all)),
     }
-    summary["duration_s"] = round(sum(r.duration_s for r in results), 3)
+    summary["duration_s"] = round(duration_s, 3)  # the models' training, however it was done
     return summary
 
 

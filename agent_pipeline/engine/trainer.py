@@ -191,7 +191,7 @@ def load_model(model_path: Path, device: str = "cpu") -> tuple[nn.Sequential, Mo
     return model, spec
 
 
-def _spec_from(strategy: Strategy, dataset: Dataset) -> ModelSpec:
+def spec_from(strategy: Strategy, dataset: Dataset) -> ModelSpec:
     return ModelSpec(
         n_features=dataset.n_features,
         hidden_layers=list(strategy.model.hidden_layers),
@@ -201,7 +201,7 @@ def _spec_from(strategy: Strategy, dataset: Dataset) -> ModelSpec:
     )
 
 
-def _validate(dataset: Dataset) -> None:
+def validate(dataset: Dataset) -> None:
     splits = {
         "train": (dataset.x_train, dataset.y_train),
         "validation": (dataset.x_val, dataset.y_val),
@@ -234,21 +234,22 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def loss_function(y_train: np.ndarray, device: str) -> nn.CrossEntropyLoss:
+    """The class-weighted cross-entropy of a model trained on labels `y_train` (see the module docstring)."""
+    return nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(y_train), device=device))
+
+
 def _distribution(y: np.ndarray) -> dict[str, int]:
     counts = np.bincount(y, minlength=N_CLASSES)
     return {name: int(counts[i]) for i, name in enumerate(CLASS_NAMES)}
 
 
 @dataclass
-class _Run:
-    """The mutable state of one training run; what a checkpoint holds."""
+class Record:
+    """One model's curve and early-stopping state: what its TrainingResult reports besides the scores."""
 
-    model: nn.Sequential
-    optimizer: Adam
-    generator: torch.Generator
     history: list[dict[str, float]] = field(default_factory=list)
     best_loss: float = float("inf")
-    best_state: dict[str, torch.Tensor] | None = None
     since_best: int = 0
     stopped_early: bool = False
     initial_loss: float = float("nan")
@@ -257,8 +258,33 @@ class _Run:
     def epoch(self) -> int:
         return len(self.history)
 
+    def add_epoch(self, train_loss: float, val_loss: float, val_accuracy: float, *, patience: int, epochs: int) -> bool:
+        """Append a finished epoch; True when its validation loss is the best so far (keep its weights).
 
-def _fingerprint(spec: ModelSpec, strategy: Strategy, dataset: Dataset, seed: int) -> dict[str, Any]:
+        The model stops early when `patience` epochs in a row did not improve, before the last epoch.
+        """
+        self.history.append(
+            {"epoch": self.epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        )
+        if val_loss < self.best_loss:
+            self.best_loss, self.since_best = val_loss, 0
+            return True
+        self.since_best += 1
+        self.stopped_early = patience > 0 and self.since_best >= patience and self.epoch < epochs
+        return False
+
+
+@dataclass(kw_only=True)
+class _Run(Record):
+    """The mutable state of one training run; what a checkpoint holds."""
+
+    model: nn.Sequential
+    optimizer: Adam
+    generator: torch.Generator
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+def fingerprint(spec: ModelSpec, strategy: Strategy, dataset: Dataset, seed: int) -> dict[str, Any]:
     """What must match for a checkpoint to belong to this run."""
     return {
         "spec": asdict(spec),
@@ -362,19 +388,6 @@ def _train_epoch(
     return float(total) / len(x)
 
 
-def _record_epoch(run: _Run, train_loss: float, val_loss: float, val_accuracy: float, patience: int) -> None:
-    run.history.append(
-        {"epoch": run.epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
-    )
-    if val_loss < run.best_loss:
-        run.best_loss = val_loss
-        run.best_state = copy.deepcopy(run.model.state_dict())
-        run.since_best = 0
-    else:
-        run.since_best += 1
-        run.stopped_early = patience > 0 and run.since_best >= patience
-
-
 def _per_class(predicted: np.ndarray, actual: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
     """Precision and recall per class; 0 where a class is never predicted / never present."""
     precision, recall = {}, {}
@@ -393,7 +406,11 @@ def _tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, t
     )
 
 
-def _new_run(spec: ModelSpec, strategy: Strategy, dataset: Dataset, seed: int, device: str) -> _Run:
+def new_model(spec: ModelSpec, dataset: Dataset, seed: int) -> nn.Sequential:
+    """The seeded, untrained model on the CPU, standardising with the training rows' mean and deviation.
+
+    Seeds torch's global RNG (weights here, dropout masks later) and numpy's with `seed`.
+    """
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = build_model(spec)
@@ -402,7 +419,11 @@ def _new_run(spec: ModelSpec, strategy: Strategy, dataset: Dataset, seed: int, d
     standardize.mean.copy_(torch.as_tensor(dataset.x_train.mean(axis=0, dtype=np.float64), dtype=torch.float32))
     std = dataset.x_train.std(axis=0, dtype=np.float64)
     standardize.std.copy_(torch.as_tensor(np.where(std > 1e-12, std, 1.0), dtype=torch.float32))
-    model.to(device)
+    return model
+
+
+def _new_run(spec: ModelSpec, strategy: Strategy, dataset: Dataset, seed: int, device: str) -> _Run:
+    model = new_model(spec, dataset, seed).to(device)
     optimizer = Adam(
         model.parameters(), lr=strategy.training.learning_rate, weight_decay=strategy.training.weight_decay
     )
@@ -439,15 +460,15 @@ def train(
         CancelledError: should_cancel() returned True; the last finished epoch's checkpoint is kept.
     """
     started = time.monotonic()
-    _validate(dataset)
-    spec = _spec_from(strategy, dataset)
+    validate(dataset)
+    spec = spec_from(strategy, dataset)
     device = pick_device(device)
     run = _new_run(spec, strategy, dataset, seed, device)
     x_train, y_train = _tensors(dataset.x_train, dataset.y_train, device)
     x_val, y_val = _tensors(dataset.x_val, dataset.y_val, device)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_weights(dataset.y_train), device=device))
-    fingerprint = _fingerprint(spec, strategy, dataset, seed)
-    if checkpoint_path and checkpoint_path.exists() and _resume(run, checkpoint_path, fingerprint, device):
+    loss_fn = loss_function(dataset.y_train, device)
+    run_id = fingerprint(spec, strategy, dataset, seed)
+    if checkpoint_path and checkpoint_path.exists() and _resume(run, checkpoint_path, run_id, device):
         logger.info("resumed from checkpoint at epoch %d", run.epoch, extra={"checkpoint": str(checkpoint_path)})
     else:
         run.initial_loss = _evaluate(run.model, loss_fn, x_val, y_val)[0]
@@ -459,49 +480,55 @@ def train(
         if not np.isfinite(train_loss):
             raise TrainingError(f"training loss diverged at epoch {run.epoch + 1} (loss={train_loss})")
         val_loss, val_accuracy = _evaluate(run.model, loss_fn, x_val, y_val)
-        _record_epoch(run, train_loss, val_loss, val_accuracy, patience)
-        run.stopped_early = run.stopped_early and run.epoch < epochs  # patience ran out before the end
+        if run.add_epoch(train_loss, val_loss, val_accuracy, patience=patience, epochs=epochs):
+            run.best_state = copy.deepcopy(run.model.state_dict())
         if checkpoint_path is not None:
-            _save_checkpoint(run, checkpoint_path, fingerprint)
+            _save_checkpoint(run, checkpoint_path, run_id)
         if on_epoch is not None:
             percentage = 100.0 if run.stopped_early else 100.0 * run.epoch / epochs
             on_epoch(EpochProgress(run.epoch, epochs, train_loss, val_loss, val_accuracy, percentage))
-    return _finish(run, spec, dataset, loss_fn, model_path, device, started)
+    if run.best_state is not None:
+        run.model.load_state_dict(run.best_state)
+    return finish(run.model, run, spec, dataset, model_path=model_path, device=device, started=started)
 
 
-def _finish(
-    run: _Run,
+def finish(
+    model: nn.Sequential,
+    record: Record,
     spec: ModelSpec,
     dataset: Dataset,
-    loss_fn: nn.Module,
+    *,
     model_path: Path,
     device: str,
     started: float,
 ) -> TrainingResult:
-    """Restore the best weights, score them, write the model file, build the result."""
-    if run.best_state is not None:
-        run.model.load_state_dict(run.best_state)
+    """Score a trained model (best weights already restored), write its model file, build its result.
+
+    Args:
+        started: `time.monotonic()` when its training began; the result's duration counts from it.
+    """
+    loss_fn = loss_function(dataset.y_train, device)
     x_val, y_val = _tensors(dataset.x_val, dataset.y_val, device)
     x_test, _ = _tensors(dataset.x_test, dataset.y_test, device)
-    val_loss, val_accuracy = _evaluate(run.model, loss_fn, x_val, y_val)
-    predicted = _predict_logits(run.model, x_test).argmax(dim=1).cpu().numpy() if len(x_test) else np.empty(0)
+    val_loss, val_accuracy = _evaluate(model, loss_fn, x_val, y_val)
+    predicted = _predict_logits(model, x_test).argmax(dim=1).cpu().numpy() if len(x_test) else np.empty(0)
     precision, recall = _per_class(predicted, dataset.y_test)
-    state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save({"format": MODEL_FORMAT, "spec": asdict(spec), "state_dict": state}, Path(model_path))
     return TrainingResult(
         accuracy=float(np.mean(predicted == dataset.y_test)) if len(predicted) else float("nan"),
         final_loss=val_loss,
-        initial_loss=run.initial_loss,
+        initial_loss=record.initial_loss,
         val_accuracy=val_accuracy,
         val_loss=val_loss,
         precision=precision,
         recall=recall,
-        history=run.history,
+        history=record.history,
         model_path=str(model_path),
         n_features=spec.n_features,
-        n_parameters=sum(p.numel() for p in run.model.parameters()),
-        epochs_run=run.epoch,
-        stopped_early=run.stopped_early,
+        n_parameters=sum(p.numel() for p in model.parameters()),
+        epochs_run=record.epoch,
+        stopped_early=record.stopped_early,
         duration_s=round(time.monotonic() - started, 3),
         device=device,
         class_distribution={

@@ -47,9 +47,7 @@ def configure(app: Celery, settings: Settings) -> None:
         task_reject_on_worker_lost=True,
         # One message at a time per process: a training must not sit behind another in a prefetch buffer.
         worker_prefetch_multiplier=1,
-        # Redis redelivers unacked messages after visibility_timeout; keep it above the longest training,
-        # or a healthy training would be handed to a second worker (the GPU lock guards that case too).
-        broker_transport_options={"visibility_timeout": settings.training_time_limit + 3600},
+        broker_transport_options=_transport_options(settings),
         # STARTED tells "queued behind another training" from "running" to the supervisor.
         task_track_started=True,
         result_expires=RESULT_EXPIRES_S,
@@ -68,6 +66,20 @@ def configure(app: Celery, settings: Settings) -> None:
         beat_schedule=beat_schedule(settings),  # KTRDR_SCHEDULE's tick, for `ktrdr beat` (issue 10)
     )
     _forget_connections(app)
+
+
+# Seconds an idle in-memory broker (the embedded run) sleeps between polls; kombu's default, 1 s, added 1-2 s to
+# every hop of a cycle's chain there (about 8 s of a 10 s cycle on a daily series; issue 15).
+MEMORY_POLLING_INTERVAL_S = 0.05
+
+
+def _transport_options(settings: Settings) -> dict[str, float]:
+    # Redis redelivers unacked messages after visibility_timeout; keep it above the longest training,
+    # or a healthy training would be handed to a second worker (the GPU lock guards that case too).
+    options: dict[str, float] = {"visibility_timeout": settings.training_time_limit + 3600}
+    if settings.broker_url.startswith("memory://"):
+        options["polling_interval"] = MEMORY_POLLING_INTERVAL_S
+    return options
 
 
 def _forget_connections(app: Celery) -> None:

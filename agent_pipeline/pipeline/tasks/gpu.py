@@ -164,7 +164,8 @@ def _train(
         train_walk_forward,
     )
 
-    threads = get_settings().torch_threads
+    settings = get_settings()
+    threads = settings.torch_threads
     if threads:
         torch.set_num_threads(threads)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -180,6 +181,7 @@ def _train(
         device=None,
         on_epoch=watch.on_epoch,
         should_cancel=watch.should_cancel,
+        batched=settings.batched_folds,
     )
 
 

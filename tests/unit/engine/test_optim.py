@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from agent_pipeline.engine.optim import Adam
+from agent_pipeline.engine.optim import Adam, StackedAdam
 
 
 def model_pair() -> tuple[torch.nn.Sequential, torch.nn.Sequential]:
@@ -63,3 +63,39 @@ def test_training_with_it_never_imports_torchdynamo() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "DYNAMO False" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_stacked_adam_steps_each_row_as_adam_steps_that_model_and_leaves_idle_rows_exactly(
+    weight_decay: float,
+) -> None:
+    # Given two rows of weights, each also held by a plain Adam of its own
+    generator = torch.Generator().manual_seed(2)
+    start = torch.randn(2, 7, generator=generator)
+    stacked = StackedAdam(start.clone(), lr=1e-2, weight_decay=weight_decay)
+    singles = [start[i].clone() for i in range(2)]
+    adams = [Adam([torch.nn.Parameter(w)], lr=1e-2, weight_decay=weight_decay) for w in singles]
+    # When row 1 sits out every third step (no rows in its batch, or stopped early)
+    for step in range(12):
+        grad = torch.randn(2, 7, generator=generator)
+        active = [True, step % 3 != 0]
+        stacked.step(grad, active)
+        for i, adam in enumerate(adams):
+            if active[i]:
+                adam.params[0].grad = grad[i].clone()
+                adam.step()
+    # Then each row took exactly its own Adam's steps; float32 rounding is the only difference
+    assert stacked.steps == [12, 8]
+    for i, adam in enumerate(adams):
+        torch.testing.assert_close(stacked.param[i], adam.params[0].detach(), rtol=0, atol=1e-6)
+        torch.testing.assert_close(stacked.exp_avg_sq[i], adam.exp_avg_sq[0], rtol=0, atol=1e-9)
+
+
+def test_stacked_adam_leaves_an_idle_row_bit_for_bit_unchanged() -> None:
+    stacked = StackedAdam(torch.randn(3, 4), lr=0.1, weight_decay=0.1)
+    stacked.step(torch.randn(3, 4), [True, True, True])
+    before = [t.clone() for t in (stacked.param, stacked.exp_avg, stacked.exp_avg_sq)]
+    stacked.step(torch.randn(3, 4), [True, False, True])
+    for now, then in zip((stacked.param, stacked.exp_avg, stacked.exp_avg_sq), before, strict=True):
+        assert torch.equal(now[1], then[1]) and not torch.equal(now[0], then[0])
+    assert stacked.steps == [2, 1, 2]

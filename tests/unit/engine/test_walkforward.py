@@ -116,8 +116,8 @@ def test_walk_forward_training_and_backtest_report_honest_figures(tmp_path: Path
     summary = research.train_walk_forward(
         path, model_dir=tmp_path / "m", evaluation=evaluation, on_epoch=lambda p, s: stages.append(s)
     )
-    # Then progress spans the fold models and the final model, and the figures are out-of-sample
-    assert stages[0] == "fold 1/3" and stages[-1] == "final model"
+    # Then progress spans the fold models and the final model (trained together), and the figures are out-of-sample
+    assert set(stages) == {"3 folds + final model"}
     assert len(summary["folds"]) == 3
     assert 0 <= summary["balanced_accuracy"] <= 1 and 0 <= summary["macro_f1"] <= 1
     assert summary["baseline_accuracy"] >= 1 / 3
@@ -136,3 +136,34 @@ def test_walk_forward_training_and_backtest_report_honest_figures(tmp_path: Path
     lockbox = research.trade_lockbox(path, model_path=Path(summary["model_path"]), evaluation=evaluation)
     assert lockbox["start"] > backtest["end"]
     assert set(lockbox) == set(research.LOCKBOX_KEYS)
+
+
+def test_walk_forward_reports_the_same_figures_trained_together_or_one_by_one(tmp_path: Path) -> None:
+    # Given the example with two epochs and three folds
+    path = tmp_path / "s.yaml"
+    path.write_text(EXAMPLE.read_text().replace("epochs: 30", "epochs: 2"))
+    evaluation = research.Evaluation(lockbox_fraction=0.2, folds=3)
+    stages: dict[bool, list[str]] = {True: [], False: []}
+    # When it is trained both ways
+    summaries = {
+        batched: research.train_walk_forward(
+            path,
+            model_dir=tmp_path / str(batched),
+            evaluation=evaluation,
+            batched=batched,
+            on_epoch=lambda p, s, b=batched: stages[b].append(s),
+        )
+        for batched in (True, False)
+    }
+    # Then the folds' curves and the honest figures agree to float rounding (see test_batch_trainer.py)
+    together, alone = summaries[True], summaries[False]
+    assert stages[False][0] == "fold 1/3" and stages[False][-1] == "final model"
+    assert stages[True] == ["3 folds + final model"] * 2
+    for key in ("accuracy", "balanced_accuracy", "log_loss", "final_loss", "initial_loss"):
+        assert together[key] == pytest.approx(alone[key], abs=1e-3), key  # 1e-3: a flipped tie moves one OOS row
+    for mine, theirs in zip(together["folds"], alone["folds"], strict=True):
+        assert mine["epochs_run"] == theirs["epochs_run"] and mine["n_train"] == theirs["n_train"]
+        assert [h["val_loss"] for h in mine["history"]] == pytest.approx(
+            [h["val_loss"] for h in theirs["history"]], abs=1e-5
+        )
+    assert Path(together["model_path"]) == tmp_path / "True" / "eurusd_rsi_atr" / "model.pt"
