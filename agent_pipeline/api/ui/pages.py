@@ -140,7 +140,7 @@ def login(request: Request, token: str = Form(""), next: str = Form("/ui/")) -> 
 
 
 def _login_page(request: Request, next_page: str, *, error: str | None = None, status_code: int = 200) -> Response:
-    page = templates.get_template("login.html").render(next=next_page, error=error, login=True)
+    page = templates.get_template("login.html").render(next=next_page, error=error, login=True, csrf="")
     return HTMLResponse(page, status_code=status_code, headers=HEADERS)
 
 
