@@ -365,3 +365,45 @@ def test_an_action_without_its_csrf_token_is_refused(server, browser) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403 and b"came from another site" in refused.value.read()
+
+
+def test_without_a_token_pages_set_a_session_whose_csrf_token_actions_need_and_errors_match_the_api(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No browser: the app in process, without KTRDR_API_TOKEN."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from agent_pipeline.api.app import app
+    from agent_pipeline.api.ui.pages import safe_next
+    from agent_pipeline.config import reset_settings
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    reset_settings()
+    with TestClient(app) as client:
+        # Given a first visit: a strict, HttpOnly session cookie and the page's CSRF token
+        page = client.get("/ui/")
+        assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
+        assert "samesite=strict" in page.headers["set-cookie"].lower()
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+        # An action without the token is refused; with it, the API's rule and message answer
+        assert client.post("/ui/cycles/op_nope/cancel", data={"csrf": "0" * 64}).status_code == 403
+        refused = client.post("/ui/cycles/op_nope/cancel", data={"csrf": csrf})
+        api = client.delete("/api/v1/operations/op_nope")
+        assert refused.status_code == api.status_code == 404 and api.json()["error"] in refused.text
+        bad = "name: x\nsymbol: EURUSD\n"
+        shown = client.post("/ui/trigger", data={"csrf": csrf}, files={"strategy_file": ("s.yaml", bad.encode())})
+        api = client.post("/api/v1/agent/trigger", json={"strategy": bad})
+        assert shown.status_code == api.status_code == 422
+        assert html_unescape(api.json()["error"]).split(";")[0] in html_unescape(shown.text)
+    assert [safe_next(t) for t in ("/ui/history", "//evil.example", "https://evil.example", "/ui/\\\\evil")] == [
+        "/ui/history", "/ui/", "/ui/", "/ui/",
+    ]  # fmt: skip
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)

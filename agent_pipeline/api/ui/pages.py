@@ -125,7 +125,7 @@ def set_cookie(response: Response, request: Request, value: str) -> None:
 def login_form(request: Request, next: str = "/ui/") -> Response:  # noqa: A002 - the usual name
     if not session.login_required():
         return RedirectResponse("/ui/", status_code=303)
-    return _login_page(request, _safe_next(next))
+    return _login_page(request, safe_next(next))
 
 
 @router.post("/login")
@@ -133,8 +133,8 @@ def login(request: Request, token: str = Form(""), next: str = Form("/ui/")) -> 
     if not session.login_required():
         return RedirectResponse("/ui/", status_code=303)
     if not session.token_matches(token):
-        return _login_page(request, _safe_next(next), error="wrong token", status_code=401)
-    response = RedirectResponse(_safe_next(next), status_code=303)
+        return _login_page(request, safe_next(next), error="wrong token", status_code=401)
+    response = RedirectResponse(safe_next(next), status_code=303)
     set_cookie(response, request, session.new_session())
     return response
 
@@ -144,7 +144,7 @@ def _login_page(request: Request, next_page: str, *, error: str | None = None, s
     return HTMLResponse(page, status_code=status_code, headers=HEADERS)
 
 
-def _safe_next(target: str) -> str:
+def safe_next(target: str) -> str:
     """Only a path of the dashboard: never another site (`//evil`, `https://evil`)."""
     return target if target.startswith("/ui/") and not target.startswith("//") and "\\" not in target else "/ui/"
 
