@@ -226,7 +226,7 @@ def test_pages_need_the_token_and_the_login_sets_a_strict_http_only_cookie(serve
     from selenium.webdriver.common.by import By
 
     # Given a server with KTRDR_API_TOKEN set, a page sends the browser to the login form
-    visit(browser, server["url"] + "/ui/history", shots, "login")
+    visit(browser, server["url"] + "/ui/history?sort=created", shots, "login")
     assert "/ui/login" in browser.current_url
     # When a wrong token is entered, the form says so (a 401 the console reports)
     browser.find_element(By.ID, "token").send_keys("wrong")
@@ -236,7 +236,7 @@ def test_pages_need_the_token_and_the_login_sets_a_strict_http_only_cookie(serve
     # Then the right token opens the page asked for, with an HttpOnly, SameSite=Strict session cookie
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.ID, "login-form").submit()
-    wait_for(lambda: browser.current_url.endswith("/ui/history"), 10, "the leaderboard after login")
+    wait_for(lambda: browser.current_url.endswith("/ui/history?sort=created"), 10, "the leaderboard after login")
     cookie = browser.get_cookie("ktrdr_session")
     assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # no script can read it

@@ -78,7 +78,8 @@ async def _csrf_refused(_request: Request, exc: Exception) -> Response:
 async def _to_login(request: Request, _exc: Exception) -> Response:
     if request.url.path == "/ui/live":  # the live part's fetch: the page itself sends the person to the form
         return Response(status_code=401)
-    return RedirectResponse(f"/ui/login?{urlencode({'next': request.url.path})}", status_code=303)
+    asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/ui/login?{urlencode({'next': asked})}", status_code=303)
 
 
 def current_session(request: Request) -> str:
