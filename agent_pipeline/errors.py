@@ -90,3 +90,7 @@ class PhaseError(KtrdrError):
 # Control flow, kept apart from failures.
 class CancelledError(KtrdrError):
     """Raised inside long work (training epochs) when its operation was cancelled."""
+
+
+class CsrfRefusedError(KtrdrError):
+    """Raised when a dashboard action's form lacks the CSRF token of the session cookie sent with it."""

@@ -11,39 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from agent_pipeline.api.routes import calibration, evidence, history, metrics, reports
-from agent_pipeline.api.routes.contract import MAX_OFFSET, complete_contract, responses
+from agent_pipeline.api.routes import calibration, evidence, history, metrics, overview, reports
+from agent_pipeline.api.routes.contract import MAX_OFFSET, complete_contract, responses, status_of
+from agent_pipeline.api.ui import pages as dashboard
 from agent_pipeline.config import get_settings
-from agent_pipeline.errors import (
-    BrokerUnavailableError,
-    BudgetExhaustedError,
-    CalibrationNotFoundError,
-    CapacityError,
-    ConfigurationError,
-    DatabaseUnavailableError,
-    InvalidOptionError,
-    InvalidTransitionError,
-    KtrdrError,
-    OperationNotFoundError,
-    StrategyValidationError,
-)
+from agent_pipeline.errors import BudgetExhaustedError, CapacityError, KtrdrError
 from agent_pipeline.pipeline import cycle
 from agent_pipeline.pipeline.context import CycleOptions
 from agent_pipeline.store.operations import MAX_LIST_LIMIT, OperationStatus, OperationType, get_store
-
-# Expected errors -> HTTP status; anything else is a 500 with a logged traceback.
-STATUS_OF: dict[type[KtrdrError], int] = {
-    OperationNotFoundError: 404,
-    CalibrationNotFoundError: 404,
-    InvalidTransitionError: 409,
-    CapacityError: 409,
-    BudgetExhaustedError: 429,
-    DatabaseUnavailableError: 503,
-    BrokerUnavailableError: 503,
-    InvalidOptionError: 400,
-    StrategyValidationError: 422,
-    ConfigurationError: 500,
-}
 
 
 class TriggerRequest(CycleOptions):
@@ -135,8 +110,7 @@ async def _http_error(_request: Request, exc: _HTTPError) -> JSONResponse:
 
 @app.exception_handler(KtrdrError)
 async def _ktrdr_error(_request: Request, exc: KtrdrError) -> JSONResponse:
-    status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
-    return JSONResponse({"success": False, "error": str(exc)}, status_code=status)
+    return JSONResponse({"success": False, "error": str(exc)}, status_code=status_of(exc))
 
 
 @app.exception_handler(RequestValidationError)
@@ -228,3 +202,5 @@ app.include_router(evidence.router, dependencies=[api])  # evidence across trial
 app.include_router(calibration.router, dependencies=[api])  # power and size of the loop (issue 14)
 app.include_router(metrics.router, dependencies=[api])  # Prometheus /metrics (issue 10)
 app.include_router(reports.router, dependencies=[api])  # cycle reports with plots (issue 10)
+app.include_router(overview.router, dependencies=[api])  # the dashboard's overview as JSON (issue 18)
+dashboard.install(app)  # the research dashboard under /ui: its own login cookie and CSRF tokens (issue 18)

@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
 from agent_pipeline.cli.app import cli
 from agent_pipeline.config import get_settings
 from agent_pipeline.errors import ConfigurationError
+from agent_pipeline.pipeline import embedded as embedded_runner
 
 
 @cli.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="KTRDR_API_HOST")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="KTRDR_API_PORT")
-def api_command(host: str, port: int) -> None:
-    """Serve the HTTP API (/api/v1, OpenAPI at /docs)."""
+@click.option(
+    "--embedded", is_flag=True,
+    help="Also run cycles in this process, as `ktrdr agent run` does: SQLite under --home, no Redis, no Postgres.",
+)  # fmt: skip
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), default=Path(".ktrdr"), show_default=True,
+    envvar="KTRDR_HOME", help="With --embedded: the folder of the SQLite file, strategies, models and reports.",
+)  # fmt: skip
+def api_command(host: str, port: int, embedded: bool, home: Path) -> None:
+    """Serve the HTTP API (/api/v1, OpenAPI at /docs) and the dashboard (/ui)."""
     import uvicorn
 
-    uvicorn.run("agent_pipeline.api.app:app", host=host, port=port, log_level="info")
+    if not embedded:
+        uvicorn.run("agent_pipeline.api.app:app", host=host, port=port, log_level="info")
+        return
+    embedded_runner.prepare_environment(home)
+    with embedded_runner.embedded_worker():
+        uvicorn.run("agent_pipeline.api.app:app", host=host, port=port, log_level="info")
 
 
 QUEUE_CHOICES = ("research", "gpu")

@@ -11,9 +11,13 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.errors import BudgetExhaustedError, ConfigurationError
+
+if TYPE_CHECKING:
+    from agent_pipeline.store.operations import OperationsStore
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +107,12 @@ def estimate_cost(model: str, usage: Usage) -> float:
         + usage.cache_write_tokens * price["cache_write"]
     )
     return round(total / 1_000_000, 8)
+
+
+def spent_today(store: OperationsStore) -> float:
+    """USD spent on LLM calls since midnight UTC (the trigger's budget check, the API, the CLI, the dashboard)."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return store.spend_since(midnight)
 
 
 def check_budget(spent_today_usd: float, budget_usd: float) -> None:

@@ -6,7 +6,7 @@ The faces (CLI, API, embedded runner) call these; they never build chains or imp
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -18,6 +18,7 @@ from agent_pipeline.errors import (
     InvalidOptionError,
     OperationNotFoundError,
 )
+from agent_pipeline.llm import cost
 from agent_pipeline.llm.choice import choose
 from agent_pipeline.llm.cost import check_budget
 from agent_pipeline.logs import operation_context, redact
@@ -118,8 +119,7 @@ def _check_budget(store: OperationsStore, settings: Settings) -> None:
 
 def spent_today(store: OperationsStore | None = None) -> float:
     """USD spent on LLM calls since midnight UTC."""
-    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (store or get_store()).spend_since(midnight)
+    return cost.spent_today(store or get_store())
 
 
 def _check_designer(options: CycleOptions, settings: Settings) -> str:

@@ -41,10 +41,22 @@ def read_strategy_file(path: Path) -> str:
     size = path.stat().st_size
     if size > MAX_STRATEGY_BYTES:
         raise StrategyValidationError([f"{path}: {size} bytes is larger than the {MAX_STRATEGY_BYTES} byte limit"])
+    return decode_strategy(path.read_bytes(), name=str(path))
+
+
+def decode_strategy(data: bytes, *, name: str) -> str:
+    """The text of a strategy document's bytes (a file read, a dashboard upload) named `name` in errors.
+
+    Raises:
+        StrategyValidationError: more than MAX_STRATEGY_BYTES, or not UTF-8 text.
+    """
+    if len(data) > MAX_STRATEGY_BYTES:
+        raise StrategyValidationError([f"{name}: {len(data)} bytes is larger than the {MAX_STRATEGY_BYTES} byte limit"])
     try:
-        return path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise StrategyValidationError([f"{path}: not UTF-8 text"]) from None
+        raise StrategyValidationError([f"{name}: not UTF-8 text"]) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as a file read in text mode
 
 
 def problems(text: str, available: Iterable[tuple[str, str]] | None = None) -> list[str]:

@@ -18,6 +18,42 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent_pipeline.errors import (
+    BrokerUnavailableError,
+    BudgetExhaustedError,
+    CalibrationNotFoundError,
+    CapacityError,
+    ConfigurationError,
+    CsrfRefusedError,
+    DatabaseUnavailableError,
+    InvalidOptionError,
+    InvalidTransitionError,
+    KtrdrError,
+    OperationNotFoundError,
+    StrategyValidationError,
+)
+
+# Expected errors -> HTTP status; anything else is a 500 with a logged traceback.
+STATUS_OF: dict[type[KtrdrError], int] = {
+    OperationNotFoundError: 404,
+    CalibrationNotFoundError: 404,
+    InvalidTransitionError: 409,
+    CapacityError: 409,
+    BudgetExhaustedError: 429,
+    DatabaseUnavailableError: 503,
+    BrokerUnavailableError: 503,
+    InvalidOptionError: 400,
+    StrategyValidationError: 422,
+    CsrfRefusedError: 403,
+    ConfigurationError: 500,
+}
+
+
+def status_of(exc: KtrdrError) -> int:
+    """The HTTP status of an expected error (the JSON API and the dashboard answer the same)."""
+    return next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
+
+
 # The largest `offset` a paged route accepts (Postgres OFFSET is a bigint; beyond it the query itself fails).
 MAX_OFFSET = 2**62
 

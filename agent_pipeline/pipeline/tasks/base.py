@@ -75,7 +75,8 @@ class PhaseTask(Task):
         if cycle.status == OperationStatus.PENDING:
             store.start(context.cycle_id)
         if self.phase is not None and _is_ahead(self.phase, cycle.metadata.get("phase")):
-            store.merge_metadata(context.cycle_id, {"phase": self.phase.value})
+            # The worker's name rides on a write that happens anyway: the dashboard lists the workers seen.
+            store.merge_metadata(context.cycle_id, {"phase": self.phase.value, "worker": self.request.hostname})
             store.update_progress(
                 context.cycle_id, percentage=PHASE_PROGRESS[self.phase], current_step=self.phase.value
             )
