@@ -1,17 +1,17 @@
 """Power benchmark (issue 14): how strong must a planted edge be for the loop to find it, and is TPE faster than random.
 
 Run: make bench-power, or
-     .venv/bin/python bench/bench_power.py [--cycles 20] [--seeds 1,2,3] [--strengths 1.0,1.5,2.0] [--arms ...]
-                                           [--trend-strengths 1.5] [--random-strengths 1.5] [--jobs 2]
+     .venv/bin/python bench/bench_power.py [--cycles 20] [--seeds 1,2,3] [--strengths 0.5,1.0,1.5,2.0] [--arms ...]
+                                           [--trend-strengths 0.5,...] [--random-strengths 1.5] [--jobs 2]
      .venv/bin/python bench/bench_power.py --table   # re-render the README table from the results file
 
 Each arm is one `ktrdr agent calibrate --json` process with its own home (its own SQLite file, studies and trial
-counts), run with the default gates: the Optuna designer (`offline`) on reversal edges of every strength, on trend
-edges, and on noise; random search (`random`, same space, same seeds) on reversal edges. One more arm runs the
-trend edges with the win-rate gate opened (BACKTEST_GATE_MIN_WIN_RATE=0.3): trend-following wins rarely and big,
-and the default 45% blocks it. A series stops at its first discovery (deflated Sharpe >= 0.95, both gates passed).
-Arms run `--jobs` at a time, one torch thread each. The merged record goes to bench/results/power.json; the table is
-printed as Markdown.
+counts), run with the default gates: the Optuna designer (`offline`) on reversal and trend edges of every
+strength and on noise; random search (`random`, same space, same seeds) on reversal and trend edges of 1.5. An arm
+is one kind, designer and strength. The `offline-trend-<strength>-open` arms, run only when named in `--arms`, open
+the win-rate gate (BACKTEST_GATE_MIN_WIN_RATE=0.3). A series stops at its first discovery (deflated Sharpe >= 0.95,
+both gates passed). Arms run `--jobs` at a time, one torch thread each. The merged record goes to
+bench/results/power.json; the table is printed as Markdown.
 """
 
 from __future__ import annotations
@@ -56,22 +56,31 @@ OPEN_WIN_RATE = {"BACKTEST_GATE_MIN_WIN_RATE": "0.3"}
 
 
 def arms(options: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """name -> (calibrate arguments, extra environment). Default gates everywhere but the `-open` arm."""
+    """name -> (calibrate arguments, extra environment): one arm per kind, designer and strength, so `--jobs`
+    processes share the work evenly. Default gates everywhere but the `-open` arms (run only when named)."""
     common = ["--seeds", options.seeds, "--cycles", str(options.cycles)]
-    planned = {
-        "offline-reversal": (["--kinds", "reversal", "--strengths", options.strengths, "--designers", "offline"], {}),
-        "offline-trend": (["--kinds", "trend", "--strengths", options.trend_strengths, "--designers", "offline"], {}),
-        "offline-trend-open": (
-            ["--kinds", "trend", "--strengths", options.trend_strengths, "--designers", "offline"],
-            OPEN_WIN_RATE,
-        ),
-        "random-reversal": (
-            ["--kinds", "reversal", "--strengths", options.random_strengths, "--designers", "random"],
-            {},
-        ),
-        "noise": (["--kinds", "noise", "--designers", "offline"], {}),
-    }
-    chosen = options.arms.split(",") if options.arms else list(planned)
+    planned: dict[str, tuple[list[str], dict[str, str]]] = {}
+    for designer, kind, strengths in (
+        ("offline", "reversal", options.strengths),
+        ("offline", "trend", options.trend_strengths),
+        ("random", "reversal", options.random_strengths),
+        ("random", "trend", options.random_trend_strengths),
+    ):
+        for strength in filter(None, strengths.split(",")):
+            planned[f"{designer}-{kind}-{strength}"] = (
+                ["--kinds", kind, "--strengths", strength, "--designers", designer],
+                {},
+            )
+            if designer == "offline" and kind == "trend":
+                planned[f"offline-trend-{strength}-open"] = (
+                    ["--kinds", kind, "--strengths", strength, "--designers", designer],
+                    OPEN_WIN_RATE,
+                )
+    planned["noise"] = (["--kinds", "noise", "--designers", "offline"], {})
+    chosen = options.arms.split(",") if options.arms else [name for name in planned if not name.endswith("-open")]
+    unknown = sorted(set(chosen) - set(planned))
+    if unknown:
+        raise SystemExit(f"unknown arms: {', '.join(unknown)} (known: {', '.join(planned)})")
     return {name: ([*planned[name][0], *common], planned[name][1]) for name in chosen}
 
 
@@ -80,7 +89,8 @@ def merge(records: dict[str, dict[str, Any]], options: argparse.Namespace, secon
 
     outcomes = [outcome for record in records.values() for outcome in outcomes_of(record)]
     plan = {"cycles": options.cycles, "seeds": options.seeds, "strengths": options.strengths,
-            "trend_strengths": options.trend_strengths, "random_strengths": options.random_strengths}  # fmt: skip
+            "trend_strengths": options.trend_strengths, "random_strengths": options.random_strengths,
+            "random_trend_strengths": options.random_trend_strengths}  # fmt: skip
     return run_record(outcomes, plan, seconds) | {"arms": {name: r["seconds"] for name, r in records.items()}}
 
 
@@ -108,9 +118,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--strengths", default="1.0,1.5,2.0", help="Reversal strengths (Optuna designer).")
-    parser.add_argument("--trend-strengths", default="1.5", help="Trend strengths, default gates and win rate opened.")
+    parser.add_argument("--strengths", default="0.5,1.0,1.5,2.0", help="Reversal strengths (Optuna designer).")
+    parser.add_argument("--trend-strengths", default="0.5,1.0,1.5,2.0", help="Trend strengths (Optuna designer).")
     parser.add_argument("--random-strengths", default="1.5", help="Reversal strengths for random search.")
+    parser.add_argument("--random-trend-strengths", default="1.5", help="Trend strengths for random search.")
     parser.add_argument("--arms", default="", help="Comma-separated subset of the arms (default: all).")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--results", type=Path, default=RESULTS)

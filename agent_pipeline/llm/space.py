@@ -8,8 +8,12 @@ and learning rate, and the confidence threshold. Its bounds, and why:
 - ZigZag threshold = `label_k * volatility * sqrt(lookahead)`: `label_k` 0.05-1.5 and a lookahead of 2-60 reach
   from the next bar's direction to a 60-bar swing; `label_hold` False drops the HOLD class, which a model cannot
   learn on a series of constant volatility (three classes failed the training gate on every planted edge);
-- a confidence threshold of 0.34-0.5: just above 1/3 turns a HOLD-heavy model's calls into trades, and
-  two-class probabilities sit near 0.5, above which nothing trades.
+- the confidence threshold as a margin of 0-0.12 above the no-information level (1/2 with two classes, 1/3 with
+  three): a bar whose top probability is below the threshold keeps the position, so the margin is a hysteresis.
+  With two classes and no margin every change of the predicted class is a trade; on a trend edge those
+  whipsaws took the win rate to 26% and the default backtest gate (45%) stopped every trend design, where a
+  margin of 0.05-0.10 keeps the calls that mean something (win rate 46-55%, walk-forward Sharpe 1.3-1.4 against
+  0.9; `bench/probe_power.py`). The old range, 0.34-0.5, could not express it.
 The figures behind each choice are in the README (Research power) and `bench/probe_power.py`. Volatility and the
 fuzzy cut points come from the research period only, never the lockbox.
 """
@@ -65,7 +69,8 @@ def space() -> dict[str, optuna.distributions.BaseDistribution]:
         "layers": Int(1, 2),
         "dropout": Real(0.0, 0.4),
         "learning_rate": Real(1e-4, 1e-2, log=True),
-        "confidence": Real(0.34, 0.5),  # two-class probabilities sit near 0.5: above it nothing trades
+        # the confidence threshold's margin above 1/classes: a hysteresis against whipsaws (confidence_threshold)
+        "confidence_margin": Real(0.0, 0.12),
     }
 
 
@@ -84,6 +89,7 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
     lookahead = _suggest(trial, "lookahead")
     threshold = _suggest(trial, "label_k") * volatility(bars) * math.sqrt(lookahead)
     hidden = _suggest(trial, "hidden")
+    hold = _suggest(trial, "label_hold")
     name = re.sub(r"[^a-z0-9_-]", "", f"{prefix}_{series.symbol}_{series.timeframe}_t{trial.number}".lower())
     return {
         "name": name[:64],
@@ -102,11 +108,18 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
         "labels": {
             "zigzag_threshold": round(min(0.5, max(1e-5, threshold)), 6),
             "lookahead": lookahead,
-            "hold": _suggest(trial, "label_hold"),
+            "hold": hold,
         },
         "training": TRAINING | {"learning_rate": round(_suggest(trial, "learning_rate"), 6)},
-        "backtest": {"confidence_threshold": round(_suggest(trial, "confidence"), 4)},
+        "backtest": {
+            "confidence_threshold": round(confidence_threshold(hold, _suggest(trial, "confidence_margin")), 4)
+        },
     }
+
+
+def confidence_threshold(hold: bool, margin: float) -> float:
+    """The threshold `margin` above the no-information level: 1/3 with a HOLD class, 1/2 without."""
+    return (1 / 3 if hold else 1 / 2) + margin
 
 
 def _suggest(trial: optuna.Trial, name: str) -> Any:
@@ -147,14 +160,16 @@ def params_of(document: dict[str, Any], bars: pd.DataFrame) -> dict[str, Any]:
     kinds = {i.get("type"): i.get("period") for i in document.get("indicators") or [] if isinstance(i, dict)}
     found: dict[str, Any] = {f"use_{kind}": kind in kinds for kind in INDICATORS}
     found |= {f"{kind}_period": period for kind, period in kinds.items() if kind in INDICATORS}
-    found["label_hold"] = labels.get("hold", True)
+    found["label_hold"] = hold = labels.get("hold", True)
     if labels.get("zigzag_threshold") and labels.get("lookahead"):
         scale = volatility(bars) * math.sqrt(labels["lookahead"])
         found |= {"lookahead": labels["lookahead"], "label_k": labels["zigzag_threshold"] / scale}
     layers = model.get("hidden_layers") or [None]
     found |= {"hidden": layers[0], "layers": len(layers), "dropout": model.get("dropout")}
     found["learning_rate"] = (document.get("training") or {}).get("learning_rate")
-    found["confidence"] = (document.get("backtest") or {}).get("confidence_threshold")
+    threshold = (document.get("backtest") or {}).get("confidence_threshold")
+    if isinstance(threshold, int | float) and not isinstance(threshold, bool):
+        found["confidence_margin"] = threshold - confidence_threshold(bool(hold), 0.0)
     return {name: value for name, value in found.items() if _inside(space()[name], value)}
 
 
