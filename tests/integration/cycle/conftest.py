@@ -30,8 +30,13 @@ class Stack:
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
 
-    def start_worker(self, name: str, queue: str, *extra: str, env: dict[str, str] | None = None) -> None:
-        """Start `celery -A agent_pipeline worker` for `queue` and wait until it answers a ping."""
+    def start_worker(
+        self, name: str, queue: str, *extra: str, env: dict[str, str] | None = None, wait: bool = True
+    ) -> None:
+        """Start `celery -A agent_pipeline worker` for `queue` and (with `wait`) wait until it is ready.
+
+        Workers started with `wait=False` start side by side; `wait_ready` then waits for all of them.
+        """
         log = self.home / f"{name}.log"
         command = [
             sys.executable, "-m", "celery", "-A", "agent_pipeline", "worker", "-Q", queue, "-n", f"{name}@%h",
@@ -46,17 +51,22 @@ class Stack:
             start_new_session=True,  # its own process group, so a test can kill the worker and its children
         )
         self.logs[name] = log
-        self._wait_ready(name)
+        if wait:
+            self.wait_ready(name)
 
-    def _wait_ready(self, name: str) -> None:
+    def wait_ready(self, *names: str) -> None:
+        """Wait until every named worker has logged `ready.`; a worker that exits fails at once with its log."""
+        waiting = set(names)
         deadline = time.monotonic() + WORKER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.workers[name].poll() is not None:
-                raise RuntimeError(f"worker {name} exited:\n{self.logs[name].read_text()[-3000:]}")
-            if "ready." in self.logs[name].read_text(errors="replace"):
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"worker {name} not ready in {WORKER_START_TIMEOUT} s")
+        while waiting and time.monotonic() < deadline:
+            for name in sorted(waiting):
+                if self.workers[name].poll() is not None:
+                    raise RuntimeError(f"worker {name} exited:\n{self.logs[name].read_text()[-3000:]}")
+                if "ready." in self.logs[name].read_text(errors="replace"):
+                    waiting.discard(name)
+            time.sleep(0.1)
+        if waiting:
+            raise RuntimeError(f"workers {sorted(waiting)} not ready in {WORKER_START_TIMEOUT} s")
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL the worker and its pool processes at once, as a lost machine would."""
@@ -76,9 +86,19 @@ class Stack:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def stop(self) -> None:
-        for name in list(self.workers):
-            self.stop_worker(name)
+    def stop(self, grace: float = 5.0) -> None:
+        """Warm-shut every worker at once (SIGTERM), then SIGKILL whichever is still up after `grace` seconds."""
+        for process in self.workers.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + grace
+        for process in self.workers.values():
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.workers.clear()
 
     def log(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace")

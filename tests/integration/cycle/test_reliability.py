@@ -45,8 +45,9 @@ def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_on
     use_stack_env(stack, monkeypatch)
     store = get_store()
     store.upgrade()
-    stack.start_worker("research", "research", "-c", "1")
-    stack.start_worker("gpu", "gpu", "-c", "3", "--max-tasks-per-child", "1")
+    stack.start_worker("research", "research", "-c", "1", wait=False)
+    stack.start_worker("gpu", "gpu", "-c", "3", "--max-tasks-per-child", "1", wait=False)
+    stack.wait_ready("research", "gpu")
     # When three cycles are triggered
     cycles = [cycle.trigger().operation_id for _ in range(3)]
 

@@ -68,9 +68,10 @@ def stack(
         from agent_pipeline.store.operations import get_store
 
         get_store().upgrade()
-    built.start_worker("research", "research", "-c", "1")
-    built.start_worker("gpu1", "gpu", *GPU_ARGS)
-    built.start_worker("gpu2", "gpu", *GPU_ARGS)
+    built.start_worker("research", "research", "-c", "1", wait=False)
+    built.start_worker("gpu1", "gpu", *GPU_ARGS, wait=False)
+    built.start_worker("gpu2", "gpu", *GPU_ARGS, wait=False)
+    built.wait_ready("research", "gpu1", "gpu2")
     yield built
     built.stop()
     from tests.conftest import forget_store
@@ -97,6 +98,7 @@ def _clean_start(stack: Stack) -> None:
         print(f"\nclean start: cancelling {active.operation_id} left {_phase(active.operation_id)}")
         cycle.cancel(active.operation_id, store=store, reason="Cancelled by the fault suite's clean start")
     wait_until(lambda: not store.active_cycles(), timeout=30)
+    restarted: list[str] = []
     for name, queue, args in (
         ("research", "research", ("-c", "1")),
         ("gpu1", "gpu", GPU_ARGS),
@@ -104,7 +106,9 @@ def _clean_start(stack: Stack) -> None:
     ):
         if name not in stack.workers or stack.workers[name].poll() is not None:
             stack.workers.pop(name, None)
-            stack.start_worker(name, queue, *args)
+            stack.start_worker(name, queue, *args, wait=False)
+            restarted.append(name)
+    stack.wait_ready(*restarted)
     _gpu_consuming([f"{name}@{socket.gethostname()}" for name in ("gpu1", "gpu2")], True)
 
 

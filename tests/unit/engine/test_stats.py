@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from scipy.stats import norm
 
 from agent_pipeline.engine import stats
@@ -45,6 +46,9 @@ def test_dsr_of_real_returns_matches_an_independent_implementation(seed: int) ->
     expected = _vectorbt_dsr(evidence.sharpe, 0.002, 25, len(returns), evidence.skewness, evidence.kurtosis)
     assert stats.deflated_sharpe(evidence, trials=25, variance=0.002) == pytest.approx(expected, rel=1e-9)
     assert evidence.kurtosis > 3  # Student-t tails: Pearson kurtosis, not excess
+    # and the moments are scipy's (biased, Pearson), computed without importing scipy in the engine
+    assert evidence.skewness == pytest.approx(scipy_stats.skew(returns), rel=1e-9)
+    assert evidence.kurtosis == pytest.approx(scipy_stats.kurtosis(returns, fisher=False), rel=1e-9)
 
 
 def test_psr_with_normal_moments_is_the_textbook_z_score() -> None:
