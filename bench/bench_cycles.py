@@ -3,8 +3,13 @@
 Run: .venv/bin/python bench/bench_cycles.py [--cycles 4] [--series SP500:1d] [--seed 7]
 Each arm runs --cycles whole cycles of the embedded pipeline (the real chain: offline designer, walk-forward
 training, backtest, assessment; gates bypassed) on a bundled daily series, in a fresh process and home of its own
-with the same seed, so both arms design the same strategies. `KTRDR_BATCHED_FOLDS` is the only difference.
-Prints each arm's cycles per hour and training seconds per cycle, and the ratio after/before.
+with the same seed, so every arm designs the same strategies. The arms:
+- "before": the pipeline as it stood before issue 15, fold models one by one (`KTRDR_BATCHED_FOLDS=false`) and
+  kombu's default 1 s polling of the in-memory broker (set in the arm's own process: the product polls every
+  50 ms, `celery_app.MEMORY_POLLING_INTERVAL_S`);
+- "one by one": today's polling, fold models one by one;
+- "together": today's pipeline, fold models trained together.
+Prints each arm's cycles per hour and training seconds per cycle, and the ratios.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ARMS = {"one by one": "false", "together": "true"}  # arm -> KTRDR_BATCHED_FOLDS
+ARMS = {"before": "false", "one by one": "false", "together": "true"}  # arm -> KTRDR_BATCHED_FOLDS
+# kombu's default polling interval of an idle in-memory broker, which the pipeline used before issue 15
+KOMBU_DEFAULT_POLLING_S = 1.0
 
 
 def run_arm(symbol: str, timeframe: str, cycles: int) -> dict[str, Any]:
@@ -50,7 +57,7 @@ def run_arm(symbol: str, timeframe: str, cycles: int) -> dict[str, Any]:
 
 
 def spawn(arm: str, batched: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    home = work / batched
+    home = work / arm.replace(" ", "_")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KTRDR_") and k != "DATABASE_URL"}
     env |= {"KTRDR_HOME": str(home), "KTRDR_SEED": str(args.seed), "KTRDR_BATCHED_FOLDS": batched}
     out = home / "summary.json"
@@ -71,6 +78,10 @@ def main() -> None:
     args = parser.parse_args()
     symbol, timeframe = args.series.split(":")
     if args.arm:
+        if args.arm == "before":
+            from agent_pipeline.pipeline import celery_app
+
+            celery_app.MEMORY_POLLING_INTERVAL_S = KOMBU_DEFAULT_POLLING_S
         args.out.write_text(json.dumps(run_arm(symbol, timeframe, args.cycles)))
         return
     work = Path(tempfile.mkdtemp(prefix="ktrdr-bench-cycles-"))
@@ -85,7 +96,8 @@ def main() -> None:
             f"{per_hour[arm]:.0f} cycles/hour, {result['wall_s'] / args.cycles:.1f} s a cycle, "
             f"median training {median} ({', '.join(result['statuses'])})"
         )
-    print(f"cycles per hour: together/one-by-one {per_hour['together'] / per_hour['one by one']:.2f} (goal >= 2)")
+    print(f"cycles per hour: together/one-by-one {per_hour['together'] / per_hour['one by one']:.2f} (batching alone)")
+    print(f"cycles per hour: after/before {per_hour['together'] / per_hour['before']:.2f} (goal >= 2)")
 
 
 if __name__ == "__main__":
