@@ -59,7 +59,10 @@ def arms(options: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, st
     """name -> (calibrate arguments, extra environment): one arm per kind, designer and strength, so `--jobs`
     processes share the work evenly. Default gates everywhere but the `-open` arms (run only when named)."""
     common = ["--seeds", options.seeds, "--cycles", str(options.cycles)]
-    planned: dict[str, tuple[list[str], dict[str, str]]] = {}
+    # noise first: it never stops early, so it would otherwise finish alone at the end
+    planned: dict[str, tuple[list[str], dict[str, str]]] = {
+        "noise": (["--kinds", "noise", "--designers", "offline"], {})
+    }
     for designer, kind, strengths in (
         ("offline", "reversal", options.strengths),
         ("offline", "trend", options.trend_strengths),
@@ -76,7 +79,6 @@ def arms(options: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, st
                     ["--kinds", kind, "--strengths", strength, "--designers", designer],
                     OPEN_WIN_RATE,
                 )
-    planned["noise"] = (["--kinds", "noise", "--designers", "offline"], {})
     chosen = options.arms.split(",") if options.arms else [name for name in planned if not name.endswith("-open")]
     unknown = sorted(set(chosen) - set(planned))
     if unknown:

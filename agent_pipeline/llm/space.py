@@ -8,12 +8,14 @@ and learning rate, and the confidence threshold. Its bounds, and why:
 - ZigZag threshold = `label_k * volatility * sqrt(lookahead)`: `label_k` 0.05-1.5 and a lookahead of 2-60 reach
   from the next bar's direction to a 60-bar swing; `label_hold` False drops the HOLD class, which a model cannot
   learn on a series of constant volatility (three classes failed the training gate on every planted edge);
-- the confidence threshold as a margin of 0-0.12 above the no-information level (1/2 with two classes, 1/3 with
-  three): a bar whose top probability is below the threshold keeps the position, so the margin is a hysteresis.
-  With two classes and no margin every change of the predicted class is a trade; on a trend edge those
-  whipsaws took the win rate to 26% and the default backtest gate (45%) stopped every trend design, where a
-  margin of 0.05-0.10 keeps the calls that mean something (win rate 46-55%, walk-forward Sharpe 1.3-1.4 against
-  0.9; `bench/probe_power.py`). The old range, 0.34-0.5, could not express it.
+- the confidence threshold: at the no-information level (1/2 with two classes, 1/3 with three), or, with
+  `hysteresis`, a margin of 0.02-0.12 above it. A bar whose top probability is below the threshold keeps the
+  position, so the margin is a hysteresis. A trend edge needs it: with two classes and no margin every change of
+  the predicted class is a trade, those whipsaws took the win rate to 26%, and the default backtest gate (45%)
+  stopped every trend design, where a margin of 0.05-0.10 keeps the calls that mean something (win rate 46-55%,
+  walk-forward Sharpe 1.3-1.4 against 0.9). A one-day reversal needs none: its probabilities sit within a few
+  hundredths of 1/2, and a margin drawn for every design (uniform 0-0.12) took reversal 1.5 from 2 of 3
+  discoveries to 0 of 3. The old range, 0.34-0.5, could not express a margin for two classes at all.
 The figures behind each choice are in the README (Research power) and `bench/probe_power.py`. Volatility and the
 fuzzy cut points come from the research period only, never the lockbox.
 """
@@ -69,8 +71,9 @@ def space() -> dict[str, optuna.distributions.BaseDistribution]:
         "layers": Int(1, 2),
         "dropout": Real(0.0, 0.4),
         "learning_rate": Real(1e-4, 1e-2, log=True),
-        # the confidence threshold's margin above 1/classes: a hysteresis against whipsaws (confidence_threshold)
-        "confidence_margin": Real(0.0, 0.12),
+        # the confidence threshold: 1/classes, or with hysteresis a margin above it (confidence_threshold)
+        "hysteresis": Choice([False, True]),
+        "confidence_margin": Real(0.02, 0.12),  # drawn only with hysteresis
     }
 
 
@@ -90,6 +93,7 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
     threshold = _suggest(trial, "label_k") * volatility(bars) * math.sqrt(lookahead)
     hidden = _suggest(trial, "hidden")
     hold = _suggest(trial, "label_hold")
+    margin = _suggest(trial, "confidence_margin") if _suggest(trial, "hysteresis") else 0.0
     name = re.sub(r"[^a-z0-9_-]", "", f"{prefix}_{series.symbol}_{series.timeframe}_t{trial.number}".lower())
     return {
         "name": name[:64],
@@ -111,9 +115,7 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
             "hold": hold,
         },
         "training": TRAINING | {"learning_rate": round(_suggest(trial, "learning_rate"), 6)},
-        "backtest": {
-            "confidence_threshold": round(confidence_threshold(hold, _suggest(trial, "confidence_margin")), 4)
-        },
+        "backtest": {"confidence_threshold": round(confidence_threshold(hold, margin), 4)},
     }
 
 
@@ -169,7 +171,9 @@ def params_of(document: dict[str, Any], bars: pd.DataFrame) -> dict[str, Any]:
     found["learning_rate"] = (document.get("training") or {}).get("learning_rate")
     threshold = (document.get("backtest") or {}).get("confidence_threshold")
     if isinstance(threshold, int | float) and not isinstance(threshold, bool):
-        found["confidence_margin"] = threshold - confidence_threshold(bool(hold), 0.0)
+        margin = threshold - confidence_threshold(bool(hold), 0.0)
+        found["hysteresis"] = margin > 0.005  # rounding of a threshold at 1/3 is no margin
+        found["confidence_margin"] = margin
     return {name: value for name, value in found.items() if _inside(space()[name], value)}
 
 

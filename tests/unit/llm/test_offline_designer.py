@@ -211,7 +211,7 @@ def test_random_designer_covers_the_space(settings: Settings) -> None:
 def test_tpe_moves_towards_what_it_is_told_and_random_does_not(settings: Settings) -> None:
     # Given a told value that peaks at a confidence margin of 0.12 and lookahead 20
     def score(trial: Any) -> float:
-        return -abs(trial.params["confidence_margin"] - 0.12) - abs(math.log(trial.params["lookahead"] / 20))
+        return -abs(trial.params.get("confidence_margin", 0.0) - 0.12) - abs(math.log(trial.params["lookahead"] / 20))
 
     series = next(s for s in CATALOGUE if s.pair == ("SP500", "1d"))
     bars = research_bars("SP500", "1d", settings.data_dir, settings.lockbox_fraction)
@@ -252,6 +252,7 @@ def test_a_claude_proposal_is_added_to_the_study_with_the_parameters_that_map(se
     assert trial.params["use_rsi"] is True and trial.params["rsi_period"] == 14 and trial.params["use_cci"] is False
     assert trial.params["label_k"] == pytest.approx(0.03 / (volatility(bars) * math.sqrt(10)))
     assert trial.params["hidden"] == 32 and trial.params["layers"] == 2 and "confidence_margin" not in trial.params
+    assert trial.params["hysteresis"] is True
     assert trial.user_attrs["designer"] == "anthropic" and trial.value == pytest.approx(0.8 - 1.0)
     assert set(trial.params) <= set(space()) and all(f"use_{k}" in trial.params for k in OSCILLATORS)
 
