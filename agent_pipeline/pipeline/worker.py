@@ -11,6 +11,7 @@ This module sits on top of the pipeline: importing it registers the worker's boo
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ from kombu.transport import redis as kombu_redis
 
 from agent_pipeline.config import get_settings
 from agent_pipeline.logs import setup_logging
-from agent_pipeline.pipeline.celery_app import RESEARCH_QUEUE, app
+from agent_pipeline.pipeline.celery_app import GPU_QUEUE, RESEARCH_QUEUE, app
 from agent_pipeline.pipeline.outages import BACKOFF_MAX_S, BACKOFF_START_S, broker_errors
 from agent_pipeline.pipeline.reconcile import reconcile
 from agent_pipeline.pipeline.shutdown import STOP_SIGNAL, stop_requested
@@ -226,6 +227,26 @@ def _prepare_research_worker(sender: str, instance: Any, **_: Any) -> None:
     store = get_store()
     store.upgrade()
     store.reconcile_stale(stale_after=get_settings().heartbeat_stale_after)
+
+
+# What the tasks import on first use, by the queue they serve (the CLI and the API never import these).
+PRELOAD = {
+    GPU_QUEUE: ("agent_pipeline.engine.research",),  # torch, pandas
+    RESEARCH_QUEUE: ("agent_pipeline.engine.research", "matplotlib.figure", "matplotlib.backends.backend_agg"),
+}
+
+
+@signals.celeryd_after_setup.connect
+def _preload_task_modules(sender: str, instance: Any, **_: Any) -> None:
+    """Import PRELOAD once in the main process, before the pool forks: prefork children inherit the modules.
+
+    A GPU worker trains each model in a fresh child (`--max-tasks-per-child 1`), so each training paid torch's
+    import (1.5-3 s on 2 cores) before its first epoch; a research worker's first backtest and report paid torch's
+    and matplotlib's. Importing torch initialises no CUDA and starts no thread: both stay in the children.
+    """
+    queues = set(instance.app.amqp.queues.consume_from or {}) or set(PRELOAD)
+    for module in sorted({name for queue in queues & set(PRELOAD) for name in PRELOAD[queue]}):
+        importlib.import_module(module)
 
 
 @signals.worker_process_init.connect
