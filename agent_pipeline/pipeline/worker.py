@@ -10,11 +10,13 @@ This module sits on top of the pipeline: importing it registers the worker's boo
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -128,6 +130,23 @@ class PoolKeeper(bootsteps.StartStopStep):
 def _patient_worker(sender: str, conf: Any, **_: Any) -> None:
     configure_worker(conf)
     _patch_redis_restore()
+    _worker["program"] = True  # the `celery worker` program (not the embedded run's in-process worker)
+
+
+@signals.worker_shutdown.connect
+def _exit_once_stopped(sender: Any, **_: Any) -> None:
+    """A worker program ends here once its pool has stopped: exit handlers run, then the process exits without
+    the interpreter's finalisation, which with torch loaded took 1.3 s on 2 idle cores and 5 s on busy ones,
+    every restart and every deploy, with nothing left to clean up. The embedded run's worker is left alone."""
+    if not _worker.get("program") or sender.blueprint.state == bootsteps.RUN:
+        return
+    logger.info("worker stopped; exiting")
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(sender.exitcode or 0)
 
 
 @signals.worker_init.connect

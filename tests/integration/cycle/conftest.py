@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -116,9 +117,10 @@ def _flush_redis() -> None:
         client.close()
 
 
-@pytest.fixture
-def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Stack]]:
-    """Build a stack: a fresh Postgres database, a flushed Redis db, a KTRDR_HOME; workers started on demand."""
+@contextlib.contextmanager
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Stack]]:
+    """Build stacks: each a fresh Postgres database, a flushed Redis db and a KTRDR_HOME; workers started on
+    demand. On exit every worker stops, every database is dropped and the Redis db is flushed."""
     created: list[tuple[Stack, str]] = []
 
     def build(**settings: str) -> Stack:
@@ -139,11 +141,28 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
         created.append((stack, name))
         return stack
 
-    yield build
-    for stack, name in created:
-        stack.stop()
-        drop_database(name)
-    _flush_redis()
+    try:
+        yield build
+    finally:
+        for stack, name in created:
+            stack.stop()
+            drop_database(name)
+        _flush_redis()
+
+
+@pytest.fixture
+def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Stack]]:
+    """A test's own stacks (see `stacks`)."""
+    with stacks(tmp_path_factory) as build:
+        yield build
+
+
+@pytest.fixture(scope="module")
+def make_module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Stack]]:
+    """Stacks that the tests of one module share (started once): a module using it uses no other stack, since
+    all stacks of a test process share one Redis db."""
+    with stacks(tmp_path_factory) as build:
+        yield build
 
 
 def use_stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
