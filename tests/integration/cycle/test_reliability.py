@@ -38,9 +38,10 @@ def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_on
     from agent_pipeline.store.operations import OperationStatus, get_store
 
     # Given one research worker process (-c 1) and a GPU worker that runs three trainings side by side
-    # (two walk-forward folds: three models per training, enough to overlap, half the wall time of four)
+    # (two walk-forward folds: three models per training, trained together; 40 epochs keep them long enough to
+    # overlap)
     stack = make_stack(
-        **OPEN_GATES, KTRDR_MAX_CONCURRENT_CYCLES="3", KTRDR_TRAINING_EPOCHS="20", KTRDR_WALK_FORWARD_FOLDS="2"
+        **OPEN_GATES, KTRDR_MAX_CONCURRENT_CYCLES="3", KTRDR_TRAINING_EPOCHS="40", KTRDR_WALK_FORWARD_FOLDS="2"
     )
     use_stack_env(stack, monkeypatch)
     store = get_store()
