@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.gates import backtest_closeness
 from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.llm.space import params_of, research_bars, space
 from agent_pipeline.store.operations import Operation, get_store
@@ -65,18 +66,25 @@ def objective(backtest: dict[str, Any], min_trades: int | None = None) -> float:
 def told(cycle: Operation) -> tuple[float | None, str | None]:
     """The value `tell_cycle` tells for a finished cycle (None: FAIL) and, unless it completed, why not.
 
-    A gate stop is told a poor value ordered by how far it got and how close it came (training gate: mean
-    walk-forward accuracy and balanced accuracy; backtest gate: PSR): TPE tells near misses from hopeless draws."""
+    A gate stop is told a poor value ordered by how far it got and how close it came: at the training gate the
+    mean walk-forward accuracy and balanced accuracy; at the backtest gate its PSR times how close the backtest
+    came to the gate's limits (`backtest_closeness`). PSR alone saturates at 1 for every strong strategy: on a
+    trend edge 15 of 20 cycles with walk-forward Sharpes of 0.8-1.9 were stopped by their win rate (32-42%)
+    and all were told the same value, so TPE had no direction towards the win rates that pass."""
     meta = cycle.metadata
     if cycle.status.value == "completed":
         return objective(meta.get("backtest_result") or {}), None
     gate = _GATE.search(cycle.error_message or "")
     if gate is None:
         return None, (cycle.error_message or cycle.status.value)[:200]
-    keys = ("accuracy", "balanced_accuracy") if gate[1] == "Training" else ("psr",)
-    figures = meta.get("training_result" if gate[1] == "Training" else "backtest_result") or {}
-    closeness = min(1.0, max(0.0, sum(float(figures.get(key) or 0.0) for key in keys) / len(keys)))
     stage = float(gate[1] == "Backtest")
+    if stage:
+        figures = meta.get("backtest_result") or {}
+        closeness = float(figures.get("psr") or 0.0) * backtest_closeness(figures)
+    else:
+        figures = meta.get("training_result") or {}
+        closeness = sum(float(figures.get(key) or 0.0) for key in ("accuracy", "balanced_accuracy")) / 2
+    closeness = min(1.0, max(0.0, closeness))
     return POOR + GATE_SPREAD * (stage + closeness), f"{gate[1].lower()} gate: {gate[2]}"
 
 

@@ -290,3 +290,18 @@ def test_new_thresholds_are_read_from_the_environment(monkeypatch):
         "no_skill (balanced accuracy 45% < 50%)",
     )
     assert check_backtest_gate({**GOOD_BACKTEST, "num_trades": 42}) == (False, "too_few_trades (42 < 50)")
+
+
+def test_backtest_closeness_is_one_when_passing_and_falls_with_each_shortfall() -> None:
+    from agent_pipeline.engine.gates import BacktestThresholds, backtest_closeness
+
+    limits = BacktestThresholds(min_win_rate=0.45, max_drawdown=0.4, min_sharpe=-0.5, min_trades=10)
+    passing = {"win_rate": 0.5, "max_drawdown": 0.2, "sharpe_ratio": 1.0, "num_trades": 40}
+    assert backtest_closeness(passing, limits) == 1.0
+    assert backtest_closeness({**passing, "win_rate": 0.36}, limits) == pytest.approx(0.8)
+    assert backtest_closeness({**passing, "max_drawdown": 0.8}, limits) == pytest.approx(0.5)
+    assert backtest_closeness({**passing, "num_trades": 5}, limits) == pytest.approx(0.5)
+    assert backtest_closeness({**passing, "sharpe_ratio": -1.0}, limits) == pytest.approx(0.5)
+    assert backtest_closeness({**passing, "win_rate": 0.36, "num_trades": 5}, limits) == pytest.approx(0.4)
+    assert backtest_closeness({**passing, "sharpe_ratio": float("nan")}, limits) == 0.0
+    assert backtest_closeness({k: v for k, v in passing.items() if k != "win_rate"}, limits) == 0.0

@@ -166,6 +166,24 @@ def test_a_backtest_gate_stop_ranks_above_every_training_gate_stop_and_below_eve
     assert told(bad_backtest)[1] == "backtest gate: win_rate_too_low"
 
 
+def test_backtest_gate_stops_with_strong_evidence_are_told_apart_by_how_close_the_gate_came() -> None:
+    from agent_pipeline.store.operations import Operation, OperationStatus, OperationType
+
+    def stopped(win_rate: float) -> Operation:
+        now = datetime(2026, 11, 28, tzinfo=UTC)
+        kind, failed = OperationType.AGENT_RESEARCH, OperationStatus.FAILED
+        backtest = {"psr": 1.0, "win_rate": win_rate, "max_drawdown": 0.2, "sharpe_ratio": 1.5, "num_trades": 300}
+        error = f"Backtest gate failed: win_rate_too_low ({win_rate:.0%} < 45%)"
+        return Operation("op_x", kind, failed, None, now, now, now, now, metadata={"backtest_result": backtest},
+                         error_message=error)  # fmt: skip
+
+    # Given two trend strategies of the same Sharpe and PSR, stopped by their win rates of 42% and 32%
+    near, far = told(stopped(0.42))[0], told(stopped(0.32))[0]
+    # Then the nearer miss is told the better value, both below every traded cycle
+    assert far < near < objective({"sharpe_ratio": -99.0}, 10)
+    assert near == pytest.approx(POOR + 0.2 * (1 + 0.42 / 0.45))
+
+
 def test_threads_asking_at_once_draw_distinct_trials_and_strategies(settings: Settings) -> None:
     # Given six cycles designing for the same series at the same moment, with the same seed
     start, results = threading.Barrier(6), []
