@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.artifacts import fetch
 from agent_pipeline.engine.gates import is_discovery
 from agent_pipeline.errors import KtrdrError
 from agent_pipeline.insight.report import publish
@@ -51,7 +52,7 @@ def _trade_lockbox(meta: dict[str, Any]) -> dict[str, Any]:
     try:
         return trade_lockbox(
             Path(meta["strategy_path"]),
-            model_path=Path(meta["model_path"]),
+            model_path=fetch(meta["model_path"]),
             evaluation=Evaluation(**meta["evaluation"]),
             data_dir=get_settings().data_dir,
         )

@@ -17,6 +17,7 @@ from celery import states
 from celery.exceptions import Ignore
 from celery.result import AsyncResult
 
+from agent_pipeline.engine.artifacts import artifact_store
 from agent_pipeline.engine.strategy import dump_strategy, load_strategy
 from agent_pipeline.errors import PhaseError
 from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
@@ -83,7 +84,7 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
         kwargs={
             "training_op_id": child.operation_id,
             "strategy_yaml": _strategy_text(strategy_path, config.training_epochs),
-            "model_dir": absolute(Path(config.artifacts_dir or ".") / "models" / child.operation_id),
+            "model_url": artifact_store().url_for("models", child.operation_id),
             "data_dir": absolute(config.data_dir) if config.data_dir else None,
             "seed": config.seed,
             "evaluation": _evaluation(store, cycle),
