@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ def running_s3() -> Iterator[S3Server]:
     """A moto S3 server in a thread of this process, reachable over HTTP by any process on the machine."""
     from moto.server import ThreadedMotoServer  # lazy: start-up cost (moto, werkzeug)
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the test output
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

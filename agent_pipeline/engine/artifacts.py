@@ -78,12 +78,17 @@ class ArtifactStore:
         self.url = check_url(url)
         self.scheme = scheme_of(self.url)
         self._fs: Any = None
+        self._pid = 0
 
     @property
     def fs(self) -> Any:
-        """The fsspec filesystem, built on first use (s3fs is imported only where a store is s3://)."""
-        if self._fs is None:
-            self._fs = _filesystem(self.scheme)
+        """The fsspec filesystem, built on first use in each process (s3fs is imported only for s3://).
+
+        s3fs's client is not fork-safe: a prefork child that inherits the parent's (built by the start-up check)
+        builds its own.
+        """
+        if self._fs is None or self._pid != os.getpid():
+            self._fs, self._pid = _filesystem(self.scheme), os.getpid()
         return self._fs
 
     @property

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -22,6 +23,8 @@ from celery import bootsteps, signals
 from kombu.transport import redis as kombu_redis
 
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.artifacts import artifact_store
+from agent_pipeline.errors import StoreError
 from agent_pipeline.logs import setup_logging
 from agent_pipeline.pipeline.celery_app import RESEARCH_QUEUE, app
 from agent_pipeline.pipeline.outages import BACKOFF_MAX_S, BACKOFF_START_S, broker_errors
@@ -127,6 +130,16 @@ class PoolKeeper(bootsteps.StartStopStep):
 def _patient_worker(sender: str, conf: Any, **_: Any) -> None:
     configure_worker(conf)
     _patch_redis_restore()
+    _check_artifact_store()
+
+
+def _check_artifact_store() -> None:
+    """Refuse to start, with one line and no traceback, when the artifact store cannot be used (issue 16)."""
+    try:
+        artifact_store().check()
+    except StoreError as exc:
+        print(f"ktrdr worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 @signals.worker_init.connect
