@@ -332,6 +332,12 @@ def publish_folder(local: Path, *parts: str) -> str:
     return url
 
 
+def publish_strategy(path: Path | str) -> str:
+    """Copy a saved strategy file into the store (`strategies/<file name>`); returns its URL for the rows."""
+    store = artifact_store()
+    return store.put_file(Path(path), store.url_for("strategies", Path(path).name))
+
+
 def fetch(ref: str) -> Path:
     """`local_copy` into this host's cache (`KTRDR_HOME/work/cache`)."""
     return local_copy(ref, get_settings().work_dir / "cache")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.artifacts import publish_strategy
 from agent_pipeline.engine.strategy import load_strategy_text, save_strategy
 from agent_pipeline.errors import StrategyValidationError
 
@@ -133,6 +134,7 @@ def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str
         {
             "strategy_name": strategy.name,
             "strategy_path": path,
+            "strategy_url": publish_strategy(path),
             "designer": USER_DESIGNER,
             "strategy_checksum": digest,
             "symbol": strategy.symbol,

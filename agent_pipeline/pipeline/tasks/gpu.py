@@ -25,7 +25,8 @@ from celery import Task
 
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import ArtifactStore, file_path, store_for
-from agent_pipeline.errors import CancelledError
+from agent_pipeline.engine.datastore import synced_data_dir
+from agent_pipeline.errors import CancelledError, StoreError
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline import flags, outages, shutdown
 from agent_pipeline.pipeline.celery_app import RESULT_EXPIRES_S, app
@@ -189,7 +190,7 @@ def _train(
             model_dir=home.local,
             evaluation=Evaluation(**(evaluation or {})),
             # The message's data_dir is the sender's host path: a GPU host uses its own folder when that is absent.
-            data_dir=Path(data_dir) if data_dir and Path(data_dir).is_dir() else settings.data_dir,
+            data_dir=Path(data_dir) if data_dir and Path(data_dir).is_dir() else synced_data_dir(),
             seed=seed,
             device=None,
             on_epoch=watch.on_epoch,
@@ -260,7 +261,11 @@ class _Watch:
             "val_accuracy": float(progress.val_accuracy),
         }
         # The trainer wrote this epoch's checkpoint just before: a few KB for these MLPs, one PUT per epoch.
-        self.home.push(suffix=CHECKPOINT_SUFFIX)
+        # A store that fails here costs only resumability: the training goes on, the final upload must succeed.
+        try:
+            self.home.push(suffix=CHECKPOINT_SUFFIX)
+        except StoreError as exc:
+            logger.warning("checkpoint not uploaded: %s", exc)
         self.beat()
 
     def should_cancel(self) -> bool:

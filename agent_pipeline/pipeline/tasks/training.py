@@ -23,7 +23,7 @@ from agent_pipeline.errors import PhaseError
 from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.flags import stop_training
-from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, settings
+from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, settings, strategy_file
 from agent_pipeline.pipeline.tasks.gpu import train_model
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
 
@@ -77,7 +77,7 @@ def train(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Operation) -> str:
     """Send the training to the `gpu` queue with a signature that wakes this supervisor when it ends."""
     config = settings()
-    strategy_path = Path(cycle.metadata["strategy_path"])
+    strategy_path = strategy_file(cycle.metadata)
     task_id = f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
     wake = dict(task.signature_from_request(task.request))
     train_model.apply_async(

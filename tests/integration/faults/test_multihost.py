@@ -124,7 +124,7 @@ def test_a_training_handed_back_resumes_on_the_other_host_and_the_api_serves_the
     assert f"train_model[{task_id}] succeeded" in cluster.log(other)
     # And the rows hold URLs in the store, not host paths (the report is published just after completion)
     meta = wait_until(lambda: (m := get_store().get(cycle_id).metadata).get("report_dir") and m, timeout=30)
-    for key in ("model_path", "backtest_dir", "report_dir"):
+    for key in ("strategy_url", "model_path", "backtest_dir", "report_dir"):
         assert str(meta[key]).startswith(f"s3://{BUCKET}/cluster/"), (key, meta[key])
     # And no host wrote into another's home: the research host has no model, the GPU hosts no report
     assert not list((_home(cluster, "research") / "work").glob("models/*/*/model.pt"))

@@ -127,3 +127,51 @@ def test_an_unreachable_endpoint_is_one_line_and_fails_fast(monkeypatch: pytest.
     with pytest.raises(StoreError, match="unreachable") as caught:
         ArtifactStore(f"s3://{BUCKET}").check()
     assert "\n" not in str(caught.value)
+
+
+def test_a_series_is_fetched_once_and_again_only_when_it_changes(
+    s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_pipeline.engine.datastore import publish_series, synced_data_dir
+
+    # Given a series published to the data store from one host
+    monkeypatch.setenv("KTRDR_DATA_URL", f"s3://{BUCKET}/data")
+    reset_settings()
+    source = tmp_path / "importer" / "TEST_1d.csv.gz"
+    source.parent.mkdir()
+    source.write_bytes(b"v1")
+    assert publish_series(source) == f"s3://{BUCKET}/data/TEST_1d.csv.gz"
+    # When a worker syncs twice, then after the series changed
+    folder = synced_data_dir()
+    assert folder is not None and (folder / "TEST_1d.csv.gz").read_bytes() == b"v1"
+    (folder / "TEST_1d.csv.gz").write_bytes(b"local mark")  # an unchanged series is not downloaded again
+    synced_data_dir()
+    assert (folder / "TEST_1d.csv.gz").read_bytes() == b"local mark"
+    source.write_bytes(b"v2")
+    publish_series(source)
+    synced_data_dir()
+    # Then the changed series is fetched again
+    assert (folder / "TEST_1d.csv.gz").read_bytes() == b"v2"
+
+
+def test_without_a_data_url_data_stays_local(isolated_settings: Path) -> None:
+    from agent_pipeline.engine.datastore import publish_series, synced_data_dir
+
+    assert publish_series(isolated_settings / "x.csv.gz") is None
+    assert synced_data_dir() == get_settings().data_dir
+
+
+def test_trigger_refuses_an_unreachable_store_with_one_line_and_no_row(
+    s3_env: S3Server, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_pipeline.pipeline import cycle
+    from agent_pipeline.store.operations import get_store
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("KTRDR_ARTIFACTS_URL", "s3://no-such-bucket/x")
+    reset_settings()
+    store = get_store()
+    store.upgrade()
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
+        cycle.trigger(store=store)
+    assert store.list(limit=5) == []
