@@ -243,7 +243,7 @@ def _write_strategy(model_dir: Path, text: str) -> Path:
 class _Watch:
     """Per-epoch progress, and throttled cancellation checks, lock refreshes and heartbeats within epochs."""
 
-    def __init__(self, task: TrainingTask, training_op_id: str, owner: str, home: _ModelHome) -> None:
+    def __init__(self, task: TrainingTask, training_op_id: str, owner: str, home: _ModelHome | None = None) -> None:
         self.task, self.op_id, self.owner, self.home = task, training_op_id, owner, home
         self.last_check = 0.0
         self.outage = False  # Redis unreachable at the last beat (logged once per outage)
@@ -263,7 +263,8 @@ class _Watch:
         # The trainer wrote this epoch's checkpoint just before: a few KB for these MLPs, one PUT per epoch.
         # A store that fails here costs only resumability: the training goes on, the final upload must succeed.
         try:
-            self.home.push(suffix=CHECKPOINT_SUFFIX)
+            if self.home is not None:
+                self.home.push(suffix=CHECKPOINT_SUFFIX)
         except StoreError as exc:
             logger.warning("checkpoint not uploaded: %s", exc)
         self.beat()
