@@ -1,13 +1,15 @@
 """Throughput with 1, 2 and 4 GPU worker processes, trainings of a fixed length (issue 16).
 
 Starts its own redis-server (free port) and a fresh database on the local Postgres, one research worker
-(`-c 2`: design, gates, backtest, assessment and every training's supervisor) and N GPU worker processes
-(`-c 1` each), all running `bench.scaling_worker`: the real app, chain and tasks, trivial phase bodies, and a
-training that sleeps `--training-s` seconds with its real heartbeats. It keeps 2N cycles in flight
+(`-c 2`, or `--research-concurrency`: design, gates, backtest, assessment and every training's supervisor) and
+N GPU worker processes (`-c 1` each), all running `bench.scaling_worker`: the real app, chain and tasks, trivial
+phase bodies, and a training that sleeps `--training-s` seconds with its real heartbeats. It keeps 2N cycles in flight
 (KTRDR_MAX_CONCURRENT_CYCLES = 2N) until `--rounds` x N cycles have completed, and reports:
 
-- cycles per minute (completed cycles over the wall time from the first trigger to the last completion) and
-  scaling efficiency = throughput(N) / (N x throughput(1)); the issue's goal is >= 90% at N = 4;
+- cycles per minute in steady state (the cycles completed after the first N, over the time from the N-th
+  completion to the last: the ramp-up, N first designs and trainings starting together, left out; the overall
+  figure from the first trigger is reported too) and scaling efficiency = throughput(N) / (N x throughput(1));
+  the issue's goal is >= 90% at N = 4;
 - what each cycle costs the shared services: Postgres rows written and transactions committed (pg_stat; the
   commits include read-only transactions, this bench's own polling among them), Redis
   commands (INFO stats), and the CPU seconds of Redis and of the research worker (the supervisors), so the first
@@ -42,9 +44,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class ScalingStack(Stack):
     """bench_orchestration's stack without the API, with N GPU workers of the scaling app."""
 
-    def __init__(self, folder: Path, gpu_workers: int, training_s: float) -> None:
+    def __init__(self, folder: Path, gpu_workers: int, training_s: float, research_concurrency: int = 2) -> None:
         super().__init__(folder)
-        self.gpu_workers = gpu_workers
+        self.gpu_workers, self.research_concurrency = gpu_workers, research_concurrency
         self.env.update(
             {
                 "KTRDR_MAX_CONCURRENT_CYCLES": str(2 * gpu_workers),
@@ -69,7 +71,7 @@ class ScalingStack(Stack):
         reset_settings()
         configure(app, get_settings())
         get_store().upgrade()
-        self._scaling_worker("research", "research", "-c", "2")
+        self._scaling_worker("research", "research", "-c", str(self.research_concurrency))
         for k in range(self.gpu_workers):
             self._scaling_worker(f"gpu{k}", "gpu", "-c", "1")
 
@@ -158,13 +160,17 @@ def run_load(stack: ScalingStack, cycles: int) -> dict[str, Any]:
         if time.monotonic() - started > 900:
             raise TimeoutError(f"{len(done)} of {cycles} cycles completed in 900 s")
     wall = done[-1] - started
+    # Steady state: from the first wave's last completion to the end, without the ramp-up (the first designs)
+    n = stack.gpu_workers
+    steady = 60.0 * (cycles - n) / (done[-1] - done[n - 1]) if cycles > n else 0.0
     pg1, cmd1 = _pg_counters(stack.database), int(redis.info("stats")["total_commands_processed"])
     cpu = {"research": stack.research_cpu_s() - cpu0["research"], "redis": stack.redis_cpu_s() - cpu0["redis"]}
     return {
         "gpu_workers": stack.gpu_workers,
         "cycles": cycles,
         "wall_s": round(wall, 2),
-        "cycles_per_minute": round(60.0 * cycles / wall, 2),
+        "cycles_per_minute_overall": round(60.0 * cycles / wall, 2),
+        "cycles_per_minute": round(steady, 2),
         "postgres_commits_per_cycle": round((pg1["commits"] - pg0["commits"]) / cycles, 1),
         "postgres_rows_written_per_cycle": round((pg1["rows"] - pg0["rows"]) / cycles, 1),
         "redis_commands_per_cycle": round((cmd1 - cmd0) / cycles, 1),
@@ -175,9 +181,9 @@ def run_load(stack: ScalingStack, cycles: int) -> dict[str, Any]:
     }
 
 
-def measure(gpu_workers: int, training_s: float, rounds: int) -> dict[str, Any]:
+def measure(gpu_workers: int, training_s: float, rounds: int, research_concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ktrdr-scaling-") as folder:
-        stack = ScalingStack(Path(folder), gpu_workers, training_s)
+        stack = ScalingStack(Path(folder), gpu_workers, training_s, research_concurrency)
         try:
             stack.start()
             return run_load(stack, rounds * gpu_workers)
@@ -188,9 +194,10 @@ def measure(gpu_workers: int, training_s: float, rounds: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--training-s", type=float, default=4.0, help="seconds one training takes")
-    parser.add_argument("--rounds", type=int, default=4, help="cycles per GPU worker")
+    parser.add_argument("--rounds", type=int, default=5, help="cycles per GPU worker")
+    parser.add_argument("--research-concurrency", type=int, default=2, help="research worker processes (-c)")
     args = parser.parse_args()
-    runs = [measure(n, args.training_s, args.rounds) for n in WORKER_COUNTS]
+    runs = [measure(n, args.training_s, args.rounds, args.research_concurrency) for n in WORKER_COUNTS]
     base = runs[0]["cycles_per_minute"]
     for run in runs:
         run["scaling_efficiency"] = round(run["cycles_per_minute"] / (run["gpu_workers"] * base), 3)
@@ -204,6 +211,8 @@ def main() -> None:
     first = max(needs, key=lambda k: needs[k])
     result = {
         "training_s": args.training_s,
+        "research_concurrency": args.research_concurrency,
+        "command": " ".join(["python", "bench/bench_scaling.py", *sys.argv[1:]]),
         "ideal_cycles_per_minute_per_gpu_worker": round(ideal, 2),
         "runs": runs,
         "efficiency_at_4": largest["scaling_efficiency"],

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from agent_pipeline.config import Settings, get_settings
 from agent_pipeline.engine.artifacts import artifact_store
+from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.errors import (
     BrokerUnavailableError,
     ConfigurationError,
@@ -113,7 +114,7 @@ def _check_user_strategy(options: CycleOptions, settings: Settings) -> None:
     if options.strategy is not None:
         if options.symbol or options.timeframe:
             raise InvalidOptionError("a user strategy names its own symbol and timeframe; leave out symbol/timeframe")
-        user_strategy.check(options.strategy, user_strategy.available_series(settings.data_dir))
+        user_strategy.check(options.strategy, user_strategy.available_series(synced_data_dir()))
 
 
 def _check_budget(store: OperationsStore, settings: Settings) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -202,6 +203,7 @@ def _train(
         raise
     home.push()
     summary["model_path"] = home.url_of(Path(summary["model_path"]))
+    home.clean()
     return summary
 
 
@@ -225,6 +227,11 @@ class _ModelHome:
         """Upload the working copy's files (those ending with `suffix`) to the store; in place, nothing to do."""
         if self.remote:
             self.store.put_tree(self.local, self.url, suffix=suffix)
+
+    def clean(self) -> None:
+        """Drop the working copy once the store holds it: a GPU host's disk does not grow with every training."""
+        if self.remote:
+            shutil.rmtree(self.local, ignore_errors=True)
 
     def url_of(self, path: Path) -> str:
         return f"{self.url}/{Path(path).resolve().relative_to(self.local.resolve()).as_posix()}"
