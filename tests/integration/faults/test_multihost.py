@@ -137,12 +137,24 @@ def test_a_training_handed_back_resumes_on_the_other_host_and_the_api_serves_the
     print(f"\nMULTIHOST resumed on {other} {resumed_in:.1f} s after SIGTERM on {busy}")
 
 
-def test_fetching_a_missing_model_object_names_its_url(cluster: Stack) -> None:
-    from agent_pipeline.engine.artifacts import ArtifactNotFoundError, fetch
+def test_a_missing_model_object_fails_the_backtest_naming_its_url(cluster: Stack) -> None:
+    from agent_pipeline.errors import ArtifactNotFoundError
+    from agent_pipeline.pipeline.context import CycleContext
+    from agent_pipeline.pipeline.tasks.backtest import _backtest
+    from agent_pipeline.store.operations import OperationType, get_store
 
-    url = f"s3://{BUCKET}/cluster/models/op_training_gone/s/model.pt"
-    with pytest.raises(ArtifactNotFoundError, match=url):
-        fetch(url)
+    store = get_store()
+    folder = f"s3://{BUCKET}/cluster/models/op_training_gone/eurusd_rsi_atr"
+    meta = {
+        "strategy_path": str(Path(__file__).resolve().parents[3] / "examples" / "eurusd_rsi_atr.yaml"),
+        "model_path": f"{folder}/model.pt",
+        "evaluation": {"lockbox_fraction": 0.2, "folds": 2},
+        "symbol": "EURUSD",
+        "timeframe": "1h",
+    }
+    cycle = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata=meta)
+    with pytest.raises(ArtifactNotFoundError, match=f"artifact not found: {folder}"):
+        _backtest(store, CycleContext(cycle_id=cycle.operation_id), "op_backtesting_gone")
 
 
 def test_a_worker_refuses_to_start_on_a_missing_bucket_with_one_line(cluster: Stack) -> None:
