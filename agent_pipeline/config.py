@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     data_dir: Path | None = None
     strategies_dir: Path | None = None
     artifacts_dir: Path | None = None
+    # Where models, checkpoints, backtests, reports and strategies go (issue 16): file:// (default: artifacts_dir)
+    # or s3://bucket/prefix, with the endpoint and credentials from the standard AWS_* variables.
+    artifacts_url: str | None = None
+    # Where `ktrdr data import` / `data synth` also publish series, and workers fetch them from (unset: local only).
+    data_url: str | None = None
 
     designer: str = "auto"
     model: str = "sonnet"
@@ -149,6 +154,15 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// SQLAlchemy URL")
         return value
 
+    @field_validator("artifacts_url", "data_url")
+    @classmethod
+    def _check_store_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("file://", "s3://")):
+            raise ValueError("must be a file:// or s3://bucket/prefix URL")
+        if value and value.startswith("s3://") and not value[5:].split("/")[0]:
+            raise ValueError("an s3:// URL names a bucket: s3://bucket/prefix")
+        return value.rstrip("/") if value else None
+
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
         if not self.database_url:
@@ -156,7 +170,13 @@ class Settings(BaseSettings):
         self.data_dir = self.data_dir or self.home / "data"
         self.strategies_dir = self.strategies_dir or self.home / "strategies"
         self.artifacts_dir = self.artifacts_dir or self.home / "artifacts"
+        self.artifacts_url = self.artifacts_url or self.artifacts_dir.resolve().as_uri()
         return self
+
+    @property
+    def work_dir(self) -> Path:
+        """This host's working folder: local copies of what a remote store holds (models, data, reports)."""
+        return self.home / "work"
 
     @property
     def effective_designer(self) -> str:

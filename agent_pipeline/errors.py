@@ -47,6 +47,14 @@ class InvalidOptionError(KtrdrError):
     """Raised when a trigger option cannot be honoured (unknown designer, Claude without an API key)."""
 
 
+class StoreError(KtrdrError):
+    """Raised when the artifact or data store cannot be reached, or refuses a read or a write."""
+
+
+class ArtifactNotFoundError(StoreError):
+    """Raised when an object is missing from the artifact store; the message names its URL."""
+
+
 class DataError(KtrdrError):
     """Raised when market data is missing, unreadable or fails validation."""
 

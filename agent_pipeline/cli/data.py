@@ -10,6 +10,7 @@ import click
 
 from agent_pipeline.cli.app import cli, console, echo_json
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.datastore import publish_series
 
 
 @cli.group()
@@ -111,11 +112,21 @@ def import_data(file: Path, symbol: str, timeframe: str) -> None:
     """Validate an OHLCV CSV file and add it to the data folder."""
     from agent_pipeline.engine.data import import_csv  # lazy: start-up cost (pandas)
 
-    info = as_record(import_csv(file, symbol=symbol, timeframe=timeframe, data_dir=data_folder()))
+    stored = import_csv(file, symbol=symbol, timeframe=timeframe, data_dir=data_folder())
+    info = as_record(stored)
     click.echo(
         f"Imported {info.get('bars')} bars of {info.get('symbol')} {info.get('timeframe')} "
         f"({info.get('start')} to {info.get('end')}) into {info.get('path')}"
     )
+    echo_published(stored.path)
+
+
+def echo_published(*paths: Path) -> None:
+    """Publish stored files to KTRDR_DATA_URL (issue 16), when it is set, and say where they went."""
+    for path in paths:
+        url = publish_series(path) if path.is_file() else None
+        if url:
+            click.echo(f"Published {path.name} to {url}")
 
 
 @data.command("synth")
@@ -133,7 +144,7 @@ def synth_data(kind: str, strength: float, seed: int, symbol: str, timeframe: st
     strength is the rule's expected annualised Sharpe on the research period; a sidecar `.synth.json` beside
     the series records how it was made and what the rule earned.
     """
-    from agent_pipeline.engine.synth import write_synth  # lazy: start-up cost (pandas, numpy, scipy)
+    from agent_pipeline.engine.synth import sidecar_path, write_synth  # lazy: start-up cost (pandas, numpy, scipy)
 
     stored, info = write_synth(
         kind,
@@ -151,3 +162,4 @@ def synth_data(kind: str, strength: float, seed: int, symbol: str, timeframe: st
         f"Rule: {info.rule}\n"
         f"Rule Sharpe: {info.research_sharpe:.2f} on the research period, {info.lockbox_sharpe:.2f} on the lockbox"
     )
+    echo_published(stored.path, sidecar_path(stored.path))

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
-from agent_pipeline.errors import KtrdrError, OperationNotFoundError
+from agent_pipeline.engine.artifacts import fetch, is_url, publish_folder, work_folder
+from agent_pipeline.errors import ArtifactNotFoundError, KtrdrError, OperationNotFoundError
 from agent_pipeline.insight.summary import report_rows
 from agent_pipeline.insight.tracking import log_cycle
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationType
@@ -50,11 +51,13 @@ def write_plots(store: OperationsStore, cycle_id: str, artifacts_dir: Path | Non
     """Draw every plot the cycle's data allows into its report folder; returns the files written.
 
     Called when a cycle ends (the LEAD's finalize) and lazily by `ktrdr agent report` and the API.
-    Records the folder in the cycle's metadata under `report_dir`.
+    Records the folder's URL in the cycle's metadata under `report_dir`: in the artifact store (uploaded from
+    this host's working folder when the store is remote), or `artifacts_dir`'s when one is given.
     """
 
     cycle = store.get(cycle_id)
-    folder = report_dir(cycle, Path(artifacts_dir or get_settings().artifacts_dir or "."))
+    parts = ("reports", cycle.operation_id)
+    folder = report_dir(cycle, Path(artifacts_dir)) if artifacts_dir else work_folder(*parts)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     training = _training_summary(store, cycle) or {}
@@ -69,7 +72,8 @@ def write_plots(store: OperationsStore, cycle_id: str, artifacts_dir: Path | Non
     equity = _equity(cycle)
     if equity is not None:
         written += _draw_backtest(equity, folder)
-    store.merge_metadata(cycle_id, {REPORT_DIR_KEY: str(folder.resolve())})
+    url = folder.resolve().as_uri() if artifacts_dir else publish_folder(folder, *parts)
+    store.merge_metadata(cycle_id, {REPORT_DIR_KEY: url})
     return written
 
 
@@ -91,10 +95,19 @@ def publish(store: OperationsStore, cycle_id: str) -> list[Path]:
 
 def plots_of(store: OperationsStore, cycle_id: str) -> list[Path]:
     """The cycle's plots, drawn now if it has none yet (cycles that ended before reports existed)."""
-    folder = store.get(cycle_id).metadata.get(REPORT_DIR_KEY)
-    existing = [Path(folder) / name for name in PLOT_NAMES] if folder else []
-    found = [path for path in existing if path.is_file()]
+    found = [path for path in _stored_plots(store.get(cycle_id).metadata.get(REPORT_DIR_KEY)) if path.is_file()]
     return found or write_plots(store, cycle_id)
+
+
+def _stored_plots(folder: str | None) -> list[Path]:
+    """The plots in a report folder (a URL, or an older row's host path), fetched to this host if remote."""
+    if not folder:
+        return []
+    try:
+        local = fetch(folder)
+    except ArtifactNotFoundError:
+        return []
+    return [local / name for name in PLOT_NAMES]
 
 
 def _training_summary(store: OperationsStore, cycle: Operation) -> dict[str, Any] | None:
@@ -106,8 +119,11 @@ def _equity(cycle: Operation) -> pd.DataFrame | None:
     import pandas as pd
 
     folder = cycle.metadata.get("backtest_dir")
-    path = Path(folder) / "equity.csv" if folder else None
-    if path is None or not path.is_file():
+    if not folder:
+        return None
+    try:
+        path = fetch(f"{folder}/equity.csv" if is_url(folder) else str(Path(folder) / "equity.csv"))
+    except ArtifactNotFoundError:
         return None
     frame = pd.read_csv(path, parse_dates=["timestamp"])
     return frame if {"timestamp", "equity"} <= set(frame.columns) and len(frame) else None

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent_pipeline.engine.artifacts import fetch
+from agent_pipeline.errors import KtrdrError
 from agent_pipeline.store.operations import OperationsStore
 
 logger = logging.getLogger(__name__)
@@ -123,8 +125,19 @@ def _fold_metrics(store: OperationsStore, meta: dict[str, Any]) -> Iterator[tupl
 def _artifacts(meta: dict[str, Any], plots: Sequence[Path]) -> Iterator[tuple[Path, str]]:
     """(file, artifact folder): the strategy, the model, the assessment, the plots; missing files are skipped."""
     for key, folder in (("strategy_path", "strategy"), ("model_path", "model"), ("assessment_path", "assessment")):
-        if meta.get(key) and Path(meta[key]).is_file():
-            yield Path(meta[key]), folder
+        path = _local(meta.get(key))
+        if path is not None and path.is_file():
+            yield path, folder
     for path in plots:
         if path.is_file():
             yield path, "plots"
+
+
+def _local(ref: Any) -> Path | None:
+    """A host copy of an artifact (a URL, or an older row's path); None when it is gone."""
+    if not ref:
+        return None
+    try:
+        return fetch(str(ref))
+    except KtrdrError:
+        return None

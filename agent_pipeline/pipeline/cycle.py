@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from agent_pipeline.config import Settings, get_settings
+from agent_pipeline.engine.artifacts import artifact_store
+from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.errors import (
     BrokerUnavailableError,
     ConfigurationError,
@@ -83,6 +85,7 @@ def trigger(
         InvalidOptionError: a designer that cannot run.
         StrategyValidationError: the user's strategy (`options.strategy`) is invalid or too large.
         BrokerUnavailableError: the broker is unreachable (the cycle is marked failed, nothing is left running).
+        StoreError: the artifact store is unreachable, its bucket missing or its credentials refused (no row).
     """
     options = options or CycleOptions()
     store = store or get_store()
@@ -91,6 +94,7 @@ def trigger(
     designer = _check_designer(options, settings)
     _check_user_strategy(options, settings)
     _check_budget(store, settings)
+    artifact_store().check()  # before the row: a cycle that could not keep its model never starts
     chain_tasks()  # imports before the row: from here on the trigger pays only for messaging
     metadata = {
         "phase": None,
@@ -110,7 +114,7 @@ def _check_user_strategy(options: CycleOptions, settings: Settings) -> None:
     if options.strategy is not None:
         if options.symbol or options.timeframe:
             raise InvalidOptionError("a user strategy names its own symbol and timeframe; leave out symbol/timeframe")
-        user_strategy.check(options.strategy, user_strategy.available_series(settings.data_dir))
+        user_strategy.check(options.strategy, user_strategy.available_series(synced_data_dir()))
 
 
 def _check_budget(store: OperationsStore, settings: Settings) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.artifacts import publish_strategy
+from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.engine.strategy import load_strategy_text, save_strategy
 from agent_pipeline.errors import StrategyValidationError
 
@@ -124,7 +126,7 @@ def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str
 
     assert context.strategy is not None
     config = get_settings()
-    strategy = check(context.strategy, available_series(config.data_dir))
+    strategy = check(context.strategy, available_series(synced_data_dir()))
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     path = str(save_strategy(strategy, Path(config.strategies_dir or "."), stamp=stamp).resolve())
     digest = checksum(context.strategy)
@@ -133,6 +135,7 @@ def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str
         {
             "strategy_name": strategy.name,
             "strategy_path": path,
+            "strategy_url": publish_strategy(path),
             "designer": USER_DESIGNER,
             "strategy_checksum": digest,
             "symbol": strategy.symbol,

@@ -25,6 +25,8 @@ from celery import bootsteps, signals
 from kombu.transport import redis as kombu_redis
 
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.artifacts import artifact_store
+from agent_pipeline.errors import StoreError
 from agent_pipeline.logs import setup_logging
 from agent_pipeline.pipeline.celery_app import GPU_QUEUE, RESEARCH_QUEUE, app
 from agent_pipeline.pipeline.outages import BACKOFF_MAX_S, BACKOFF_START_S, broker_errors
@@ -130,6 +132,7 @@ class PoolKeeper(bootsteps.StartStopStep):
 def _patient_worker(sender: str, conf: Any, **_: Any) -> None:
     configure_worker(conf)
     _patch_redis_restore()
+    _check_artifact_store()
     _worker["program"] = True  # the `celery worker` program (not the embedded run's in-process worker)
 
 
@@ -147,6 +150,15 @@ def _exit_once_stopped(sender: Any, **_: Any) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(sender.exitcode or 0)
+
+
+def _check_artifact_store() -> None:
+    """Refuse to start, with one line and no traceback, when the artifact store cannot be used (issue 16)."""
+    try:
+        artifact_store().check()
+    except StoreError as exc:
+        print(f"ktrdr worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 @signals.worker_init.connect

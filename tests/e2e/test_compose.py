@@ -26,12 +26,22 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 
 EXPECTED_SERVICES = {
-    "redis", "postgres", "migrate", "api", "research-worker", "gpu-worker", "flower", "beat", "prometheus"
+    "redis", "postgres", "minio", "minio-init", "migrate", "api", "research-worker", "gpu-worker", "flower", "beat",
+    "prometheus",
 }  # fmt: skip
+GPU_HOST = ROOT / "docker-compose.gpu-host.yml"
 # Variables docker compose reads that are not ktrdr settings.
-COMPOSE_ONLY = {"POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD", "API_PORT", "FLOWER_PORT", "PROMETHEUS_PORT"}
-# Read by a library rather than by Settings.
-LIBRARY_VARS = {"ANTHROPIC_BASE_URL", "PYTHONUNBUFFERED", "REMAP_SIGTERM"}
+COMPOSE_ONLY = {
+    "POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD", "API_PORT", "FLOWER_PORT", "PROMETHEUS_PORT",
+    "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MINIO_PORT", "KTRDR_BUCKET", "KTRDR_MAIN_HOST",
+}  # fmt: skip
+# Read by a library rather than by Settings (the AWS_* names by botocore, under s3fs).
+LIBRARY_VARS = {
+    "ANTHROPIC_BASE_URL", "PYTHONUNBUFFERED", "REMAP_SIGTERM",
+    "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+}  # fmt: skip
+# Services that are not ktrdr containers: their environment is their image's.
+THIRD_PARTY = {"redis", "postgres", "minio", "minio-init"}
 KTRDR_HOME = "/data/ktrdr"
 # `${VAR}`, `${VAR:-default}`, `${VAR:?message}` (but not the escaped `$${VAR}`).
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -194,8 +204,8 @@ def test_every_service_has_a_healthcheck_or_is_one_shot(services) -> None:
         for dependency, spec in (service.get("depends_on") or {}).items()
         if isinstance(spec, dict) and spec.get("condition") == "service_completed_successfully"
     }
-    assert one_shot == {"migrate"}
-    assert services["migrate"].get("restart") == "no"
+    assert one_shot == {"migrate", "minio-init"}
+    assert services["migrate"].get("restart") == services["minio-init"].get("restart") == "no"
     for name, service in services.items():
         if name in one_shot:
             assert "healthcheck" not in service, name
@@ -211,10 +221,13 @@ def test_start_order(services) -> None:
         return {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
 
     assert conditions("migrate") == {"postgres": "service_healthy"}
-    assert conditions("api") == {"migrate": "service_completed_successfully", "redis": "service_healthy"}
+    ready = "service_completed_successfully"
+    assert conditions("api") == {"migrate": ready, "minio-init": ready, "redis": "service_healthy"}
     assert conditions("research-worker")["redis"] == "service_healthy"
-    # The GPU worker needs only the broker (no database, no API key).
-    assert conditions("gpu-worker") == {"redis": "service_healthy"}
+    assert conditions("research-worker")["minio-init"] == ready
+    # The GPU worker needs only the broker and the store's bucket (no database, no API key).
+    assert conditions("gpu-worker") == {"minio-init": ready, "redis": "service_healthy"}
+    assert conditions("minio-init") == {"minio": "service_healthy"}
     assert conditions("flower") == {"redis": "service_healthy"}
 
 
@@ -231,9 +244,11 @@ def test_postgres_keeps_its_data_in_a_named_volume(compose, services) -> None:
     assert postgres["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD")
 
 
-def test_ktrdr_home_is_one_volume_shared_by_api_and_workers(compose, services) -> None:
+def test_ktrdr_home_is_one_volume_of_the_research_side_and_the_gpu_worker_mounts_none(compose, services) -> None:
+    # Issue 16: what crosses hosts goes through the object store; the GPU worker shares no disk, as on another host.
+    assert KTRDR_HOME not in " ".join(str(v) for v in services["gpu-worker"].get("volumes") or [])
     sources = set()
-    for name in ("migrate", "api", "research-worker", "gpu-worker"):
+    for name in ("migrate", "api", "research-worker"):
         service = services[name]
         assert service["environment"]["KTRDR_HOME"] == KTRDR_HOME, name
         mounts = dict(str(v).rsplit(":", 1)[::-1] for v in service["volumes"])
@@ -265,7 +280,7 @@ def test_every_variable_in_the_compose_file_is_documented(services) -> None:
 def test_every_container_setting_is_a_real_setting(services) -> None:
     known = setting_env_names() | LIBRARY_VARS
     for name, service in services.items():
-        if name in ("redis", "postgres"):
+        if name in THIRD_PARTY:
             continue
         unknown = set(service.get("environment") or {}) - known
         assert not unknown, f"{name} sets unknown variables {sorted(unknown)}"
@@ -380,3 +395,30 @@ def test_workers_get_the_time_their_soft_shutdown_needs(services) -> None:
         assert services[name]["environment"]["REMAP_SIGTERM"] == "SIGQUIT"  # SIGTERM starts the soft shutdown
         grace = services[name]["stop_grace_period"]
         assert grace.endswith("s") and float(grace[:-1]) >= SOFT_SHUTDOWN_TIMEOUT_S + 10, grace
+
+
+def test_ktrdr_services_use_the_minio_bucket_over_s3(services) -> None:
+    from agent_pipeline.config import Settings
+
+    for name in ("api", "research-worker", "gpu-worker"):
+        env = services[name]["environment"]
+        assert env["KTRDR_ARTIFACTS_URL"] == "s3://${KTRDR_BUCKET:-ktrdr}/artifacts", name
+        assert env["KTRDR_DATA_URL"] == "s3://${KTRDR_BUCKET:-ktrdr}/data", name
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+    Settings(artifacts_url="s3://ktrdr/artifacts", data_url="s3://ktrdr/data")  # valid once substituted
+    init = " ".join(command_of(services["minio-init"]))
+    assert "mc mb --ignore-existing" in init and "$$KTRDR_BUCKET" in init
+
+
+def test_the_gpu_host_file_needs_only_the_broker_and_the_store() -> None:
+    gpu_host = yaml.safe_load(GPU_HOST.read_text())["services"]
+    assert set(gpu_host) == {"gpu-worker"}
+    service = gpu_host["gpu-worker"]
+    assert command_of(service)[1:] == ["worker", "--queues", "gpu", "--concurrency", "1"]
+    env = set(service["environment"])
+    assert {"KTRDR_BROKER_URL", "KTRDR_RESULT_BACKEND", "KTRDR_ARTIFACTS_URL", "AWS_ENDPOINT_URL"} <= env
+    assert not env & {"DATABASE_URL", "ANTHROPIC_API_KEY", "KTRDR_HOME"}  # no database, no key, no shared home
+    assert env <= setting_env_names() | LIBRARY_VARS
+    assert not service.get("volumes") and not service.get("depends_on")
+    missing = set(VARIABLE.findall(GPU_HOST.read_text())) - env_example_names()
+    assert not missing, f"not in .env.example: {sorted(missing)}"

@@ -68,7 +68,7 @@ def test_write_plots_draws_every_plot_its_data_allows(store: OperationsStore, tm
     plots = write_plots(store, full, tmp_path / "artifacts")
     assert [p.name for p in plots] == list(PLOT_NAMES)
     assert all(p.read_bytes().startswith(PNG) and p.stat().st_size > 5000 for p in plots)
-    assert store.get(full).metadata["report_dir"] == str(plots[0].parent)
+    assert store.get(full).metadata["report_dir"] == plots[0].parent.resolve().as_uri()
     # A cycle stopped by the training gate still shows its training: curves, folds, and the walk-forward layout
     gated = cycle_with_artifacts(store, tmp_path / "gated", backtest=False)
     assert [p.name for p in write_plots(store, gated, tmp_path / "artifacts")] == list(PLOT_NAMES[:3])

@@ -30,6 +30,7 @@ from agent_pipeline.errors import (
     InvalidTransitionError,
     KtrdrError,
     OperationNotFoundError,
+    StoreError,
     StrategyValidationError,
 )
 
@@ -42,6 +43,7 @@ STATUS_OF: dict[type[KtrdrError], int] = {
     BudgetExhaustedError: 429,
     DatabaseUnavailableError: 503,
     BrokerUnavailableError: 503,
+    StoreError: 503,
     InvalidOptionError: 400,
     StrategyValidationError: 422,
     CsrfRefusedError: 403,

@@ -26,7 +26,7 @@ from agent_pipeline.config import get_settings
 from agent_pipeline.errors import CsrfRefusedError, KtrdrError, OperationNotFoundError
 from agent_pipeline.insight import evidence
 from agent_pipeline.insight.calibration import POWER_CURVE, load_run, plot_power_curve
-from agent_pipeline.insight.report import PLOT_NAMES, REPORT_DIR_KEY, html_page, plots_of, require_cycle
+from agent_pipeline.insight.report import PLOT_NAMES, html_page, plots_of, require_cycle
 from agent_pipeline.insight.summary import num, pct
 from agent_pipeline.pipeline import cycle
 from agent_pipeline.pipeline.context import CycleOptions
@@ -223,9 +223,10 @@ def _calibration_dir() -> Path:
 
 @router.get("/cycles/{cycle_id}/plots/{name}")
 def cycle_plot(cycle_id: str, name: str, _sid: str = Depends(current_session)) -> Response:
-    folder = get_store().get(cycle_id).metadata.get(REPORT_DIR_KEY)
-    path = Path(folder) / name if folder and name in PLOT_NAMES else None
-    if path is None or not path.is_file():
+    # The report folder is a URL in the artifact store (issue 16): plots_of fetches it to this host.
+    plots = plots_of(get_store(), cycle_id) if name in PLOT_NAMES else []
+    path = next((plot for plot in plots if plot.name == name), None)
+    if path is None:
         raise OperationNotFoundError(f"no plot {name} for {cycle_id}")
     return FileResponse(path, media_type="image/png")
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
-from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child
+from agent_pipeline.pipeline.tasks.base import (
+    PhaseTask,
+    absolute,
+    child_operation,
+    llm_settings,
+    run_child,
+    strategy_file,
+)
 from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
 
 
@@ -38,7 +44,7 @@ def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     from agent_pipeline.llm.assessors import get_assessor  # lazy: start-up cost (pandas)
 
     meta = store.get(context.cycle_id).metadata
-    strategy_path = Path(meta["strategy_path"])
+    strategy_path = strategy_file(meta)
     assessor = get_assessor(llm_settings(context), context.designer)
     outcome = assessor.assess(
         strategy=load_strategy(strategy_path),

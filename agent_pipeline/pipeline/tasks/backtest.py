@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from agent_pipeline.engine.artifacts import fetch, parent_of, publish_folder, work_folder
+from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
-from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, run_child, settings
+from agent_pipeline.pipeline.tasks.base import PhaseTask, child_operation, run_child, strategy_file
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationType, get_store
 
 # Metrics copied from the backtest summary into the cycle's `backtest_result`.
@@ -47,21 +48,21 @@ def _backtest(store: OperationsStore, context: CycleContext, backtest_op_id: str
         backtest_walk_forward,
     )
 
-    config = settings()
     cycle = store.get(context.cycle_id)
     meta = cycle.metadata
-    out_dir = Path(config.artifacts_dir or ".") / "backtests" / backtest_op_id
+    out_dir = work_folder("backtests", backtest_op_id)
     summary = backtest_walk_forward(
-        Path(meta["strategy_path"]),
-        model_dir=Path(meta["model_path"]).parent,
+        strategy_file(meta),
+        model_dir=fetch(parent_of(meta["model_path"])),  # the training's folder: every fold's model
         evaluation=Evaluation(**meta["evaluation"]),
         out_dir=out_dir,
         trials=earlier_trials(store, cycle),
-        data_dir=config.data_dir,
+        data_dir=synced_data_dir(),
     )
-    summary["artifacts_dir"] = absolute(out_dir)
+    url = publish_folder(out_dir, "backtests", backtest_op_id)
+    summary["artifacts_dir"] = url
     brief = {k: summary[k] for k in BACKTEST_RESULT_KEYS if k in summary}
-    store.merge_metadata(context.cycle_id, {"backtest_result": brief, "backtest_dir": absolute(out_dir)})
+    store.merge_metadata(context.cycle_id, {"backtest_result": brief, "backtest_dir": url})
     return summary
 
 

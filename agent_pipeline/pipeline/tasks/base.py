@@ -12,6 +12,7 @@ from celery import Task
 from celery.exceptions import Ignore, Retry
 
 from agent_pipeline.config import Settings, get_settings
+from agent_pipeline.engine.artifacts import fetch
 from agent_pipeline.errors import GateFailedError, KtrdrError, PhaseError
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline.context import CycleContext, Phase
@@ -177,6 +178,18 @@ def llm_settings(context: CycleContext) -> Settings:
     """The settings the designer and assessor use: the trigger's `--model` overrides KTRDR_MODEL."""
     config = get_settings()
     return config.model_copy(update={"model": context.model}) if context.model else config
+
+
+def strategy_file(meta: dict[str, Any]) -> Path:
+    """The cycle's strategy on this host: the designer's file where it was saved, else a copy from the store.
+
+    Raises:
+        ArtifactNotFoundError: neither is there.
+    """
+    path = Path(str(meta.get("strategy_path") or ""))
+    if path.is_file() or not meta.get("strategy_url"):
+        return path
+    return fetch(str(meta["strategy_url"]))
 
 
 def absolute(path: Path | str) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-from agent_pipeline.config import get_settings
+from agent_pipeline.engine.artifacts import fetch
+from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.engine.gates import is_discovery
 from agent_pipeline.errors import KtrdrError
 from agent_pipeline.insight.report import publish
@@ -15,14 +15,15 @@ from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
 from agent_pipeline.pipeline.flags import stop_training
-from agent_pipeline.pipeline.tasks.base import PhaseTask
+from agent_pipeline.pipeline.tasks.base import PhaseTask, strategy_file
 from agent_pipeline.store.operations import ACTIVE, OperationType, get_store
 
 logger = logging.getLogger(__name__)
 
 # Cycle metadata keys copied into the finished cycle's result_summary.
 SUMMARY_KEYS = (
-    "strategy_name", "strategy_path", "designer", "symbol", "timeframe", "evaluation", "training_result",
+    "strategy_name", "strategy_path", "strategy_url", "designer", "symbol", "timeframe", "evaluation",
+    "training_result",
     "training_gate", "model_path", "backtest_result", "backtest_gate", "backtest_dir", "assessment",
     "assessment_path", "cost_usd",
 )  # fmt: skip
@@ -50,10 +51,10 @@ def _trade_lockbox(meta: dict[str, Any]) -> dict[str, Any]:
 
     try:
         return trade_lockbox(
-            Path(meta["strategy_path"]),
-            model_path=Path(meta["model_path"]),
+            strategy_file(meta),
+            model_path=fetch(meta["model_path"]),
             evaluation=Evaluation(**meta["evaluation"]),
-            data_dir=get_settings().data_dir,
+            data_dir=synced_data_dir(),
         )
     except (KtrdrError, KeyError) as exc:
         logger.warning("lockbox not traded", extra={"error": str(exc)})

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from agent_pipeline.engine.artifacts import publish_strategy
+from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings
@@ -45,7 +47,7 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     config = settings()
     catalogue = [
         DataSeries(symbol=d.symbol, timeframe=d.timeframe, start=d.start, end=d.end, bars=d.bars)
-        for d in list_datasets(config.data_dir)
+        for d in list_datasets(synced_data_dir())
     ]
     designer = get_designer(llm_settings(context), context.designer)
     outcome = designer.design(
@@ -55,6 +57,7 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
         timeframe=context.timeframe,
     )
     path = absolute(save_design(outcome, Path(config.strategies_dir or ".")))
+    url = publish_strategy(path)
     usage = outcome.usage.to_dict() if outcome.usage else None
     cost = float(usage["cost_usd"]) if usage else 0.0
     store.merge_metadata(
@@ -62,6 +65,7 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
         {
             "strategy_name": outcome.strategy.name,
             "strategy_path": path,
+            "strategy_url": url,
             "designer": outcome.designer,
             "symbol": outcome.strategy.symbol,
             "timeframe": outcome.strategy.timeframe,

@@ -2,6 +2,11 @@
 
 It needs only the engine and the Celery app (no database, no API key). Progress goes to the result backend
 (`PROGRESS` state), which the research-side supervisor copies into the operations table.
+
+The model's home is a URL in the artifact store (issue 16). On a file:// store the task trains in place; on
+s3:// it trains in this host's working folder, first downloading whatever checkpoints an earlier delivery (on any
+host) left, uploading its checkpoints after every epoch, and its models at the end. The summary's `model_path` is
+the final model's URL.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -19,7 +25,9 @@ from typing import Any
 from celery import Task
 
 from agent_pipeline.config import get_settings
-from agent_pipeline.errors import CancelledError
+from agent_pipeline.engine.artifacts import ArtifactStore, file_path, store_for
+from agent_pipeline.engine.datastore import synced_data_dir
+from agent_pipeline.errors import CancelledError, StoreError
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline import flags, outages, shutdown
 from agent_pipeline.pipeline.celery_app import RESULT_EXPIRES_S, app
@@ -30,6 +38,8 @@ logger = logging.getLogger(__name__)
 REQUEUED = "REQUEUED"
 # Seconds between cancellation checks / lock refreshes inside an epoch.
 CHECK_EVERY_S = 1.0
+# The files a training resumes from (trainer.CHECKPOINT_FILE, research.BATCH_CHECKPOINT_FILE), uploaded each epoch.
+CHECKPOINT_SUFFIX = "checkpoint.pt"
 
 
 class TrainingTask(Task):
@@ -94,9 +104,10 @@ def train_model(
     *,
     training_op_id: str,
     strategy_yaml: str,
-    model_dir: str,
-    data_dir: str | None,
-    seed: int,
+    model_dir: str | None = None,
+    data_dir: str | None = None,
+    seed: int = 7,
+    model_url: str | None = None,
     evaluation: dict[str, Any] | None = None,
     wake: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -114,7 +125,9 @@ def train_model(
             raise self.retry(countdown=flags.LOCK_TTL_S, max_retries=None)
         self.report_alive()
         try:
-            summary = _train(self, training_op_id, strategy_yaml, Path(model_dir), data_dir, seed, owner, evaluation)
+            # model_dir: a host path, from messages sent before issue 16
+            home = _ModelHome(model_url or Path(model_dir or ".").resolve().as_uri(), training_op_id)
+            summary = _train(self, training_op_id, strategy_yaml, home, data_dir, seed, owner, evaluation)
             _mark_done(self, training_op_id, summary)
         except CancelledError:
             if not _shutting_down(self, training_op_id):
@@ -151,7 +164,7 @@ def _train(
     task: TrainingTask,
     training_op_id: str,
     strategy_yaml: str,
-    model_dir: Path,
+    home: _ModelHome,
     data_dir: str | None,
     seed: int,
     owner: str,
@@ -168,21 +181,60 @@ def _train(
     threads = settings.torch_threads
     if threads:
         torch.set_num_threads(threads)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    strategy_path = _write_strategy(model_dir, strategy_yaml)
-    watch = _Watch(task, training_op_id, owner)
+    home.fetch()
+    strategy_path = _write_strategy(home.local, strategy_yaml)
+    watch = _Watch(task, training_op_id, owner, home)
     watch.beat()  # a heartbeat from the start: a child that dies before its first epoch is noticed too
-    return train_walk_forward(
-        strategy_path,
-        model_dir=model_dir,
-        evaluation=Evaluation(**(evaluation or {})),
-        data_dir=Path(data_dir) if data_dir else None,
-        seed=seed,
-        device=None,
-        on_epoch=watch.on_epoch,
-        should_cancel=watch.should_cancel,
-        batched=settings.batched_folds,
-    )
+    try:
+        summary = train_walk_forward(
+            strategy_path,
+            model_dir=home.local,
+            evaluation=Evaluation(**(evaluation or {})),
+            # The message's data_dir is the sender's host path: a GPU host uses its own folder when that is absent.
+            data_dir=Path(data_dir) if data_dir and Path(data_dir).is_dir() else synced_data_dir(),
+            seed=seed,
+            device=None,
+            on_epoch=watch.on_epoch,
+            should_cancel=watch.should_cancel,
+            batched=settings.batched_folds,
+        )
+    except CancelledError:
+        home.push(suffix=CHECKPOINT_SUFFIX)  # handed back or cancelled: the next host resumes from here
+        raise
+    home.push()
+    summary["model_path"] = home.url_of(Path(summary["model_path"]))
+    home.clean()
+    return summary
+
+
+class _ModelHome:
+    """A training's folder in the artifact store, and its working copy on this host."""
+
+    def __init__(self, url: str, training_op_id: str) -> None:
+        self.url = url.rstrip("/")
+        self.store: ArtifactStore = store_for(self.url)
+        in_place = self.store.scheme == "file"
+        self.local = file_path(self.url) if in_place else get_settings().work_dir / "models" / training_op_id
+        self.remote = not in_place
+
+    def fetch(self) -> None:
+        """Bring down what an earlier delivery left (its checkpoints), so the training resumes from them."""
+        self.local.mkdir(parents=True, exist_ok=True)
+        if self.remote and (count := self.store.get_tree(self.url, self.local)):
+            logger.info("fetched %d file(s) of an earlier delivery from %s", count, self.url)
+
+    def push(self, suffix: str = "") -> None:
+        """Upload the working copy's files (those ending with `suffix`) to the store; in place, nothing to do."""
+        if self.remote:
+            self.store.put_tree(self.local, self.url, suffix=suffix)
+
+    def clean(self) -> None:
+        """Drop the working copy once the store holds it: a GPU host's disk does not grow with every training."""
+        if self.remote:
+            shutil.rmtree(self.local, ignore_errors=True)
+
+    def url_of(self, path: Path) -> str:
+        return f"{self.url}/{Path(path).resolve().relative_to(self.local.resolve()).as_posix()}"
 
 
 def _write_strategy(model_dir: Path, text: str) -> Path:
@@ -198,8 +250,8 @@ def _write_strategy(model_dir: Path, text: str) -> Path:
 class _Watch:
     """Per-epoch progress, and throttled cancellation checks, lock refreshes and heartbeats within epochs."""
 
-    def __init__(self, task: TrainingTask, training_op_id: str, owner: str) -> None:
-        self.task, self.op_id, self.owner = task, training_op_id, owner
+    def __init__(self, task: TrainingTask, training_op_id: str, owner: str, home: _ModelHome | None = None) -> None:
+        self.task, self.op_id, self.owner, self.home = task, training_op_id, owner, home
         self.last_check = 0.0
         self.outage = False  # Redis unreachable at the last beat (logged once per outage)
         self.meta: dict[str, Any] = {"percentage": 0.0, "current_step": "starting"}
@@ -215,6 +267,13 @@ class _Watch:
             "val_loss": float(progress.val_loss),
             "val_accuracy": float(progress.val_accuracy),
         }
+        # The trainer wrote this epoch's checkpoint just before: a few KB for these MLPs, one PUT per epoch.
+        # A store that fails here costs only resumability: the training goes on, the final upload must succeed.
+        try:
+            if self.home is not None:
+                self.home.push(suffix=CHECKPOINT_SUFFIX)
+        except StoreError as exc:
+            logger.warning("checkpoint not uploaded: %s", exc)
         self.beat()
 
     def should_cancel(self) -> bool:

@@ -17,12 +17,13 @@ from celery import states
 from celery.exceptions import Ignore
 from celery.result import AsyncResult
 
+from agent_pipeline.engine.artifacts import artifact_store
 from agent_pipeline.engine.strategy import dump_strategy, load_strategy
 from agent_pipeline.errors import PhaseError
 from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.flags import stop_training
-from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, settings
+from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, settings, strategy_file
 from agent_pipeline.pipeline.tasks.gpu import train_model
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
 
@@ -76,14 +77,14 @@ def train(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Operation) -> str:
     """Send the training to the `gpu` queue with a signature that wakes this supervisor when it ends."""
     config = settings()
-    strategy_path = Path(cycle.metadata["strategy_path"])
+    strategy_path = strategy_file(cycle.metadata)
     task_id = f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
     wake = dict(task.signature_from_request(task.request))
     train_model.apply_async(
         kwargs={
             "training_op_id": child.operation_id,
             "strategy_yaml": _strategy_text(strategy_path, config.training_epochs),
-            "model_dir": absolute(Path(config.artifacts_dir or ".") / "models" / child.operation_id),
+            "model_url": artifact_store().url_for("models", child.operation_id),
             "data_dir": absolute(config.data_dir) if config.data_dir else None,
             "seed": config.seed,
             "evaluation": _evaluation(store, cycle),
