@@ -16,7 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent_pipeline.engine.artifacts import fetch, is_url
 from agent_pipeline.engine.gates import DISCOVERY_DSR
+from agent_pipeline.errors import ArtifactNotFoundError
 from agent_pipeline.store.operations import Operation, OperationsStore
 
 logger = logging.getLogger(__name__)
@@ -133,9 +135,13 @@ def spa_pvalue(backtest_dirs: list[str | None]) -> tuple[float | None, int]:
 
     frames = []
     for folder in backtest_dirs:
-        path = Path(folder) / "oos_returns.csv" if folder else None
-        if path is not None and path.is_file():
-            frames.append(pd.read_csv(path, index_col="timestamp"))
+        if not folder:
+            continue
+        try:  # a folder's URL (file:// or s3://, issue 16) or an older row's host path
+            path = fetch(f"{folder}/oos_returns.csv" if is_url(folder) else str(Path(folder) / "oos_returns.csv"))
+        except ArtifactNotFoundError:
+            continue
+        frames.append(pd.read_csv(path, index_col="timestamp"))
     if not frames:
         return None, 0
     common = frames[0].index

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 API_PORT = 8000  # the spec's script calls localhost:8000
 # The spec's script polls the phase every 2 s and waits for "training" to appear: 3 epochs of batched
 # walk-forward training last well under that, so these cycles train long enough to be seen.
-TRAINING = {"KTRDR_TRAINING_EPOCHS": "40"}
+TRAINING = {"KTRDR_TRAINING_EPOCHS": "60"}
 
 STRATEGY = {
     "name": "claude_rsi_roc_probe",
