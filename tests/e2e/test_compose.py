@@ -361,6 +361,30 @@ def test_docker_compose_config_accepts_the_file(tmp_path) -> None:
     assert "POSTGRES_PASSWORD" in empty.stderr or "FLOWER_PASSWORD" in empty.stderr
 
 
+def test_docker_compose_config_accepts_the_gpu_host_file_once_the_main_host_is_named(tmp_path) -> None:
+    client = compose_client()
+    if client is None:
+        pytest.skip(NO_COMPOSE)
+
+    def config(env_text: str) -> subprocess.CompletedProcess[str]:
+        env_file = tmp_path / "gpu.env"
+        env_file.write_text(env_text)
+        return subprocess.run(
+            [*client, "-f", str(GPU_HOST), "--env-file", str(env_file), "config", "-q"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        )
+
+    # .env.example leaves KTRDR_MAIN_HOST commented out: a GPU host must say where the main stack is
+    unnamed = config(ENV_EXAMPLE.read_text())
+    assert unnamed.returncode != 0 and "KTRDR_MAIN_HOST" in unnamed.stderr
+    named = config(ENV_EXAMPLE.read_text() + "\nKTRDR_MAIN_HOST=10.0.0.5\n")
+    assert named.returncode == 0, named.stderr
+
+
 def test_beat_service_runs_the_schedule_on_the_loop_profile(services) -> None:
     from agent_pipeline.config import Settings
 
