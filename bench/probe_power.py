@@ -4,8 +4,9 @@ Run: .venv/bin/python bench/probe_power.py [--seed 1] [--strength 1.5]
 
 For a trend and a reversal series of the given strength, a handful of hand-made strategies go through the real
 engine (walk-forward training of 4 folds and the final model, stitched out-of-sample backtest with the default
-costs), each changing one suspect: the feature's horizon, the labels' horizon and HOLD class, the costs. It prints
-the training gate's figures, the walk-forward Sharpe, and the planted rule's Sharpe (gross) on the research period.
+costs), each changing one suspect: the feature's horizon, the labels' horizon and HOLD class, the costs, and on the
+trend the confidence threshold (a hysteresis). It prints the training gate's figures, the walk-forward Sharpe,
+trades and win rate, and the planted rule's Sharpe (gross) on the research period.
 """
 
 from __future__ import annotations
@@ -30,14 +31,22 @@ from agent_pipeline.llm.space import fuzzy_sets, research_bars, volatility
 
 
 def document(
-    symbol: str, bars: Any, indicator: dict[str, Any], k: float, lookahead: int, hold: bool, costs: bool = True
+    symbol: str,
+    bars: Any,
+    indicator: dict[str, Any],
+    k: float,
+    lookahead: int,
+    hold: bool,
+    costs: bool = True,
+    confidence: float = 0.34,
 ) -> dict[str, Any]:
     values = PRIMARY[indicator["type"]](SimpleNamespace(smooth=3, **indicator), bars).to_numpy(dtype=float)
     values = values[np.isfinite(values)]
     feature = f"{indicator['type']}_{indicator['period']}"
     return {
         "name": f"probe_{feature}_k{int(k * 100)}_l{lookahead}_{'hold' if hold else 'nohold'}"
-        + ("" if costs else "_free"),
+        + ("" if costs else "_free")
+        + (f"_c{round(confidence * 100)}" if confidence != 0.34 else ""),
         "description": "probe",
         "hypothesis": "probe",
         "symbol": symbol,
@@ -51,7 +60,10 @@ def document(
             "hold": hold,
         },
         "training": {"epochs": 30, "batch_size": 64, "early_stopping_patience": 6, "learning_rate": 0.003},
-        "backtest": {"confidence_threshold": 0.34, **({} if costs else {"commission": 0.0, "slippage": 0.0})},
+        "backtest": {
+            "confidence_threshold": confidence,
+            **({} if costs else {"commission": 0.0, "slippage": 0.0}),
+        },
     }
 
 
@@ -77,6 +89,7 @@ def probe(folder: Path, data_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "training_gate": reason,
         "wf_sharpe": round(backtest["sharpe_ratio"], 2),
         "trades": backtest["num_trades"],
+        "win_rate": round(backtest["win_rate"], 3),
         "dsr_1_trial": round(backtest.get("deflated_sharpe") or 0.0, 3),
     }
 
@@ -111,6 +124,12 @@ def main() -> None:
                 # no costs
                 document(symbol, bars, {"type": "sma", "period": fast}, k, max(2, horizon), False, costs=False),
             ]
+            if kind == "trend":  # the confidence threshold as a hysteresis: a bar under it keeps its position
+                docs += [
+                    document(symbol, bars, {"type": "sma", "period": period}, k, horizon, False, confidence=c)
+                    for period in (20, 40)
+                    for c in (0.5, 0.55, 0.6, 0.65)
+                ]
             for doc in docs:
                 row = {"kind": kind, "rule_sharpe": round(info.research_sharpe, 2), **probe(folder, data_dir, doc)}
                 print(json.dumps(row), flush=True)
