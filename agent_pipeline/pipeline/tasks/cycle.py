@@ -74,14 +74,15 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
         message = f"Cycle failed: {type(exc).__name__}: {message}"
     store = get_store()
     with operation_context(cycle_id):
-        first = store.fail(cycle_id, error_message=message)
-        if first:
-            logger.warning("cycle failed", extra={"error": message})
+        # Children first: once a reader sees the cycle failed, nothing under it is still running.
         for child in store.list(parent_operation_id=cycle_id, limit=50):
             if child.status in ACTIVE:
                 store.fail(child.operation_id, error_message=f"Parent failed: {message}")
                 if child.operation_type == OperationType.TRAINING:
                     stop_training(child.operation_id, child.metadata.get("celery_task_id"))
+        first = store.fail(cycle_id, error_message=message)
+        if first:
+            logger.warning("cycle failed", extra={"error": message})
         tell_cycle(store.get(cycle_id))  # the optimiser's study learns the outcome (issue 9)
         if first:
             publish(store, cycle_id)  # plots for people, once; never raises
