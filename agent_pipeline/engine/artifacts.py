@@ -66,6 +66,11 @@ def parent_of(ref: str) -> str:
     return ref.rstrip("/").rsplit("/", 1)[0] if is_url(ref) else str(Path(ref).parent)
 
 
+def child_of(ref: str, name: str) -> str:
+    """The file `name` inside the folder `ref` (a URL or a host path), in the same form."""
+    return f"{ref.rstrip('/')}/{name}" if is_url(ref) else str(Path(ref) / name)
+
+
 def file_path(url: str) -> Path:
     """The host path of a file:// URL (or of a plain path)."""
     return Path(unquote(urlparse(url).path)) if is_url(url) else Path(url)
@@ -140,7 +145,7 @@ class ArtifactStore:
     def put_bytes(self, data: bytes, url: str) -> str:
         """Write `data` to `url`, atomically; returns the URL."""
         if self.scheme == "file":
-            _atomic_write(file_path(url), data)
+            atomic_write(file_path(url), data)
             return url
         self._call(self.fs.pipe_file, _key(url), data)
         return url
@@ -259,7 +264,8 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write `data` beside `target`, fsync it, then rename: readers never see half a file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -274,7 +280,7 @@ def _atomic_write(target: Path, data: bytes) -> None:
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    _atomic_write(target, source.read_bytes())
+    atomic_write(target, source.read_bytes())
 
 
 @lru_cache(maxsize=8)

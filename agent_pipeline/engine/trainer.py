@@ -13,9 +13,8 @@ atomically, resumes from a checkpoint, and stops within one epoch (or 50 batches
 from __future__ import annotations
 
 import copy
+import io
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agent_pipeline.engine.artifacts import atomic_write
 from agent_pipeline.engine.dataset import Dataset
 from agent_pipeline.engine.labels import CLASS_NAMES
 from agent_pipeline.engine.optim import Adam
@@ -158,18 +158,10 @@ def pick_device(requested: str | None = None) -> str:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write `obj` to a temp file beside `path`, fsync it, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Serialise `obj` with torch.save and write it atomically (`artifacts.atomic_write`)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_model(model_path: Path, device: str = "cpu") -> tuple[nn.Sequential, ModelSpec]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from agent_pipeline.engine.artifacts import fetch, is_url
+from agent_pipeline.engine.artifacts import child_of, fetch
 from agent_pipeline.engine.gates import DISCOVERY_DSR
 from agent_pipeline.errors import ArtifactNotFoundError
 from agent_pipeline.store.operations import Operation, OperationsStore
@@ -138,7 +137,7 @@ def spa_pvalue(backtest_dirs: list[str | None]) -> tuple[float | None, int]:
         if not folder:
             continue
         try:  # a folder's URL (file:// or s3://, issue 16) or an older row's host path
-            path = fetch(f"{folder}/oos_returns.csv" if is_url(folder) else str(Path(folder) / "oos_returns.csv"))
+            path = fetch(child_of(folder, "oos_returns.csv"))
         except ArtifactNotFoundError:
             continue
         frames.append(pd.read_csv(path, index_col="timestamp"))

@@ -116,14 +116,4 @@ def _running(cycle: Operation) -> RunningCycle:
 
 
 def _finished(result: CycleResult) -> FinishedCycle:
-    return FinishedCycle(
-        operation_id=result.operation_id,
-        status=result.status,
-        outcome=result.outcome,
-        reason=result.reason,
-        strategy_name=result.strategy_name,
-        symbol=result.symbol,
-        timeframe=result.timeframe,
-        deflated_sharpe=result.deflated_sharpe,
-        completed_at=result.completed_at,
-    )
+    return FinishedCycle.model_validate(result, from_attributes=True)

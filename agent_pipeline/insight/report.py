@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
-from agent_pipeline.engine.artifacts import fetch, is_url, publish_folder, work_folder
+from agent_pipeline.engine.artifacts import child_of, fetch, publish_folder, work_folder
 from agent_pipeline.errors import ArtifactNotFoundError, KtrdrError, OperationNotFoundError
 from agent_pipeline.insight.summary import report_rows
 from agent_pipeline.insight.tracking import log_cycle
@@ -122,7 +122,7 @@ def _equity(cycle: Operation) -> pd.DataFrame | None:
     if not folder:
         return None
     try:
-        path = fetch(f"{folder}/equity.csv" if is_url(folder) else str(Path(folder) / "equity.csv"))
+        path = fetch(child_of(folder, "equity.csv"))
     except ArtifactNotFoundError:
         return None
     frame = pd.read_csv(path, parse_dates=["timestamp"])
