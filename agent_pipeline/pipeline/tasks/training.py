@@ -20,6 +20,7 @@ from celery.result import AsyncResult
 from agent_pipeline.engine.artifacts import artifact_store
 from agent_pipeline.engine.strategy import dump_strategy, load_strategy
 from agent_pipeline.errors import PhaseError
+from agent_pipeline.pipeline import broker
 from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.flags import stop_training
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 # The cycle's progress spans 15% -> 75% while training runs.
 CYCLE_PROGRESS_START, CYCLE_PROGRESS_SPAN = 15.0, 60.0
+# Seconds a pending training's message must be missing from the broker before it is sent again.
+LOST_AFTER_S = 10.0
 # Metrics copied from the training summary into the cycle's `training_result`.
 TRAINING_RESULT_KEYS = (
     "accuracy", "final_loss", "initial_loss", "val_accuracy", "val_loss", "epochs_run", "n_parameters", "device",
@@ -71,6 +74,7 @@ def train(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     if result.state in states.READY_STATES:
         return _finish(store, context, child, result, ctx)
     _follow(store, context, child, result)
+    _resend_if_lost(self, store, cycle, child, result)
     raise self.retry(countdown=settings().poll_interval)
 
 
@@ -99,6 +103,40 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
     store.update_progress(child.operation_id, percentage=0.0, current_step="queued for a GPU worker")
     logger.info("training queued", extra={"training_op_id": child.operation_id, "task_id": task_id})
     return task_id
+
+
+def _resend_if_lost(
+    task: PhaseTask, store: OperationsStore, cycle: Operation, child: Operation, result: AsyncResult
+) -> None:
+    """Send the training again when no worker has reported on it and the broker has lost its message.
+
+    After a Redis that restarted empty, this poll may survive (a worker put it back) while the training's own
+    message did not: nothing would ever run the training, and this poll would keep the cycle's heartbeat fresh,
+    so the reconciler would never fail it either. An absence must last `LOST_AFTER_S` before the resend: a
+    message is briefly in neither list while a worker takes it, and a worker holding one in memory puts it
+    back once it reconnects. A duplicate is harmless: the same task id, the finished-result key and the run
+    lock make a second delivery return the first one's result or wait for it.
+    """
+    missing_since = child.metadata.get("message_missing_since")
+    if result.state != states.PENDING or broker.holds(app, GPU_QUEUE, result.id) is not False:
+        if missing_since is not None:
+            store.merge_metadata(child.operation_id, {"message_missing_since": None})
+        return
+    now = time.time()
+    if missing_since is None:
+        store.merge_metadata(child.operation_id, {"message_missing_since": now})
+        return
+    if now - float(missing_since) < LOST_AFTER_S:
+        return
+    logger.warning(
+        "training message lost by the broker for %.0f s; sending it again",
+        now - float(missing_since),
+        extra={"training_op_id": child.operation_id, "task_id": result.id},
+    )
+    store.merge_metadata(
+        child.operation_id, {"message_missing_since": None, "resent": child.metadata.get("resent", 0) + 1}
+    )
+    _submit(task, store, cycle, child)
 
 
 def _evaluation(store: OperationsStore, cycle: Operation) -> dict[str, Any]:

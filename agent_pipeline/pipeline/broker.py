@@ -1,0 +1,35 @@
+"""What the broker holds: whether a task's message still exists anywhere a worker could receive it from.
+
+A Redis that restarts empty loses queued messages, but a worker can put back the ones it held unacked (kombu
+restores them when its channel closes). So after such a restart one message of a cycle may survive, the
+training supervisor's poll, while the one it waits for, the training on the `gpu` queue, is gone: the
+supervisor would poll a `PENDING` training forever. `holds` lets it see that and send the training again.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+
+def holds(app: Celery, queue: str, task_id: str) -> bool | None:
+    """Whether the broker holds a message of `task_id`, waiting in `queue` or delivered and not yet acked.
+
+    Reads kombu's Redis layout: a list per queue and priority step, and the `unacked` hash where a delivered
+    message stays until its worker acks it (acks_late). The id is matched in the raw message, whose headers
+    carry it in plain JSON. A message a worker holds in memory after the restart is invisible here until the
+    worker restores it; callers act only on an absence that lasts.
+
+    Returns:
+        None for a broker that is not Redis: there is nothing to read, and nothing to conclude.
+    """
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        if not hasattr(channel, "unacked_key") or not hasattr(channel, "priority_steps"):
+            return None
+        client = channel.client
+        needle = task_id.encode()
+        keys = {queue, *(f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step)}
+        for key in keys:
+            if any(needle in raw for raw in client.lrange(key, 0, -1)):
+                return True
+        return any(needle in raw for raw in client.hvals(channel.unacked_key))
