@@ -39,6 +39,7 @@ def document(
     hold: bool,
     costs: bool = True,
     confidence: float = 0.34,
+    min_hold: int = 1,
 ) -> dict[str, Any]:
     values = PRIMARY[indicator["type"]](SimpleNamespace(smooth=3, **indicator), bars).to_numpy(dtype=float)
     values = values[np.isfinite(values)]
@@ -46,7 +47,8 @@ def document(
     return {
         "name": f"probe_{feature}_k{int(k * 100)}_l{lookahead}_{'hold' if hold else 'nohold'}"
         + ("" if costs else "_free")
-        + (f"_c{round(confidence * 100)}" if confidence != 0.34 else ""),
+        + (f"_c{round(confidence * 100)}" if confidence != 0.34 else "")
+        + (f"_h{min_hold}" if min_hold > 1 else ""),
         "description": "probe",
         "hypothesis": "probe",
         "symbol": symbol,
@@ -62,6 +64,7 @@ def document(
         "training": {"epochs": 30, "batch_size": 64, "early_stopping_patience": 6, "learning_rate": 0.003},
         "backtest": {
             "confidence_threshold": confidence,
+            "min_hold": min_hold,
             **({} if costs else {"commission": 0.0, "slippage": 0.0}),
         },
     }
@@ -94,11 +97,42 @@ def probe(folder: Path, data_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def probe_holds(folder: Path, data_dir: Path, doc: dict[str, Any], holds: str) -> list[dict[str, Any]]:
+    """One walk-forward training of `doc`, backtested at confidence 0.5 and 0.55 and each minimum hold."""
+    evaluation = research.Evaluation(lockbox_fraction=0.2, folds=4)
+    path = folder / f"{doc['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    training = research.train_walk_forward(
+        path, model_dir=folder / "models" / doc["name"], evaluation=evaluation, data_dir=data_dir
+    )
+    rows = []
+    for confidence in (0.5, 0.55):
+        for hold in map(int, holds.split(",")):
+            variant = {**doc, "backtest": {"confidence_threshold": confidence, "min_hold": hold}}
+            path.write_text(yaml.safe_dump(variant))
+            out = folder / "bt" / f"{doc['name']}_c{round(confidence * 100)}_h{hold}"
+            backtest = research.backtest_walk_forward(
+                path,
+                model_dir=Path(training["model_path"]).parent,
+                evaluation=evaluation,
+                out_dir=out,
+                data_dir=data_dir,
+            )
+            rows.append({
+                "strategy": doc["name"], "confidence": confidence, "min_hold": hold,
+                "balanced": round(training["balanced_accuracy"], 3),
+                "wf_sharpe": round(backtest["sharpe_ratio"], 2), "trades": backtest["num_trades"],
+                "win_rate": round(backtest["win_rate"], 3),
+            })  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--strength", type=float, default=1.5)
     parser.add_argument("--only", default="")
+    parser.add_argument("--min-holds", default="", help="With --only trend: only the hysteresis rows, at these holds.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
@@ -124,7 +158,15 @@ def main() -> None:
                 # no costs
                 document(symbol, bars, {"type": "sma", "period": fast}, k, max(2, horizon), False, costs=False),
             ]
-            if kind == "trend":  # the confidence threshold as a hysteresis: a bar under it keeps its position
+            if kind == "trend" and args.min_holds:  # a minimum holding period against whipsaws
+                for indicator, period in (("sma", 20), ("roc", 10)):
+                    for lookahead in (10, 20):
+                        doc = document(symbol, bars, {"type": indicator, "period": period}, k, lookahead, False)
+                        for row in probe_holds(folder, data_dir, doc, args.min_holds):
+                            row = {"kind": kind, "rule_sharpe": round(info.research_sharpe, 2), **row}
+                            print(json.dumps(row), flush=True)
+                continue
+            elif kind == "trend":  # the confidence threshold as a hysteresis: a bar under it keeps its position
                 docs += [
                     document(symbol, bars, {"type": "sma", "period": period}, k, horizon, False, confidence=c)
                     for period in (20, 40)

@@ -3,7 +3,8 @@
 Signals (`predict_signals`): the model's class at each bar's close becomes a target position:
 BUY -> long (+1), SELL -> short (-1) (every bundled market is traded as a CFD / future, so shorting is
 allowed), HOLD or a top probability below `confidence_threshold` -> keep the current position
-("do nothing"). The first position is flat.
+("do nothing"). The first position is flat. With `min_hold` > 1 a position, once taken, is kept for at least that
+many bars; after that it follows the latest confident call.
 
 Execution (`simulate`): a target position decided from bar t's close is executed at bar t+1's open; the
 last bar's target is never executed (there is no next open), and any open position is closed at the last
@@ -148,11 +149,25 @@ def periods_per_year(timeframe: str) -> float:
         raise BacktestError(f"unknown timeframe {timeframe!r}") from None
 
 
-def positions_from_classes(classes: np.ndarray, confident: np.ndarray) -> np.ndarray:
-    """Target positions: BUY +1, SELL -1, HOLD or unconfident keeps the previous position (first: flat)."""
+def positions_from_classes(classes: np.ndarray, confident: np.ndarray, min_hold: int = 1) -> np.ndarray:
+    """Target positions: BUY +1, SELL -1, HOLD or unconfident keeps the previous position (first: flat).
+
+    With `min_hold` > 1 a position taken at bar t may change again at bar t + min_hold at the earliest, to the
+    latest confident call by then; leaving flat is never delayed.
+    """
     action = np.where(classes == BUY, 1.0, np.where(classes == SELL, -1.0, np.nan))
     action[~confident] = np.nan
-    return pd.Series(action).ffill().fillna(0.0).to_numpy()
+    wanted = pd.Series(action).ffill().fillna(0.0).to_numpy()
+    if min_hold <= 1:
+        return wanted
+    held = np.empty_like(wanted)
+    position, since = 0.0, 0
+    for t, target in enumerate(wanted):
+        since += 1
+        if target != position and (position == 0.0 or since >= min_hold):
+            position, since = target, 0
+        held[t] = position
+    return held
 
 
 def _load(model_path: Path) -> tuple[torch.nn.Sequential, ModelSpec]:
@@ -162,7 +177,7 @@ def _load(model_path: Path) -> tuple[torch.nn.Sequential, ModelSpec]:
         raise BacktestError(str(exc)) from None
 
 
-def predict_signals(model_path: Path, x: np.ndarray, *, confidence_threshold: float) -> np.ndarray:
+def predict_signals(model_path: Path, x: np.ndarray, *, confidence_threshold: float, min_hold: int = 1) -> np.ndarray:
     """The model's target position (+1 long, -1 short, 0 flat) after each bar; see the module docstring.
 
     Raises:
@@ -173,7 +188,7 @@ def predict_signals(model_path: Path, x: np.ndarray, *, confidence_threshold: fl
     except TrainingError as exc:
         raise BacktestError(str(exc)) from None
     classes = probabilities.argmax(axis=1)
-    return positions_from_classes(classes, probabilities.max(axis=1) >= confidence_threshold)
+    return positions_from_classes(classes, probabilities.max(axis=1) >= confidence_threshold, min_hold)
 
 
 def _prices(bars: pd.DataFrame, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -312,7 +327,9 @@ def run_backtest(strategy: Strategy, dataset: Dataset, model_path: Path, *, out_
     if len(dataset.test_bars) != len(dataset.x_test):
         raise BacktestError(f"{len(dataset.test_bars)} test bars for {len(dataset.x_test)} feature rows")
     costs = strategy.backtest
-    signals = predict_signals(model_path, dataset.x_test, confidence_threshold=costs.confidence_threshold)
+    signals = predict_signals(
+        model_path, dataset.x_test, confidence_threshold=costs.confidence_threshold, min_hold=costs.min_hold
+    )
     result = simulate(
         dataset.test_bars,
         signals,

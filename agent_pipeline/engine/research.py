@@ -313,12 +313,11 @@ def backtest_walk_forward(
         StrategyValidationError, DataError, BacktestError.
     """
     strategy, plan = _walk_forward(strategy_path, data_dir, evaluation)
-    threshold = strategy.backtest.confidence_threshold
+    threshold, min_hold = strategy.backtest.confidence_threshold, strategy.backtest.min_hold
     signals, fold_ids = [], []
     for fold in plan.folds:
-        signals.append(
-            predict_signals(model_path(Path(model_dir), fold), plan.x[fold.test], confidence_threshold=threshold)
-        )
+        path = model_path(Path(model_dir), fold)
+        signals.append(predict_signals(path, plan.x[fold.test], confidence_threshold=threshold, min_hold=min_hold))
         fold_ids.append(np.full(len(fold.test), fold.index))
     bars = pd.concat([plan.test_bars(f) for f in plan.folds])
     result = _simulate(strategy, bars, np.concatenate(signals))
@@ -380,6 +379,9 @@ def trade_lockbox(
     strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
     bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
     x, lockbox = lockbox_rows(strategy, bars, lockbox_fraction=evaluation.lockbox_fraction)
-    signals = predict_signals(Path(model_path), x, confidence_threshold=strategy.backtest.confidence_threshold)
+    costs = strategy.backtest
+    signals = predict_signals(
+        Path(model_path), x, confidence_threshold=costs.confidence_threshold, min_hold=costs.min_hold
+    )
     summary = _simulate(strategy, lockbox, signals).to_summary()
     return {k: summary[k] for k in LOCKBOX_KEYS}

@@ -201,6 +201,28 @@ def test_positions_keep_the_previous_position_on_hold_and_low_confidence():
     assert positions_from_classes(classes, confident).tolist() == [0, 1, 1, -1, -1, -1, -1]
 
 
+def test_a_minimum_hold_keeps_a_position_that_many_bars_then_follows_the_latest_call():
+    classes = np.array([2, 0, 0, 2, 1, 1, 0, 2])  # BUY SELL SELL BUY HOLD HOLD SELL BUY
+    confident = np.ones(len(classes), dtype=bool)
+    assert positions_from_classes(classes, confident, min_hold=3).tolist() == [1, 1, 1, 1, 1, 1, -1, -1]
+    # the SELL called during the hold is the latest call when the hold ends: it is taken then
+    assert positions_from_classes(np.array([2, 0, 1, 1]), np.ones(4, bool), min_hold=2).tolist() == [1, 1, -1, -1]
+    assert positions_from_classes(classes, confident, min_hold=1).tolist() == [1, -1, -1, 1, 1, 1, -1, 1]
+
+
+def test_every_position_but_the_last_lasts_at_least_the_minimum_hold():
+    rng = np.random.default_rng(3)
+    for min_hold in (2, 5, 13):
+        classes, confident = rng.integers(0, 3, 500), rng.random(500) > 0.3
+        held = positions_from_classes(classes, confident, min_hold=min_hold)
+        changes = np.flatnonzero(np.diff(held)) + 1
+        runs = np.diff(changes)
+        assert len(runs) > 5 and runs.min() >= min_hold
+        # and it never holds what the model no longer wants longer than it must: each change is to the latest call
+        wanted = positions_from_classes(classes, confident)
+        assert (held[changes] == wanted[changes]).all()
+
+
 def write_model(path, n_features=2, bias=(0.0, 0.0, 0.0)) -> None:
     """A model whose logits ignore inputs except through `bias` and feature 0 (weight on BUY)."""
     spec = ModelSpec(n_features=n_features, hidden_layers=[2], activation="relu", dropout=0.0,

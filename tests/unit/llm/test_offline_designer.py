@@ -210,8 +210,10 @@ def test_random_designer_covers_the_space(settings: Settings) -> None:
     trials = []
     for _ in range(40):
         trial = ask_trial("SP500", "1d", url=settings.database_url, sampler="random", seed=1)
-        build_document(trial, series, bars, prefix="random")
+        document = build_document(trial, series, bars, prefix="random")
         trials.append(trial)
+        # a minimum hold comes only with a hysteresis; without one every bar may trade
+        assert document["backtest"]["min_hold"] == (trial.params["min_hold"] if trial.params["hysteresis"] else 1)
     # Then every choice is drawn, and every range reaches its lowest and highest quarter (log scale for logs)
     for name, dist in space().items():
         drawn = [t.params[name] for t in trials if name in t.params]
@@ -270,7 +272,7 @@ def test_a_claude_proposal_is_added_to_the_study_with_the_parameters_that_map(se
     assert trial.params["use_rsi"] is True and trial.params["rsi_period"] == 14 and trial.params["use_cci"] is False
     assert trial.params["label_k"] == pytest.approx(0.03 / (volatility(bars) * math.sqrt(10)))
     assert trial.params["hidden"] == 32 and trial.params["layers"] == 2 and "confidence_margin" not in trial.params
-    assert trial.params["hysteresis"] is True
+    assert trial.params["hysteresis"] is True and trial.params["min_hold"] == 1
     assert trial.user_attrs["designer"] == "anthropic" and trial.value == pytest.approx(0.8 - 1.0)
     assert set(trial.params) <= set(space()) and all(f"use_{k}" in trial.params for k in OSCILLATORS)
 
