@@ -137,7 +137,10 @@ class _Rules:
             return 1
         if rate < 0.4:
             self.weaknesses.append(f"Low win rate ({_pct(rate)})")
-            self.suggestions.append("Raise backtest.confidence_threshold so only confident signals trade")
+            self.suggestions.append(
+                "Raise backtest.confidence_threshold so only confident signals trade, or set backtest.min_hold near"
+                " the labels' lookahead so a call is not reversed by the next whipsaw"
+            )
             return -1
         return 0
 
