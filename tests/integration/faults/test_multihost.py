@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BUCKET = "ktrdr-multihost"
 STACK_ENV = {
     "KTRDR_ARTIFACTS_URL": f"s3://{BUCKET}/cluster",
-    "KTRDR_TRAINING_EPOCHS": "12",
+    # Trained together, 12 epochs took under a second (a CI run saw the training end before any poll caught an
+    # epoch); 80 leave the test seconds to stop the worker mid-training.
+    "KTRDR_TRAINING_EPOCHS": "80",
     "KTRDR_WALK_FORWARD_FOLDS": "2",
     "KTRDR_POLL_INTERVAL": "0.5",
     "KTRDR_DESIGNER": "offline",
