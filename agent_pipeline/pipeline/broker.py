@@ -10,14 +10,29 @@ from __future__ import annotations
 
 from celery import Celery
 
+# Searches the queue's lists (KEYS[1..n-1]) and the unacked hash (KEYS[n]) inside Redis for ARGV[1], as a plain
+# substring: nothing crosses the network but the answer, and the read is atomic.
+_SEARCH = """
+local needle = ARGV[1]
+for i = 1, #KEYS - 1 do
+  for _, raw in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do
+    if string.find(raw, needle, 1, true) then return 1 end
+  end
+end
+for _, raw in ipairs(redis.call('HVALS', KEYS[#KEYS])) do
+  if string.find(raw, needle, 1, true) then return 1 end
+end
+return 0
+"""
+
 
 def holds(app: Celery, queue: str, task_id: str) -> bool | None:
     """Whether the broker holds a message of `task_id`, waiting in `queue` or delivered and not yet acked.
 
     Reads kombu's Redis layout: a list per queue and priority step, and the `unacked` hash where a delivered
-    message stays until its worker acks it (acks_late). The id is matched in the raw message, whose headers
-    carry it in plain JSON. A message a worker holds in memory after the restart is invisible here until the
-    worker restores it; callers act only on an absence that lasts.
+    message stays until its worker acks it (acks_late), all under the transport's `global_keyprefix`. The id is
+    matched in the raw message, whose headers carry it in plain JSON. A message a worker holds in memory after
+    a restart is invisible here until the worker restores it; callers act only on an absence that lasts.
 
     Returns:
         None for a broker that is not Redis: there is nothing to read, and nothing to conclude.
@@ -26,10 +41,8 @@ def holds(app: Celery, queue: str, task_id: str) -> bool | None:
         channel = connection.default_channel
         if not hasattr(channel, "unacked_key") or not hasattr(channel, "priority_steps"):
             return None
-        client = channel.client
-        needle = task_id.encode()
-        keys = {queue, *(f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step)}
-        for key in keys:
-            if any(needle in raw for raw in client.lrange(key, 0, -1)):
-                return True
-        return any(needle in raw for raw in client.hvals(channel.unacked_key))
+        # kombu prefixes only the commands it sends itself; these keys are read by a script, so prefix them here
+        prefix = getattr(channel, "global_keyprefix", "") or ""
+        lists = [queue, *(f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step)]
+        keys = [prefix + key for key in dict.fromkeys(lists)] + [prefix + channel.unacked_key]
+        return bool(channel.client.eval(_SEARCH, len(keys), *keys, task_id))

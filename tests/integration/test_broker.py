@@ -39,5 +39,19 @@ def test_a_delivered_message_is_held_until_acked(redis_url: str) -> None:
     assert broker.holds(app, "gpu", "op_a-train") is False
 
 
+def test_a_global_key_prefix_is_read_where_kombu_writes(redis_url: str) -> None:
+    import redis
+
+    app = Celery(broker=redis_url, broker_transport_options={"global_keyprefix": "ktrdr:"})
+    _publish(app, "op_a-train")
+    assert redis.Redis.from_url(redis_url).llen("ktrdr:gpu") == 1  # kombu wrote under the prefix
+    assert broker.holds(app, "gpu", "op_a-train") is True
+    with app.connection_for_read() as connection:
+        message = connection.SimpleQueue("gpu").get(timeout=5)
+        assert broker.holds(app, "gpu", "op_a-train") is True  # in the prefixed unacked hash
+        message.ack()
+    assert broker.holds(app, "gpu", "op_a-train") is False
+
+
 def test_a_broker_other_than_redis_tells_nothing() -> None:
     assert broker.holds(Celery(broker="memory://"), "gpu", "op_a-train") is None
