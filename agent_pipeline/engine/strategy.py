@@ -173,7 +173,9 @@ class Backtest(_Strict):
     slippage: float = Field(default=0.0001, ge=0, le=0.05)
     # Bars a position is held at least before it may change (1: any bar). A trend edge pays over weeks, and a
     # call reversed within days is mostly a whipsaw that costs twice (issue 14).
-    min_hold: int = Field(default=1, ge=1, le=250)
+    min_hold: int = Field(
+        default=1, ge=1, le=250, description="Bars a position is kept at least before it may change (1: any bar)."
+    )
 
 
 class Evaluation(_Strict):
