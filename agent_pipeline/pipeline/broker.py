@@ -8,7 +8,12 @@ supervisor would poll a `PENDING` training forever. `holds` lets it see that and
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from celery import Celery
+
+logger = logging.getLogger(__name__)
 
 # Searches the queue's lists (KEYS[1..n-1]) and the unacked hash (KEYS[n]) inside Redis for ARGV[1], as a plain
 # substring: nothing crosses the network but the answer, and the read is atomic.
@@ -35,9 +40,13 @@ def holds(app: Celery, queue: str, task_id: str) -> bool | None:
     a restart is invisible here until the worker restores it; callers act only on an absence that lasts.
 
     Returns:
-        None for a broker that is not Redis: there is nothing to read, and nothing to conclude.
+        None when it cannot tell: a broker that is not Redis, or a Redis that refuses the script (an ACL, a
+        managed service without EVAL). Nothing is concluded then; a caller never fails a training on it.
+
+    Raises:
+        redis.exceptions.ConnectionError, TimeoutError: Redis is unreachable (an outage, which callers wait out).
     """
-    with app.connection_for_read() as connection:
+    with app.pool.acquire(block=True) as connection:
         channel = connection.default_channel
         if not hasattr(channel, "unacked_key") or not hasattr(channel, "priority_steps"):
             return None
@@ -45,4 +54,10 @@ def holds(app: Celery, queue: str, task_id: str) -> bool | None:
         prefix = getattr(channel, "global_keyprefix", "") or ""
         lists = [queue, *(f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step)]
         keys = [prefix + key for key in dict.fromkeys(lists)] + [prefix + channel.unacked_key]
-        return bool(channel.client.eval(_SEARCH, len(keys), *keys, task_id))
+        try:
+            return bool(channel.client.eval(_SEARCH, len(keys), *keys, task_id))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            raise
+        except redis.exceptions.RedisError as exc:
+            logger.warning("cannot read what the broker holds (%s); lost messages are not detected", exc)
+            return None

@@ -25,15 +25,16 @@ from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.flags import stop_training
 from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, settings, strategy_file
-from agent_pipeline.pipeline.tasks.gpu import train_model
+from agent_pipeline.pipeline.tasks.gpu import REQUEUED, train_model
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
 
 logger = logging.getLogger(__name__)
 
 # The cycle's progress spans 15% -> 75% while training runs.
 CYCLE_PROGRESS_START, CYCLE_PROGRESS_SPAN = 15.0, 60.0
-# Seconds a pending training's message must be missing from the broker before it is sent again.
-LOST_AFTER_S = 10.0
+# The states of a training waiting for a worker: never picked up, retried (a duplicate delivery waiting out the run
+# lock, or a warm shutdown's hand-back) or parked by a soft shutdown (gpu.REQUEUED). Its message is in the broker.
+WAITING_STATES = frozenset({states.PENDING, states.RETRY, REQUEUED})
 # Metrics copied from the training summary into the cycle's `training_result`.
 TRAINING_RESULT_KEYS = (
     "accuracy", "final_loss", "initial_loss", "val_accuracy", "val_loss", "epochs_run", "n_parameters", "device",
@@ -108,35 +109,48 @@ def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Op
 def _resend_if_lost(
     task: PhaseTask, store: OperationsStore, cycle: Operation, child: Operation, result: AsyncResult
 ) -> None:
-    """Send the training again when no worker has reported on it and the broker has lost its message.
-
-    After a Redis that restarted empty, this poll may survive (a worker put it back) while the training's own
-    message did not: nothing would ever run the training, and this poll would keep the cycle's heartbeat fresh,
-    so the reconciler would never fail it either. An absence must last `LOST_AFTER_S` before the resend: a
-    message is briefly in neither list while a worker takes it, and a worker holding one in memory puts it
-    back once it reconnects. A duplicate is harmless: the same task id, the finished-result key and the run
-    lock make a second delivery return the first one's result or wait for it.
-    """
+    """Send the training again when it is waiting to run and the broker has lost its message (`lost_message`)."""
     missing_since = child.metadata.get("message_missing_since")
-    if result.state != states.PENDING or broker.holds(app, GPU_QUEUE, result.id) is not False:
-        if missing_since is not None:
-            store.merge_metadata(child.operation_id, {"message_missing_since": None})
-        return
+    held = broker.holds(app, GPU_QUEUE, result.id) if result.state in WAITING_STATES else None
     now = time.time()
+    resend, since = lost_message(result.state, held, missing_since, now=now, bound=settings().heartbeat_stale_after)
+    if resend:
+        logger.warning(
+            "training message lost by the broker for %.0f s; sending it again",
+            now - (since or now),
+            extra={"training_op_id": child.operation_id, "task_id": result.id},
+        )
+        store.merge_metadata(
+            child.operation_id, {"message_missing_since": None, "resent": child.metadata.get("resent", 0) + 1}
+        )
+        _submit(task, store, cycle, child)
+    elif since != missing_since:
+        store.merge_metadata(child.operation_id, {"message_missing_since": since})
+
+
+def lost_message(
+    state: str, held: bool | None, missing_since: float | None, *, now: float, bound: float
+) -> tuple[bool, float | None]:
+    """Whether to send a training again, and since when its message has been missing (None: it is not).
+
+    After a Redis that restarted empty, the supervisor's poll may survive (a worker put it back) while the
+    training's own message did not: nothing would ever run the training, and the poll would keep the cycle's
+    heartbeat fresh, so the reconciler would never fail it either. A training is sent again when its state says
+    it waits for a worker (`WAITING_STATES`) and the broker has held no message of it, queued or unacked, for
+    `bound` seconds: the heartbeat bound, past which a running training that sent nothing is taken for lost
+    anyway. So a duplicate can meet only a training that is already lost or that resumes from its checkpoint;
+    the task id, the run lock and the finished-result key then keep it from training twice. A brief absence is
+    normal: a message is in neither list while a worker takes it, and a worker holding one in memory after a
+    restart puts it back when it reconnects.
+
+    Args:
+        held: what `broker.holds` answered; None when it could not tell (not Redis, or not asked).
+    """
+    if state not in WAITING_STATES or held is not False:
+        return False, None
     if missing_since is None:
-        store.merge_metadata(child.operation_id, {"message_missing_since": now})
-        return
-    if now - float(missing_since) < LOST_AFTER_S:
-        return
-    logger.warning(
-        "training message lost by the broker for %.0f s; sending it again",
-        now - float(missing_since),
-        extra={"training_op_id": child.operation_id, "task_id": result.id},
-    )
-    store.merge_metadata(
-        child.operation_id, {"message_missing_since": None, "resent": child.metadata.get("resent", 0) + 1}
-    )
-    _submit(task, store, cycle, child)
+        return False, now
+    return now - float(missing_since) >= bound, float(missing_since)
 
 
 def _evaluation(store: OperationsStore, cycle: Operation) -> dict[str, Any]:

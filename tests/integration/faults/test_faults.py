@@ -241,7 +241,6 @@ def test_a_training_message_the_broker_lost_is_sent_again_and_the_cycle_complete
     import redis
 
     from agent_pipeline.pipeline import cycle
-    from agent_pipeline.pipeline.tasks.training import LOST_AFTER_S
     from agent_pipeline.store.operations import OperationStatus
 
     # Given a cycle whose training waits in the `gpu` queue while its supervisor polls
@@ -257,8 +256,8 @@ def test_a_training_message_the_broker_lost_is_sent_again_and_the_cycle_complete
         assert client.delete("gpu") == 1
     lost = time.monotonic()
     _gpu_consuming(gpu_workers, True)
-    # Then the supervisor sends it again once it has been missing for LOST_AFTER_S, and the cycle completes
-    final = within(operation.operation_id, finished(operation.operation_id), timeout=LOST_AFTER_S + 90)
+    # Then the supervisor sends it again once it has been missing for the heartbeat bound, and the cycle completes
+    final = within(operation.operation_id, finished(operation.operation_id), timeout=STALE_AFTER_S + 90)
     assert final.status == OperationStatus.COMPLETED, (final.error_message, faults.log("research")[-3000:])
     assert _training(operation.operation_id).metadata["resent"] == 1
     assert "sending it again" in faults.log("research")
