@@ -17,8 +17,9 @@ and learning rate, and the confidence threshold. Its bounds, and why:
   hundredths of 1/2, and a margin drawn for every design (uniform 0-0.12) took reversal 1.5 from 2 of 3
   discoveries to 0 of 3. The old range, 0.34-0.5, could not express a margin for two classes at all.
 - the minimum hold, 1-30 bars, drawn with `hysteresis` only: a trend call kept for 10-20 bars wins more often
-  (win rate 44% -> 50-58% on trend 1.5, seeds 2 and 3, `probe_power.py --only trend --min-holds 1,5,10,20`), at
-  some cost in Sharpe, which lets a trend design through the default win-rate gate (45%) that stopped it.
+  (win rates of 29-48% become 41-58%, at least 45% in 25 of 32 rows, on trend 1.5, seeds 2 and 3,
+  `probe_power.py --only trend --min-holds 1,5,10,20`), at some cost in Sharpe, which lets a trend design through
+  the default win-rate gate (45%) that stopped it.
 The figures behind each choice are in the README (Research power) and `bench/probe_power.py`. Volatility and the
 fuzzy cut points come from the research period only, never the lockbox.
 """
@@ -175,13 +176,16 @@ def params_of(document: dict[str, Any], bars: pd.DataFrame) -> dict[str, Any]:
     layers = model.get("hidden_layers") or [None]
     found |= {"hidden": layers[0], "layers": len(layers), "dropout": model.get("dropout")}
     found["learning_rate"] = (document.get("training") or {}).get("learning_rate")
-    threshold = (document.get("backtest") or {}).get("confidence_threshold")
+    backtest = document.get("backtest") or {}
+    threshold, min_hold = backtest.get("confidence_threshold"), backtest.get("min_hold", 1)
     if isinstance(threshold, int | float) and not isinstance(threshold, bool):
         margin = threshold - confidence_threshold(bool(hold), 0.0)
         found["hysteresis"] = margin > 0.005  # rounding of a threshold at 1/3 is no margin
         found["confidence_margin"] = margin
-        if found["hysteresis"]:  # drawn only with hysteresis, like the margin
-            found["min_hold"] = (document.get("backtest") or {}).get("min_hold", 1)
+    if isinstance(min_hold, int) and min_hold > 1:
+        found["hysteresis"] = True  # a hold is drawn only with hysteresis: its absence would tell "every bar trades"
+    if found.get("hysteresis"):
+        found["min_hold"] = min_hold
     return {name: value for name, value in found.items() if _inside(space()[name], value)}
 
 

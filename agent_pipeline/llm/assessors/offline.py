@@ -138,8 +138,8 @@ class _Rules:
         if rate < 0.4:
             self.weaknesses.append(f"Low win rate ({_pct(rate)})")
             self.suggestions.append(
-                "Raise backtest.confidence_threshold so only confident signals trade, or set backtest.min_hold near"
-                " the labels' lookahead so a call is not reversed by the next whipsaw"
+                "Raise backtest.confidence_threshold so only confident signals trade, or set backtest.min_hold"
+                " (e.g. 10-20 bars) so a call is not reversed by the next whipsaw"
             )
             return -1
         return 0

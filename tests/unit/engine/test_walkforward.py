@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from agent_pipeline.engine import research
@@ -136,6 +137,18 @@ def test_walk_forward_training_and_backtest_report_honest_figures(tmp_path: Path
     lockbox = research.trade_lockbox(path, model_path=Path(summary["model_path"]), evaluation=evaluation)
     assert lockbox["start"] > backtest["end"]
     assert set(lockbox) == set(research.LOCKBOX_KEYS)
+    # And a minimum hold reaches every fold's trades and the lockbox's: each position lasts at least 40 bars
+    path.write_text(text.replace("confidence_threshold: 0.34,", "confidence_threshold: 0.34, min_hold: 40,"))
+    held = research.backtest_walk_forward(
+        path, model_dir=Path(summary["model_path"]).parent, evaluation=evaluation, out_dir=tmp_path / "h"
+    )
+    curve = pd.read_csv(tmp_path / "h" / "equity.csv")
+    for _, fold in curve.groupby("fold"):
+        runs = np.diff(np.flatnonzero(np.diff(fold["position"].to_numpy())) + 1)
+        assert (runs >= 40).all()
+    assert held["num_trades"] < backtest["num_trades"]
+    held_lockbox = research.trade_lockbox(path, model_path=Path(summary["model_path"]), evaluation=evaluation)
+    assert held_lockbox["num_trades"] < lockbox["num_trades"]
 
 
 def test_walk_forward_reports_the_same_figures_trained_together_or_one_by_one(tmp_path: Path) -> None:

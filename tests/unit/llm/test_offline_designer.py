@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from agent_pipeline.config import Settings, get_settings, reset_settings
@@ -20,7 +21,15 @@ from agent_pipeline.engine.data import import_csv, list_datasets, load_bars
 from agent_pipeline.engine.strategy import NAME_PATTERN, load_strategy, parse_strategy
 from agent_pipeline.errors import ConfigurationError, DesignError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer, save_design
-from agent_pipeline.llm.space import INDICATORS, OSCILLATORS, build_document, research_bars, space, volatility
+from agent_pipeline.llm.space import (
+    INDICATORS,
+    OSCILLATORS,
+    build_document,
+    params_of,
+    research_bars,
+    space,
+    volatility,
+)
 from agent_pipeline.llm.study import POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
 from agent_pipeline.store.operations import get_store
 
@@ -354,3 +363,18 @@ def test_the_run_summary_table_shows_each_objective_and_the_running_best() -> No
         ["0.40", "0.90"],
         ["-", "0.90"],
     ]
+
+
+def test_a_design_with_a_hold_and_no_margin_is_told_as_the_hold_it_trades() -> None:
+    # Given two-class designs at the no-information threshold (1/2): one holding 15 bars, one trading every bar
+    def told(backtest: dict[str, Any]) -> dict[str, Any]:
+        return params_of({"labels": {"hold": False}, "backtest": backtest}, pd.DataFrame())
+
+    # Then the hold is told (hysteresis on, since the space draws a hold only with it), the margin is not
+    held = told({"confidence_threshold": 0.5, "min_hold": 15})
+    assert held["hysteresis"] is True and held["min_hold"] == 15 and "confidence_margin" not in held
+    # and a design that trades every bar is told no hysteresis and no hold
+    every_bar = told({"confidence_threshold": 0.5})
+    assert every_bar["hysteresis"] is False and "min_hold" not in every_bar
+    # and a hold beyond the space (60 bars) is left out rather than told as something else
+    assert "min_hold" not in told({"confidence_threshold": 0.55, "min_hold": 60})
