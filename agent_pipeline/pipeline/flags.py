@@ -86,8 +86,34 @@ def acquire_lock(app: Celery, operation_id: str, owner: str) -> bool:
     return _get(app, _lock_key(operation_id)) == owner
 
 
-def refresh_lock(app: Celery, operation_id: str, owner: str) -> None:
-    _set(app, _lock_key(operation_id), owner, LOCK_TTL_S, only_if_absent=False)
+# Extends the run lock for its holder only: SET when the key is absent (expired, or lost with an emptied Redis) or
+# holds ARGV[1]; 0 when another delivery holds it.
+_REFRESH = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def refresh_lock(app: Celery, operation_id: str, owner: str) -> bool:
+    """Extend `owner`'s run lock of `operation_id`; False when another delivery holds it now.
+
+    A lock that vanished (it expired, or Redis restarted empty) is taken back. One that another delivery took
+    meanwhile is not: that delivery trains, and this one must stop (a blind SET would let both train).
+    """
+    key = _lock_key(operation_id)
+    client = _redis(app)
+    if client is not None:
+        return bool(client.eval(_REFRESH, 1, key, owner, LOCK_TTL_S))
+    with _local_lock:
+        current = _local.get(key)
+        if current and current[1] > time.monotonic() and current[0] != owner:
+            return False
+        _local[key] = (owner, time.monotonic() + LOCK_TTL_S)
+        return True
 
 
 def release_lock(app: Celery, operation_id: str, owner: str) -> None:

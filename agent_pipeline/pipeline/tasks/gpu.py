@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Ignore
 
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import ArtifactStore, file_path, store_for
@@ -40,6 +41,10 @@ REQUEUED = "REQUEUED"
 CHECK_EVERY_S = 1.0
 # The files a training resumes from (trainer.CHECKPOINT_FILE, research.BATCH_CHECKPOINT_FILE), uploaded each epoch.
 CHECKPOINT_SUFFIX = "checkpoint.pt"
+
+
+class LockLost(Exception):
+    """Another delivery of this training holds its run lock now: this one stops and leaves the training to it."""
 
 
 class TrainingTask(Task):
@@ -133,6 +138,10 @@ def train_model(
             if not _shutting_down(self, training_op_id):
                 raise
             summary = {}
+        except LockLost:
+            # No result and no state of its own: the delivery holding the lock stores the training's result.
+            logger.warning("another delivery owns this training now; this one stops and leaves it the training")
+            raise Ignore() from None
         finally:
             _release(self, training_op_id, owner)
         if _shutting_down(self, training_op_id) and not summary:
@@ -290,9 +299,15 @@ class _Watch:
             return False  # Redis is restarting: keep training; the next check asks again
 
     def beat(self) -> None:
-        """Refresh the run lock and report progress; a Redis outage skips beats instead of ending the training."""
+        """Refresh the run lock and report progress; a Redis outage skips beats instead of ending the training.
+
+        Raises:
+            LockLost: another delivery took the run lock (after a Redis that restarted empty lost it, and the
+                supervisor sent the training again): this delivery must stop.
+        """
         try:
-            flags.refresh_lock(self.task.app, self.op_id, self.owner)
+            if not flags.refresh_lock(self.task.app, self.op_id, self.owner):
+                raise LockLost(self.op_id)
             self.task.update_state(state="PROGRESS", meta={**self.meta, "heartbeat": time.time()})
         except outages.broker_errors():
             if not self.outage:

@@ -78,12 +78,12 @@ def test_one_research_worker_with_concurrency_1_supervises_three_trainings_at_on
         assert wait_until(finished(cycle_id), timeout=240).status == OperationStatus.COMPLETED
 
 
-def _send_training(app: Any, task_id: str, model_dir: str) -> None:
+def _send_training(app: Any, task_id: str, model_dir: str, strategy_yaml: str = STRATEGY_YAML) -> None:
     app.signature(
         "ktrdr.gpu.train_model",
         kwargs={
             "training_op_id": task_id,
-            "strategy_yaml": STRATEGY_YAML,
+            "strategy_yaml": strategy_yaml,
             "model_dir": model_dir,
             "data_dir": None,
             "seed": 7,
@@ -110,6 +110,31 @@ def test_a_redelivered_training_never_runs_twice_at_once(make_stack, monkeypatch
     # And a third, late redelivery returns the finished result without training again
     _send_training(app, task_id, str(tmp_path / "models"))
     wait_until(lambda: stack.log("gpu").count("already finished by an earlier delivery") >= 1, timeout=30)
+
+
+def test_a_training_whose_run_lock_another_delivery_took_stops_and_leaves_it_the_training(
+    make_stack, monkeypatch, tmp_path
+) -> None:
+    from agent_pipeline.pipeline import flags
+    from agent_pipeline.pipeline.celery_app import app
+
+    stack = make_stack()
+    use_stack_env(stack, monkeypatch)
+    stack.start_worker("gpu", "gpu", "-c", "1")
+    task_id = f"op_training_probe_{uuid.uuid4().hex[:8]}"
+    # Given a training under way
+    _send_training(app, task_id, str(tmp_path / "models"), STRATEGY_YAML.replace("epochs: 25", "epochs: 1000"))
+    result = app.AsyncResult(task_id)
+    wait_until(lambda: result.state == "PROGRESS" and (result.info or {}).get("epoch", 0) >= 1, timeout=120)
+    # When another delivery takes its run lock (as one sent again after a Redis that restarted empty would)
+    app.backend.client.set(f"ktrdr:lock:{task_id}", "another-delivery", ex=flags.LOCK_TTL_S)
+    # Then this delivery stops at its next beat, leaves the lock to the other, and records no result of its own
+    wait_until(lambda: "another delivery owns this training now" in stack.log("gpu"), timeout=30)
+    stopped_at = (result.info or {}).get("epoch")
+    time.sleep(2)
+    assert (result.info or {}).get("epoch") == stopped_at and result.state == "PROGRESS"
+    assert app.backend.client.get(f"ktrdr:lock:{task_id}") == b"another-delivery"
+    assert stack.workers["gpu"].poll() is None
 
 
 def test_a_lost_gpu_worker_fails_the_cycle_with_a_clear_error(make_stack, monkeypatch) -> None:
