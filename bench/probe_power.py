@@ -166,7 +166,7 @@ def main() -> None:
                             row = {"kind": kind, "rule_sharpe": round(info.research_sharpe, 2), **row}
                             print(json.dumps(row), flush=True)
                 continue
-            elif kind == "trend":  # the confidence threshold as a hysteresis: a bar under it keeps its position
+            if kind == "trend":  # the confidence threshold as a hysteresis: a bar under it keeps its position
                 docs += [
                     document(symbol, bars, {"type": "sma", "period": period}, k, horizon, False, confidence=c)
                     for period in (20, 40)

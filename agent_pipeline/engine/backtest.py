@@ -32,7 +32,7 @@ import torch
 from agent_pipeline.engine.dataset import Dataset
 from agent_pipeline.engine.labels import BUY, SELL
 from agent_pipeline.engine.stats import PERIODS_PER_YEAR
-from agent_pipeline.engine.strategy import Strategy
+from agent_pipeline.engine.strategy import Backtest, Strategy
 from agent_pipeline.engine.trainer import ModelSpec, load_model, predict_probabilities
 from agent_pipeline.errors import BacktestError, TrainingError
 
@@ -191,6 +191,11 @@ def predict_signals(model_path: Path, x: np.ndarray, *, confidence_threshold: fl
     return positions_from_classes(classes, probabilities.max(axis=1) >= confidence_threshold, min_hold)
 
 
+def strategy_signals(model_path: Path, x: np.ndarray, rules: Backtest) -> np.ndarray:
+    """`predict_signals` under a strategy's backtest rules (its confidence threshold and minimum hold)."""
+    return predict_signals(model_path, x, confidence_threshold=rules.confidence_threshold, min_hold=rules.min_hold)
+
+
 def _prices(bars: pd.DataFrame, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(bars) < 2:
         raise BacktestError(f"a backtest needs at least 2 bars, got {len(bars)}")
@@ -327,12 +332,9 @@ def run_backtest(strategy: Strategy, dataset: Dataset, model_path: Path, *, out_
     if len(dataset.test_bars) != len(dataset.x_test):
         raise BacktestError(f"{len(dataset.test_bars)} test bars for {len(dataset.x_test)} feature rows")
     costs = strategy.backtest
-    signals = predict_signals(
-        model_path, dataset.x_test, confidence_threshold=costs.confidence_threshold, min_hold=costs.min_hold
-    )
     result = simulate(
         dataset.test_bars,
-        signals,
+        strategy_signals(model_path, dataset.x_test, costs),
         commission=costs.commission,
         slippage=costs.slippage,
         periods_per_year=periods_per_year(strategy.timeframe),

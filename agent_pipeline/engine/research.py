@@ -22,10 +22,10 @@ from agent_pipeline.engine import stats
 from agent_pipeline.engine.backtest import (
     BacktestResult,
     periods_per_year,
-    predict_signals,
     run_backtest,
     save_walk_forward,
     simulate,
+    strategy_signals,
 )
 from agent_pipeline.engine.batch_trainer import train_together
 from agent_pipeline.engine.data import available_pairs, load_bars
@@ -313,11 +313,9 @@ def backtest_walk_forward(
         StrategyValidationError, DataError, BacktestError.
     """
     strategy, plan = _walk_forward(strategy_path, data_dir, evaluation)
-    threshold, min_hold = strategy.backtest.confidence_threshold, strategy.backtest.min_hold
     signals, fold_ids = [], []
     for fold in plan.folds:
-        path = model_path(Path(model_dir), fold)
-        signals.append(predict_signals(path, plan.x[fold.test], confidence_threshold=threshold, min_hold=min_hold))
+        signals.append(strategy_signals(model_path(Path(model_dir), fold), plan.x[fold.test], strategy.backtest))
         fold_ids.append(np.full(len(fold.test), fold.index))
     bars = pd.concat([plan.test_bars(f) for f in plan.folds])
     result = _simulate(strategy, bars, np.concatenate(signals))
@@ -379,9 +377,6 @@ def trade_lockbox(
     strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
     bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
     x, lockbox = lockbox_rows(strategy, bars, lockbox_fraction=evaluation.lockbox_fraction)
-    costs = strategy.backtest
-    signals = predict_signals(
-        Path(model_path), x, confidence_threshold=costs.confidence_threshold, min_hold=costs.min_hold
-    )
+    signals = strategy_signals(Path(model_path), x, strategy.backtest)
     summary = _simulate(strategy, lockbox, signals).to_summary()
     return {k: summary[k] for k in LOCKBOX_KEYS}

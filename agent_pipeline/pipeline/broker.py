@@ -13,6 +13,8 @@ import logging
 import redis
 from celery import Celery
 
+from agent_pipeline.pipeline import outages
+
 logger = logging.getLogger(__name__)
 
 # Searches the queue's lists (KEYS[1..n-1]) and the unacked hash (KEYS[n]) inside Redis for ARGV[1], as a plain
@@ -56,7 +58,7 @@ def holds(app: Celery, queue: str, task_id: str) -> bool | None:
         keys = [prefix + key for key in dict.fromkeys(lists)] + [prefix + channel.unacked_key]
         try:
             return bool(channel.client.eval(_SEARCH, len(keys), *keys, task_id))
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except outages.broker_errors():
             raise
         except redis.exceptions.RedisError as exc:
             logger.warning("cannot read what the broker holds (%s); lost messages are not detected", exc)

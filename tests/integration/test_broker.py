@@ -29,14 +29,19 @@ def test_a_queued_message_is_held_and_an_unknown_id_is_not(redis_url: str) -> No
     assert broker.holds(app, "research", "op_a-train") is False
 
 
+def _held_while_delivered_then_not(app: Celery, task_id: str) -> None:
+    """Take the message off the queue without acking it, check `holds` sees it, ack it, check it no longer does."""
+    with app.connection_for_read() as connection:
+        message = connection.SimpleQueue("gpu").get(timeout=5)  # delivered, not acked: in the unacked hash
+        assert broker.holds(app, "gpu", task_id) is True
+        message.ack()
+    assert broker.holds(app, "gpu", task_id) is False
+
+
 def test_a_delivered_message_is_held_until_acked(redis_url: str) -> None:
     app = Celery(broker=redis_url)
     _publish(app, "op_a-train")
-    with app.connection_for_read() as connection:
-        message = connection.SimpleQueue("gpu").get(timeout=5)  # delivered, not acked: in the unacked hash
-        assert broker.holds(app, "gpu", "op_a-train") is True
-        message.ack()
-    assert broker.holds(app, "gpu", "op_a-train") is False
+    _held_while_delivered_then_not(app, "op_a-train")
 
 
 def test_a_global_key_prefix_is_read_where_kombu_writes(redis_url: str) -> None:
@@ -46,11 +51,7 @@ def test_a_global_key_prefix_is_read_where_kombu_writes(redis_url: str) -> None:
     _publish(app, "op_a-train")
     assert redis.Redis.from_url(redis_url).llen("ktrdr:gpu") == 1  # kombu wrote under the prefix
     assert broker.holds(app, "gpu", "op_a-train") is True
-    with app.connection_for_read() as connection:
-        message = connection.SimpleQueue("gpu").get(timeout=5)
-        assert broker.holds(app, "gpu", "op_a-train") is True  # in the prefixed unacked hash
-        message.ack()
-    assert broker.holds(app, "gpu", "op_a-train") is False
+    _held_while_delivered_then_not(app, "op_a-train")  # in the prefixed unacked hash
 
 
 def test_a_broker_other_than_redis_tells_nothing() -> None:

@@ -200,18 +200,11 @@ def test_a_redis_restart_that_loses_every_message_never_leaves_a_row_running(fau
 
 
 def test_lost_messages_with_nothing_left_to_wake_the_cycle_fail_it_within_the_reconcile_bound(faults, private_redis):
-    from agent_pipeline.pipeline import cycle
     from agent_pipeline.store.operations import OperationStatus
 
     # Given a cycle whose training waits in the queue (no GPU worker consumes it) and whose supervisor waits
     # for its next poll: every message the cycle depends on is in Redis
-    gpu_workers = [f"{name}@{socket.gethostname()}" for name in ("gpu1", "gpu2")]
-    _gpu_consuming(gpu_workers, False)
-    operation = cycle.trigger(BYPASS)
-    within(
-        operation.operation_id,
-        lambda: (child := _training(operation.operation_id)) and child.metadata.get("celery_task_id"),
-    )
+    operation, gpu_workers = _cycle_with_its_training_queued()
     # When Redis comes back empty
     private_redis.restart(down_for=OUTAGE_S, keep_data=False)
     back = time.monotonic()
@@ -240,17 +233,10 @@ def test_lost_messages_with_nothing_left_to_wake_the_cycle_fail_it_within_the_re
 def test_a_training_message_the_broker_lost_is_sent_again_and_the_cycle_completes(faults, private_redis):
     import redis
 
-    from agent_pipeline.pipeline import cycle
     from agent_pipeline.store.operations import OperationStatus
 
     # Given a cycle whose training waits in the `gpu` queue while its supervisor polls
-    gpu_workers = [f"{name}@{socket.gethostname()}" for name in ("gpu1", "gpu2")]
-    _gpu_consuming(gpu_workers, False)
-    operation = cycle.trigger(BYPASS)
-    within(
-        operation.operation_id,
-        lambda: (child := _training(operation.operation_id)) and child.metadata.get("celery_task_id"),
-    )
+    operation, gpu_workers = _cycle_with_its_training_queued()
     # When the broker loses the training's message, and only that one
     with redis.Redis.from_url(private_redis.url) as client:
         assert client.delete("gpu") == 1
@@ -262,6 +248,21 @@ def test_a_training_message_the_broker_lost_is_sent_again_and_the_cycle_complete
     assert _training(operation.operation_id).metadata["resent"] == 1
     assert "sending it again" in faults.log("research")
     _report("the training's message lost, its supervisor polling", "cycle completed", time.monotonic() - lost)
+
+
+def _cycle_with_its_training_queued() -> tuple[Any, list[str]]:
+    """A cycle triggered while no GPU worker consumes: its training waits in the `gpu` queue, its supervisor
+    polls. Returns the cycle's row and the GPU workers' names (to let them consume again)."""
+    from agent_pipeline.pipeline import cycle
+
+    gpu_workers = [f"{name}@{socket.gethostname()}" for name in ("gpu1", "gpu2")]
+    _gpu_consuming(gpu_workers, False)
+    operation = cycle.trigger(BYPASS)
+    within(
+        operation.operation_id,
+        lambda: (child := _training(operation.operation_id)) and child.metadata.get("celery_task_id"),
+    )
+    return operation, gpu_workers
 
 
 def _gpu_consuming(workers: list[str], consume: bool) -> None:
