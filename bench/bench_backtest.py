@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # bench/results_meta.py
 
 from agent_pipeline.engine.backtest import simulate
 
@@ -65,7 +66,9 @@ def best_of(runs: int, work) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bars", type=int, default=200_000)
+    add_options(parser, RESULTS_DIR / "backtest.json")
     args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)
     bars, signals = make_bars(args.bars)
     ours_s, result = best_of(3, lambda: simulate(bars, signals, commission=COST, slippage=0.0, periods_per_year=6048))
     loop_s, equity = best_of(3, lambda: loop(bars, signals.tolist()))
@@ -74,6 +77,9 @@ def main() -> None:
     print(f"backtest ({args.bars} bars, {result.num_trades} trades):")
     speeds = f"ours {ours / 1e6:.1f}M bars/s, loop {plain / 1e6:.1f}M bars/s"
     print(f"backtest: {speeds}, ratio {ours / plain:.0f} (goal >= {GOAL})")
+    record = {"bars": args.bars, "trades": result.num_trades, "ours_bars_per_s": ours, "loop_bars_per_s": plain}
+    record |= {"ratio": ours / plain, "goal_ratio": GOAL}
+    write(args.results, record, cycles=None, cycles_note="no research cycle: times simulate() on synthetic signals")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # bench/results_meta.py
+
 ARMS = {"before": "false", "one by one": "false", "together": "true"}  # arm -> KTRDR_BATCHED_FOLDS
 # kombu's default polling interval of an idle in-memory broker, which the pipeline used before issue 15
 KOMBU_DEFAULT_POLLING_S = 1.0
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one arm, in a child process
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    add_options(parser, RESULTS_DIR / "cycles.json")
     args = parser.parse_args()
     symbol, timeframe = args.series.split(":")
     if args.arm:
@@ -84,13 +87,15 @@ def main() -> None:
             celery_app.MEMORY_POLLING_INTERVAL_S = KOMBU_DEFAULT_POLLING_S
         args.out.write_text(json.dumps(run_arm(symbol, timeframe, args.cycles)))
         return
+    reset_gate_env(keep=args.keep_gate_env)  # the arms inherit this environment (gates bypassed, recorded anyway)
     work = Path(tempfile.mkdtemp(prefix="ktrdr-bench-cycles-"))
     results = {arm: spawn(arm, batched, args, work) for arm, batched in ARMS.items()}
-    per_hour = {}
+    per_hour, record = {}, {}
     for arm, result in results.items():
         per_hour[arm] = 3600 * len(result["statuses"]) / result["wall_s"]
         trained = [t for t in result["training_s"] if t is not None]
         median = f"{statistics.median(trained):.1f} s" if trained else "-"
+        record[arm] = {**result, "cycles_per_hour": per_hour[arm], "s_per_cycle": result["wall_s"] / args.cycles}
         print(
             f"cycles ({symbol} {timeframe}, {args.cycles} cycles, gates bypassed, embedded), {arm}: "
             f"{per_hour[arm]:.0f} cycles/hour, {result['wall_s'] / args.cycles:.1f} s a cycle, "
@@ -98,6 +103,12 @@ def main() -> None:
         )
     print(f"cycles per hour: together/one-by-one {per_hour['together'] / per_hour['one by one']:.2f} (batching alone)")
     print(f"cycles per hour: after/before {per_hour['together'] / per_hour['before']:.2f} (goal >= 2)")
+    ratios = {
+        "together_over_one_by_one": per_hour["together"] / per_hour["one by one"],
+        "together_over_before": per_hour["together"] / per_hour["before"],
+    }
+    summary = {"series": args.series, "seed": args.seed, "gates": "bypassed", "arms": record, "ratios": ratios}
+    write(args.results, summary, cycles=args.cycles, cycles_per="arm", bypass_gates=True)
 
 
 if __name__ == "__main__":

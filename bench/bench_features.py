@@ -6,6 +6,7 @@ Run: `python bench/bench_features.py`; prints e.g.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import ta
+from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # bench/results_meta.py
 
 from agent_pipeline.engine import features as f
 
@@ -79,11 +81,17 @@ def best_of(run: Callable[[pd.DataFrame], None], bars: pd.DataFrame) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_options(parser, RESULTS_DIR / "features.json")
+    args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)
     bars = synthetic_bars(BARS)
     mine, reference = best_of(ours, bars), best_of(theirs, bars)
     ratio = mine / reference
     timings = f"ours {mine:.2f} s, ta {reference:.2f} s, ratio {ratio:.2f}"
     print(f"features: {timings} (goal <= {GOAL}) on {BARS:,} bars")
+    record = {"bars": BARS, "repeats": REPEATS, "ours_s": mine, "ta_s": reference, "ratio": ratio, "goal_ratio": GOAL}
+    write(args.results, record, cycles=None, cycles_note="no research cycle: times indicator functions")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # bench/results_meta.py
 from scratch import best_of, connect, scratch_database  # bench/scratch.py
 from sqlalchemy import text
 
@@ -62,7 +63,9 @@ def baseline(store: OperationsStore) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    add_options(parser, RESULTS_DIR / "metrics.json")
     args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)
     with scratch_database() as (name, store):
         with connect(name) as conn:
             conn.execute(FILL, {"rows": args.rows})
@@ -77,6 +80,8 @@ def main() -> None:
             f"metrics ({args.rows:,} operation rows): scrape {scrape * 1000:.1f} ms, "
             f"full-scan baseline {naive * 1000:.0f} ms, ratio {scrape / naive:.3f}"
         )
+    record = {"rows": args.rows, "scrape_ms": scrape * 1000, "full_scan_ms": naive * 1000, "ratio": scrape / naive}
+    write(args.results, record, cycles=None, cycles_note="no research cycle: synthetic operation rows")
 
 
 if __name__ == "__main__":

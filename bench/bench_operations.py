@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # bench/results_meta.py
 from scratch import best_of, connect, scratch_database  # bench/scratch.py
 
 from agent_pipeline.store.operations import OperationType
@@ -36,7 +37,9 @@ def fill(url_db: str, rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=300_000)
+    add_options(parser, RESULTS_DIR / "operations.json")
     args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)
     with scratch_database() as (name, store):
         fill(name, args.rows)
         page = best_of(20, lambda: store.list(operation_type=OperationType.TRAINING, limit=20))
@@ -46,6 +49,8 @@ def main() -> None:
             f"operations ({args.rows:,} rows): list page {page * 1000:.2f} ms, exact count {count * 1000:.1f} ms, "
             f"ratio {page / count:.3f} (list pays no count)"
         )
+    record = {"rows": args.rows, "list_page_ms": page * 1000, "exact_count_ms": count * 1000, "ratio": page / count}
+    write(args.results, record, cycles=None, cycles_note="no research cycle: synthetic operation rows")
 
 
 if __name__ == "__main__":

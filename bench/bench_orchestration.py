@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results_meta import add_options, reset_gate_env, write  # noqa: E402
 from tests.private_servers import PrivateRedis, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "orchestration.json"
@@ -308,7 +309,9 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=20, help="trivial cycles (and raw chains) to time")
     parser.add_argument("--cancels", type=int, default=10, help="cancels to time")
     parser.add_argument("--cli", type=int, default=3, help="triggers through the CLI (a fresh process each) to time")
+    add_options(parser, RESULTS)
     args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)  # the stack's processes inherit this environment
     with running_stack() as stack:
         trivial_cycles(stack, 2)  # warm-up: imports and connections in every process
         raw_chains(3)
@@ -316,11 +319,10 @@ def main() -> None:
         samples["raw_chain"] = raw_chains(args.cycles)
         samples["cancel"] = cancels(stack, args.cancels)
         samples["cli_trigger"] = cli_triggers(stack, args.cli)
-    result = {"measured_at": datetime.now().astimezone().isoformat(timespec="seconds"), **summarise(samples)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    note = "no research cycle: trivial-phase cycles (no training, backtest or gate), gates bypassed"
+    counts = {"trivial_cycles": args.cycles, "cancels": args.cancels, "cli_triggers": args.cli}
+    result = write(args.results, summarise(samples), cycles=None, cycles_note=note, **counts)
     print_table(result)
-    print(f"results: {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

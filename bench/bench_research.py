@@ -29,9 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # bench/results_meta.py
+
 ARMS = ("offline", "random")
 CONTROL = ("RWALK", "1d")
-RESULTS = Path(__file__).resolve().parent / "results" / "research.json"
+RESULTS = RESULTS_DIR / "research.json"
 
 
 def random_walk(path: Path, bars: int = 5031, seed: int = 20261128) -> Path:
@@ -184,10 +186,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="KTRDR_SEED of every arm (default 7)")
     parser.add_argument("--series", nargs="*", help="SYMBOL:TIMEFRAME to run (default: every bundled + RWALK:1d)")
     parser.add_argument("--jobs", type=int, default=1, help="(series, arm) runs at once (default 1: 2 cores)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     parser.add_argument("--table", type=Path, help="print the table of a results file and exit")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, in a child process
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    add_options(parser, RESULTS)
     args = parser.parse_args()
     if args.table:
         print_table(json.loads(args.table.read_text()))
@@ -199,6 +201,7 @@ def main() -> None:
 
     from agent_pipeline.engine.data import import_csv, list_datasets
 
+    reset_gate_env(keep=args.keep_gate_env)  # every arm's process inherits this environment
     work = Path(tempfile.mkdtemp(prefix="ktrdr-bench-research-"))
     data_dir = work / "data"
     import_csv(random_walk(work / "rwalk.csv"), symbol=CONTROL[0], timeframe=CONTROL[1], data_dir=data_dir)
@@ -213,9 +216,9 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda job: spawn(*job, args, work, data_dir), jobs))
     config = {"cycles": args.cycles, "seed": args.seed, "series": [" ".join(p) for p in pairs], "jobs": args.jobs}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
     total = round(time.perf_counter() - started, 1)
-    args.results.write_text(json.dumps({"config": config, "wall_s": total, "results": results}, indent=1, default=str))
+    record = {"config": config, "wall_s": total, "results": results}
+    write(args.results, record, cycles=args.cycles, cycles_per="arm and series", seed=args.seed, jobs=args.jobs)
     print_table(json.loads(args.results.read_text()))
     print(f"details in {args.results}")
 

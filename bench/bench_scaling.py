@@ -22,7 +22,6 @@ Results go to bench/results/scaling.json and a table. Run: python bench/bench_sc
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_orchestration import ADMIN_DSN, Stack, wait_for  # noqa: E402
+from bench.results_meta import add_options, reset_gate_env, write  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scaling.json"
 WORKER_COUNTS = (1, 2, 4)
@@ -196,7 +196,9 @@ def main() -> None:
     parser.add_argument("--training-s", type=float, default=4.0, help="seconds one training takes")
     parser.add_argument("--rounds", type=int, default=5, help="cycles per GPU worker")
     parser.add_argument("--research-concurrency", type=int, default=2, help="research worker processes (-c)")
+    add_options(parser, RESULTS)
     args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)  # the stack's processes inherit this environment
     runs = [measure(n, args.training_s, args.rounds, args.research_concurrency) for n in WORKER_COUNTS]
     base = runs[0]["cycles_per_minute"]
     for run in runs:
@@ -212,7 +214,6 @@ def main() -> None:
     result = {
         "training_s": args.training_s,
         "research_concurrency": args.research_concurrency,
-        "command": " ".join(["python", "bench/bench_scaling.py", *sys.argv[1:]]),
         "ideal_cycles_per_minute_per_gpu_worker": round(ideal, 2),
         "runs": runs,
         "efficiency_at_4": largest["scaling_efficiency"],
@@ -221,8 +222,8 @@ def main() -> None:
         "cycles_per_second_one_core_of_it_feeds": {k: round(1.0 / v, 1) if v else None for k, v in needs.items()},
         "cores": os.cpu_count(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    note = "no research cycle: trivial-phase cycles with trainings that sleep --training-s (no gate evaluated)"
+    write(args.results, result, cycles=None, cycles_note=note, rounds=args.rounds, training_s=args.training_s)
     print(f"{'GPU workers':>11} {'cycles/min':>10} {'efficiency':>10} {'PG commits/cycle':>16} "
           f"{'PG rows/cycle':>13} {'Redis cmds/cycle':>16} {'research CPU s/cycle':>20}")  # fmt: skip
     for run in runs:
@@ -231,7 +232,7 @@ def main() -> None:
             f"{run['postgres_commits_per_cycle']:>16.0f} {run['postgres_rows_written_per_cycle']:>13.0f} "
             f"{run['redis_commands_per_cycle']:>16.0f} {run['research_worker_cpu_s_per_cycle']:>20.3f}"
         )
-    print(f"ideal per GPU worker: {ideal:.1f} cycles/min; saturates first: {first}; written to {RESULTS}")
+    print(f"ideal per GPU worker: {ideal:.1f} cycles/min; saturates first: {first}; written to {args.results}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # bench/results_meta.py
 from torch import nn
 
 from agent_pipeline.engine.dataset import Dataset
@@ -84,7 +85,9 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    add_options(parser, RESULTS_DIR / "trainer.json")
     args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)
     device = pick_device(args.device)
     dataset, strategy = make_dataset(), make_strategy(args.epochs)
     with tempfile.TemporaryDirectory() as folder:
@@ -98,6 +101,9 @@ def main() -> None:
     ratio = ours / bare
     print(f"trainer ({device}, {ROWS}x{FEATURES}, {args.epochs} epochs, batch 64):")
     print(f"trainer: ours {ours:.2f} s, bare loop {bare:.2f} s, ratio {ratio:.2f} (goal <= {GOAL:.2f})")
+    record = {"device": device, "rows": ROWS, "features": FEATURES, "epochs": args.epochs, "runs": args.runs}
+    record |= {"ours_s": ours, "bare_loop_s": bare, "ratio": ratio, "goal_ratio": GOAL}
+    write(args.results, record, cycles=None, cycles_note="no research cycle: one training on a synthetic set")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,18 @@
 Every JSON file in bench/results/ carries these top-level keys, so a figure quoted from it can be reproduced:
 `command`, `commit`, `date` and `settings` (`gates`: every gate threshold; `folds`; `lockbox_fraction`;
 `cycles`). A bench calls `reset_gate_env()` first, so a gate variable left in the caller's shell never changes a
-table unless the bench was asked to keep it, then `stamp(record, ...)` before it writes.
+table unless the bench was asked to keep it (`--keep-gate-env`), then `stamp(record, ...)` before it writes;
+`add_options` and `write` do both the same way in every bench. `cycles` is null where a bench runs no research
+cycle, and `settings.cycles_note` then says why.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import shlex
 import subprocess
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "bench" / "results"
 # The environment variables of the two gates' thresholds (see agent_pipeline/config.py).
 GATE_ENV_PREFIXES = ("TRAINING_GATE_", "BACKTEST_GATE_")
 PROVENANCE_KEYS = ("command", "commit", "date", "settings")
@@ -65,14 +71,23 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def uncommitted() -> list[str]:
+    """Tracked files that differ from the commit: what `+dirty` means for this run."""
+    try:
+        names = subprocess.run(
+            ["git", "diff", "--name-only", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return names.split()
+
+
 def command_line() -> str:
     """This process's command line, with the script's path relative to the repository."""
     argv = list(sys.argv)
     if argv:
-        try:
+        with contextlib.suppress(ValueError):  # a script outside the repository keeps its path
             argv[0] = str(Path(argv[0]).resolve().relative_to(ROOT))
-        except ValueError:
-            pass
     return "python " + shlex.join(argv)
 
 
@@ -101,4 +116,34 @@ def stamp(
             **settings,
         },
     }
+    if provenance["commit"].endswith("+dirty"):
+        provenance["uncommitted"] = uncommitted()
     return provenance | {k: v for k, v in record.items() if k not in provenance}
+
+
+def add_options(parser: argparse.ArgumentParser, results: Path) -> None:
+    """`--results FILE` (default `results`) and `--keep-gate-env`, the same in every bench."""
+    shown = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
+    parser.add_argument("--results", type=Path, default=results, help=f"results file (default {shown})")
+    parser.add_argument(
+        "--keep-gate-env",
+        action="store_true",
+        help="keep TRAINING_GATE_* / BACKTEST_GATE_* from the environment (default: reset to their defaults)",
+    )
+
+
+def write(path: Path, record: dict[str, Any], *, cycles: int | None, **settings: Any) -> dict[str, Any]:
+    """Stamp `record` (see `stamp`) and write it to `path` as indented JSON, atomically; returns what was written.
+
+    Raises:
+        ValueError: `cycles` is None and no `cycles_note` says why the bench runs no research cycle.
+    """
+    if cycles is None and not settings.get("cycles_note"):
+        raise ValueError("cycles is None: say why in cycles_note")
+    from agent_pipeline.engine.artifacts import atomic_write
+
+    stamped = stamp(record, cycles=cycles, **settings)
+    atomic_write(path, (json.dumps(stamped, indent=1, default=str) + "\n").encode())
+    shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+    print(f"results: {shown}")
+    return stamped
