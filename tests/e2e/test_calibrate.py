@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,22 @@ def test_calibrate_runs_the_loop_on_a_planted_edge_and_on_noise_and_the_api_serv
 ) -> None:
     home = tmp_path / "home"
     env = clean_env(KTRDR_TRAINING_EPOCHS="2", KTRDR_WALK_FORWARD_FOLDS="2")
-    # Given a tiny plan: one cycle on a reversal edge and one on noise, with the default gates
-    args = ("--kinds", "reversal,noise", "--strengths", "1.5", "--cycles", "1", "--bars", "1500", "--json")
+    # Given a tiny plan: two cycles on a reversal edge and two on noise, with the default gates
+    args = ("--kinds", "reversal,noise", "--strengths", "1.5", "--cycles", "2", "--bars", "1500", "--json")
     done = ktrdr("agent", "calibrate", "--home", str(home), *args, env=env, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     record = json.loads(done.stdout)["data"]
-    # Then every series ran its cycle on its own symbol, and the power table has a row per kind
-    assert [(s["kind"], s["cycles_run"]) for s in record["series"]] == [("reversal", 1), ("noise", 1)]
+    # Then every series ran its whole budget on a neutral symbol of its own, and the power table has a row per kind
+    assert [(s["kind"], s["cycles_run"]) for s in record["series"]] == [("reversal", 2), ("noise", 2)]
+    assert all(re.fullmatch(r"CAL_[0-9A-F]{8}", s["symbol"]) for s in record["series"])
+    assert len({s["symbol"] for s in record["series"]}) == 2
     assert {row["kind"] for row in record["power"]} == {"reversal", "noise"}
+    # And each series says what stood at the end and what was withdrawn, in cycle numbers of its budget
+    for series in record["series"]:
+        assert set(series["discoveries"]) | set(series["withdrawn_flags"]) <= {1, 2}
+        assert series["first_lasting_discovery"] == (series["discoveries"] or [None])[0]
+        assert series["discovered"] is (series["first_lasting_discovery"] is not None)
+    assert record["withdrawn_flags"] == sum(len(s["withdrawn_flags"]) for s in record["series"])
     reversal = next(s for s in record["series"] if s["kind"] == "reversal")
     assert reversal["rule_sharpe"] > 0.5  # the planted rule's own research Sharpe is recorded beside the loop's
     assert record["false_discovery_rate"] in (0.0, 1.0)

@@ -15,7 +15,9 @@ router = APIRouter()
 
 @router.get("/api/v1/agent/calibration", responses=responses(404))
 def agent_calibration() -> dict[str, Any]:
-    """The plan, the power table per kind, strength and designer, the false-discovery rate, and every series."""
+    """The plan, the power table per kind, strength and designer (found: a discovery stands at the end of the
+    budget; the cycle of the first lasting discovery; withdrawn flags), the false-discovery rate, the withdrawn
+    flags in all, and every series under its neutral symbol with its kind and strength."""
     folder = get_settings().artifacts_dir
     assert folder is not None
     return {"success": True, "data": load_run(folder / "calibration")}

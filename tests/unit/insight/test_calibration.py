@@ -1,7 +1,10 @@
-"""The calibration record: the power table groups series and counts discoveries; the last run is saved whole."""
+"""The calibration record: the power table groups series and counts the discoveries that stand at the end and the
+flags withdrawn; series names tell nothing of what is planted; the last run is saved whole."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -15,14 +18,16 @@ from agent_pipeline.insight.calibration import (
     run_record,
     save_run,
 )
-from agent_pipeline.pipeline.calibrate import CalibrationPlan, SeriesSpec, series_of
+from agent_pipeline.pipeline.calibrate import CalibrationPlan, SeriesSpec, judge_series, series_of
+from agent_pipeline.store.operations import Operation, OperationsStore, get_store
 
 
 def outcome(kind: str, strength: float, seed: int, first: int | None, **extra: object) -> SeriesOutcome:
     values = {"best_sharpe": 1.0, "discovery_lockbox_sharpe": 0.5 if first else None, **extra}
     return SeriesOutcome(
-        kind, strength, seed, "offline", f"S{seed}", first or 20, 1.5, 0.4, first, outcomes=["passed"], **values
-    )
+        kind, strength, seed, "offline", f"S{seed}", 20, 1.5, 0.4, first, [first] if first else [],
+        outcomes=["passed"], **values,
+    )  # fmt: skip
 
 
 def test_the_power_table_counts_discoveries_and_cycles_to_the_first_per_kind_strength_and_designer() -> None:
@@ -46,6 +51,21 @@ def test_the_power_table_counts_discoveries_and_cycles_to_the_first_per_kind_str
     assert run_record(outcomes, {}, 1.0)["false_discovery_rate"] == 0.0
 
 
+def test_flags_withdrawn_by_the_end_judgement_are_counted_per_row_and_in_all_and_never_count_as_found() -> None:
+    outcomes = [
+        outcome("reversal", 1.5, 1, None, withdrawn_flags=[2]),  # flagged at cycle 2, gone by the end
+        outcome("reversal", 1.5, 2, 7, withdrawn_flags=[3, 5]),  # two early flags withdrawn, cycle 7 stands
+        outcome("noise", 0.0, 1, None, withdrawn_flags=[4]),
+    ]
+    record = run_record(outcomes, {}, 1.0)
+    rows = {row["kind"]: row for row in record["power"]}
+    assert rows["reversal"]["discoveries"] == 1 and rows["reversal"]["withdrawn_flags"] == 3
+    assert rows["reversal"]["median_cycles_to_discovery"] == 7.0  # the first lasting discovery, not the flag at 3
+    assert record["false_discovery_rate"] == 0.0  # a withdrawn flag on noise is no false discovery
+    assert record["withdrawn_flags"] == 4
+    assert [s["withdrawn_flags"] for s in record["series"]] == [[2], [3, 5], [4]]
+
+
 def test_a_discovery_on_noise_is_a_false_discovery() -> None:
     record = run_record([outcome("noise", 0.0, 1, 3), outcome("noise", 0.0, 2, None)], {}, 1.0)
     assert record["false_discovery_rate"] == 0.5
@@ -60,7 +80,53 @@ def test_each_series_of_a_plan_has_its_own_symbol_and_noise_has_no_strength() ->
     assert len(specs) == 2 * 2 * 2 + 2 * 2  # trend: strengths x seeds x designers; noise: seeds x designers
     assert len({spec.symbol for spec in specs}) == len(specs)
     assert {spec.strength for spec in specs if spec.kind == "noise"} == {0.0}
-    assert SeriesSpec("reversal", 1.5, 7, "random").symbol == "CAL_REV150_S7_RAN"
+
+
+def test_a_series_symbol_is_a_stable_hash_that_names_neither_its_kind_nor_strength_nor_seed_nor_designer() -> None:
+    specs = series_of(CalibrationPlan(strengths=(1.0, 1.5, 2.0), seeds=(1, 101), designers=("offline", "anthropic")))
+    assert all(re.fullmatch(r"CAL_[0-9A-F]{8}", spec.symbol) for spec in specs)  # hex digits spell no kind
+    assert len({spec.symbol for spec in specs}) == len(specs)
+    assert (
+        SeriesSpec("reversal", 1.5, 7, "random").symbol
+        == "CAL_" + hashlib.sha256(b"reversal:1.5000:7:random").hexdigest()[:8].upper()
+    )
+
+
+def finished(
+    store: OperationsStore, symbol: str, sharpe: float, *, flagged: bool, gate: str | None = None
+) -> Operation:
+    """A finished cycle on `symbol` with a recorded walk-forward backtest (16 years of daily bars)."""
+    backtest = {"sharpe_ratio": sharpe, "n_bars": 4000, "skewness": 0.0, "kurtosis": 3.0, "deflated_sharpe": 0.99}
+    meta = {"symbol": symbol, "timeframe": "1d", "backtest_result": backtest, "training_gate": {"passed": True},
+            "backtest_gate": {"passed": not gate, **({"reason": gate} if gate else {})}}  # fmt: skip
+    row = store.create_cycle(max_active=100, metadata=meta)
+    store.start(row.operation_id)
+    if gate:
+        store.fail(row.operation_id, error_message=f"Backtest gate failed: {gate}")
+    else:
+        store.complete(row.operation_id, result_summary={"discovery": flagged})
+    return store.get(row.operation_id)
+
+
+def test_the_end_judgement_keeps_the_discovery_that_lasts_and_withdraws_the_flag_raised_over_few_trials(
+    sqlite_url: str,
+) -> None:
+    # Given a series whose second cycle was flagged when it ran (few trials then) with a Sharpe that twenty
+    # trials of this spread do not leave standing, and a strong first cycle
+    store = get_store(sqlite_url)
+    store.upgrade()
+    cycles = [
+        finished(store, "CAL_TEST0001", 3.0, flagged=True),
+        finished(store, "CAL_TEST0001", 1.1, flagged=True),
+        finished(store, "CAL_TEST0001", 2.5, flagged=False, gate="win_rate_too_low (30% < 45%)"),
+        *(finished(store, "CAL_TEST0001", 0.1 * n - 0.5, flagged=False) for n in range(17)),
+    ]
+    finished(store, "CAL_OTHER001", 0.2, flagged=True)  # another series' trial counts for nothing here
+    # When the series is judged at the end, over all its trials
+    lasting, withdrawn = judge_series(store, "CAL_TEST0001", cycles)
+    # Then the first cycle stands, the second's flag is withdrawn, and the gate-stopped one is no discovery
+    assert lasting == [1]
+    assert withdrawn == [2]
 
 
 def test_the_last_run_is_saved_whole_and_read_back(tmp_path: Path) -> None:
