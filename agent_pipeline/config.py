@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +12,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_pipeline.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
 
 # Where the embedded default keeps its SQLite file, data, strategies and models.
 DEFAULT_HOME = Path(".ktrdr")
@@ -39,6 +43,14 @@ def interval_seconds(schedule: str) -> float:
     if seconds < MIN_INTERVAL:
         raise ValueError(f"must be at least {MIN_INTERVAL:g}s")
     return seconds
+
+
+# Settings that are no longer read -> what replaced them; one warning line each when still set.
+RETIRED = {
+    "TRAINING_GATE_MIN_BALANCED_ACCURACY": (
+        "the training gate now tests skill against chance: set TRAINING_GATE_MAX_P (default 0.05) instead"
+    ),
+}
 
 
 def _env(name: str) -> AliasChoices:
@@ -100,10 +112,9 @@ class Settings(BaseSettings):
         default=0.4, ge=0, le=1, validation_alias=_env("BACKTEST_GATE_MAX_DRAWDOWN")
     )
     backtest_gate_min_sharpe: float = Field(default=-0.5, validation_alias=_env("BACKTEST_GATE_MIN_SHARPE"))
-    # Checked after the spec's checks, only when the metric is present (see gates.py).
-    training_gate_min_balanced_accuracy: float = Field(
-        default=0.40, ge=0, le=1, validation_alias=_env("TRAINING_GATE_MIN_BALANCED_ACCURACY")
-    )
+    # Checked after the spec's checks, only when the metric is present (see gates.py): the largest p-value of the
+    # test that the out-of-sample balanced accuracy beats chance that still counts as skill.
+    training_gate_max_p: float = Field(default=0.05, gt=0, le=1, validation_alias=_env("TRAINING_GATE_MAX_P"))
     backtest_gate_min_trades: int = Field(default=10, ge=0, validation_alias=_env("BACKTEST_GATE_MIN_TRADES"))
 
     # Evaluation you can trust: the last `lockbox_fraction` of every series is traded once per finished cycle
@@ -200,9 +211,13 @@ def get_settings() -> Settings:
         ConfigurationError: a value is malformed; the message names the setting, never its value.
     """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc)) from None
+    for name, replacement in RETIRED.items():
+        if name in os.environ:
+            logger.warning("%s is no longer read; %s", name, replacement)
+    return settings
 
 
 def reset_settings() -> None:

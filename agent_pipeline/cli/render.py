@@ -224,9 +224,10 @@ LOCKBOX_NOTE = f"{LOCKBOX_MARK} lockbox: traded once after research, shown to pe
 
 
 def outcome_text(result: Any) -> str:
-    """`passed`, `training gate: <reason>`, `backtest gate: <reason>`, `cancelled` or `error: <message>`."""
+    """`passed` (`passed, discovery`), `bypassed: <what each gate would have said>`, `training gate: <reason>`,
+    `backtest gate: <reason>`, `cancelled` or `error: <message>`."""
     if result.outcome == "passed":
-        return "passed"
+        return "passed, discovery" if result.discovery else "passed"
     label = result.outcome.replace("_", " ")
     return f"{label}: {result.reason}" if result.reason and result.outcome != "cancelled" else label
 

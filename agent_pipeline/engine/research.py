@@ -158,7 +158,9 @@ def train_walk_forward(
     folder = Path(model_dir) / strategy.name
     train_models = _train_together if batched else _train_one_by_one
     results = train_models(strategy, plan, folder, seed, device, on_epoch, should_cancel)
-    return _training_summary(plan, results, evaluation, duration_s=time.monotonic() - started)
+    return _training_summary(
+        plan, results, evaluation, lookahead=strategy.labels.lookahead, duration_s=time.monotonic() - started
+    )
 
 
 def _train_together(
@@ -219,7 +221,7 @@ def _train_one_by_one(
 
 
 def _training_summary(
-    plan: WalkForward, results: list[TrainingResult], evaluation: Evaluation, *, duration_s: float
+    plan: WalkForward, results: list[TrainingResult], evaluation: Evaluation, *, lookahead: int, duration_s: float
 ) -> dict[str, Any]:
     final = results[-1]
     actual, probabilities, prior_losses, folds = [], [], [], []
@@ -246,6 +248,7 @@ def _training_summary(
     summary.update(classification_metrics(y_all, p_all))
     summary["prior_log_loss"] = float(np.concatenate(prior_losses).mean())
     summary["log_loss_skill"] = 1.0 - summary["log_loss"] / summary["prior_log_loss"]
+    summary.update(skill_against_chance(y_all, p_all, lookahead=lookahead))
     summary["folds"] = folds
     summary["walk_forward"] = {
         "folds": len(plan.folds),
@@ -280,6 +283,19 @@ def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dic
         "macro_f1": float(np.mean(f1s)),
         "baseline_accuracy": float(np.bincount(actual).max() / len(actual)),
         "log_loss": float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))),
+    }
+
+
+def skill_against_chance(actual: np.ndarray, probabilities: np.ndarray, *, lookahead: int) -> dict[str, Any]:
+    """The training gate's evidence of skill: how many classes the out-of-sample labels hold, chance for them
+    (what balanced accuracy scores with no skill), and the one-sided block-permutation p-value that the stitched
+    out-of-sample balanced accuracy beats it, in blocks of the labels' look-ahead (`stats.skill_pvalue`)."""
+    n_classes = int(len(np.unique(actual)))
+    return {
+        "n_classes": n_classes,
+        "chance": 1.0 / max(n_classes, 1),
+        "skill_pvalue": stats.skill_pvalue(actual, probabilities.argmax(axis=1), block=lookahead),
+        "skill_block": int(lookahead),
     }
 
 

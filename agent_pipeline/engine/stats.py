@@ -18,8 +18,10 @@ The tests check the paper's worked example (SR0 = 0.1132, DSR = 0.9004) and an i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -118,3 +120,82 @@ def trials_variance(sharpes: list[float], n_bars: int) -> float:
     if len(finite) >= 2:
         return max(floor, float(np.var(finite, ddof=1)))
     return floor
+
+
+def deflate_recorded(result: Mapping[str, Any], *, trials: int, sharpes: list[float], timeframe: str) -> float | None:
+    """The DSR of a recorded walk-forward backtest against every trial on its series now.
+
+    Args:
+        result: the backtest summary; needs the per-bar moments it recorded (`sharpe_ratio` annualised, `n_bars`,
+            `skewness`, `kurtosis`). Older records without them keep the figure they were given when they ran.
+        trials: every cycle designed on the series, gate-stopped and bypassed ones included.
+        sharpes: the annualised Sharpe ratios of the trials that were backtested.
+    """
+    moments = [result.get(k) for k in ("sharpe_ratio", "n_bars", "skewness", "kurtosis")]
+    if not all(isinstance(m, int | float) for m in moments) or timeframe not in PERIODS_PER_YEAR:
+        recorded = result.get("deflated_sharpe")
+        return float(recorded) if isinstance(recorded, int | float) else None
+    per_bar = math.sqrt(PERIODS_PER_YEAR[timeframe])
+    sharpe, n_bars, skewness, kurtosis = (float(m) for m in moments)  # type: ignore[arg-type]
+    evidence = SharpeEvidence(sharpe / per_bar, skewness, kurtosis, int(n_bars))
+    variance = trials_variance([s / per_bar for s in sharpes], int(n_bars))
+    return deflated_sharpe(evidence, trials=max(trials, 1), variance=variance)
+
+
+# --- Skill against chance: the training gate's test (issue 23) ------------------------------------------------
+
+# Permutations of the skill test, and its seed (the same predictions always get the same p-value).
+SKILL_PERMUTATIONS = 2000
+SKILL_SEED = 7
+
+
+def balanced_accuracy(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """The mean recall over the classes present in `actual` (scikit-learn's `balanced_accuracy_score`)."""
+    actual, predicted = np.asarray(actual), np.asarray(predicted)
+    present = np.unique(actual)
+    return float(np.mean([np.mean(predicted[actual == c] == c) for c in present]))
+
+
+def skill_pvalue(
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    block: int,
+    permutations: int = SKILL_PERMUTATIONS,
+    seed: int = SKILL_SEED,
+) -> float:
+    """One-sided p-value that the balanced accuracy of `predicted` beats chance, 1 / (classes in `actual`).
+
+    A label permutation test (Ojala and Garriga, 2010, "Permutation Tests for Studying Classifier Performance",
+    JMLR 11, test 1: under H0 the labels are independent of what the model saw), done in blocks because labels
+    overlap: a label at bar t reads the closes t+1 .. t+lookahead, so labels fewer than `lookahead` bars apart
+    share price moves and are not independent draws. The labels are cut into consecutive blocks of `block` rows
+    (the look-ahead) and the blocks are shuffled, which keeps each block's dependence (Kunsch, 1989, the moving
+    block idea, here without replacement); the predictions keep their order, so their own autocorrelation, which
+    is often far longer (a 50-bar moving average), stays whole. A plain permutation would treat n overlapping
+    labels as n independent ones and find skill in noise; the tests show both. With `block=1` the test is the
+    plain one, and on balanced classes it agrees with the exact binomial test of accuracy (scipy's binomtest).
+
+    Returns:
+        (1 + permutations scoring at least the observed) / (1 + permutations), Phipson and Smyth (2010).
+    """
+    actual = np.asarray(actual, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    n = len(actual)
+    if n == 0 or len(np.unique(actual)) < 2:
+        return 1.0
+    block = max(1, int(block))
+    present, counts = np.unique(actual, return_counts=True)
+    classes = int(present.max()) + 1
+    weights = np.zeros(classes)
+    weights[present] = 1.0 / (counts * len(present))  # balanced accuracy = sum over hits of 1 / (k n_c)
+    observed = float(weights[actual[predicted == actual]].sum())
+    blocks = [np.arange(start, min(start + block, n)) for start in range(0, n, block)]
+    rng = np.random.default_rng(seed)
+    at_least = 0
+    for _ in range(permutations):
+        order = np.concatenate([blocks[i] for i in rng.permutation(len(blocks))])
+        shuffled = actual[order]
+        score = weights[shuffled[predicted == shuffled]].sum()
+        at_least += score >= observed - 1e-12
+    return (1 + at_least) / (1 + permutations)

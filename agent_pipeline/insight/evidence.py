@@ -10,14 +10,14 @@ of every strategy's stitched out-of-sample record, aligned on the bars they shar
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from pydantic import BaseModel
 
 from agent_pipeline.engine.artifacts import child_of, fetch
-from agent_pipeline.engine.gates import DISCOVERY_DSR
 from agent_pipeline.errors import ArtifactNotFoundError
+from agent_pipeline.store.discoveries import Judgement, judge
+from agent_pipeline.store.history import outcome_of
 from agent_pipeline.store.operations import Operation, OperationsStore
 
 logger = logging.getLogger(__name__)
@@ -35,12 +35,15 @@ class Trial(BaseModel):
     """One strategy's research-period figures.
 
     `deflated_sharpe` is recomputed against every trial on the series now; `deflated_sharpe_at_run` is what the
-    cycle recorded when it ran, with the trials known then (never higher in a growing search, as a rule).
+    cycle recorded when it ran, with the trials known then (never higher in a growing search, as a rule). A trial
+    stopped by a gate or let through by `--bypass-gates` counts, and is listed, but is never a discovery.
     """
 
     cycle_id: str
     strategy_name: str | None
     status: str
+    outcome: str  # passed, bypassed, training_gate, backtest_gate, error, cancelled; or the status while active
+    discovery: bool  # completed, both gates passed (not bypassed), deflated_sharpe >= 0.95
     deflated_sharpe: float | None
     deflated_sharpe_at_run: float | None
     psr: float | None
@@ -74,10 +77,11 @@ def collect(store: OperationsStore, *, symbol: str | None = None, timeframe: str
 
 
 def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> SeriesEvidence:
+    """The series' trials judged over all of them now; a discovery passed every gate (`store.discoveries`)."""
     cycles = store.series_cycles(symbol=symbol, timeframe=timeframe)
     tested = [c for c in cycles if c.metadata.get("backtest_result")]
-    sharpes = [float(c.metadata["backtest_result"].get("sharpe_ratio") or 0.0) for c in tested]
-    found = [_trial(c, trials=len(cycles), sharpes=sharpes, timeframe=timeframe) for c in tested]
+    judged = judge(cycles, timeframe)
+    found = [_trial(c, judged[c.operation_id]) for c in tested]
     trials = sorted(found, key=lambda t: t.deflated_sharpe or 0.0, reverse=True)
     pvalue, models = spa_pvalue([c.metadata.get("backtest_dir") for c in tested])
     return SeriesEvidence(
@@ -87,17 +91,19 @@ def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> Seri
         spa_pvalue=pvalue,
         spa_models=models,
         best=trials[:BEST_LIMIT],
-        discoveries=[t for t in trials if (t.deflated_sharpe or 0.0) >= DISCOVERY_DSR],
+        discoveries=[t for t in trials if t.discovery],
     )
 
 
-def _trial(cycle: Operation, *, trials: int, sharpes: list[float], timeframe: str) -> Trial:
+def _trial(cycle: Operation, judgement: Judgement) -> Trial:
     result = cycle.metadata.get("backtest_result") or {}
     return Trial(
         cycle_id=cycle.operation_id,
         strategy_name=cycle.metadata.get("strategy_name"),
         status=cycle.status.value,
-        deflated_sharpe=deflate_now(result, trials=trials, sharpes=sharpes, timeframe=timeframe),
+        outcome=outcome_of(cycle)[0].value if cycle.status.is_finished else cycle.status.value,
+        discovery=judgement.discovery,
+        deflated_sharpe=judgement.deflated_sharpe,
         deflated_sharpe_at_run=result.get("deflated_sharpe"),
         psr=result.get("psr"),
         sharpe_ratio=result.get("sharpe_ratio"),
@@ -107,21 +113,10 @@ def _trial(cycle: Operation, *, trials: int, sharpes: list[float], timeframe: st
 
 
 def deflate_now(result: dict[str, Any], *, trials: int, sharpes: list[float], timeframe: str) -> float | None:
-    """The DSR of a recorded backtest against every trial on its series now (Bailey & López de Prado, 2014).
+    """The DSR of a recorded backtest against every trial on its series now (`engine.stats.deflate_recorded`)."""
+    from agent_pipeline.engine import stats  # lazy: start-up cost
 
-    Needs the per-bar moments the backtest recorded (`n_bars`, `skewness`, `kurtosis`); older records without
-    them keep the figure they were given when they ran.
-    """
-    from agent_pipeline.engine import stats  # lazy: start-up cost (scipy)
-
-    moments = [result.get(k) for k in ("sharpe_ratio", "n_bars", "skewness", "kurtosis")]
-    if not all(isinstance(m, int | float) for m in moments) or timeframe not in stats.PERIODS_PER_YEAR:
-        return result.get("deflated_sharpe")
-    per_bar = math.sqrt(stats.PERIODS_PER_YEAR[timeframe])
-    sharpe, n_bars, skewness, kurtosis = (float(m) for m in moments)  # type: ignore[arg-type]
-    evidence = stats.SharpeEvidence(sharpe / per_bar, skewness, kurtosis, int(n_bars))
-    variance = stats.trials_variance([s / per_bar for s in sharpes], int(n_bars))
-    return stats.deflated_sharpe(evidence, trials=max(trials, 1), variance=variance)
+    return stats.deflate_recorded(result, trials=trials, sharpes=sharpes, timeframe=timeframe)
 
 
 def spa_pvalue(backtest_dirs: list[str | None]) -> tuple[float | None, int]:

@@ -39,6 +39,7 @@ PHASES = {
 # The status a finished cycle's outcome family has.
 OUTCOME_STATUS = {
     Outcome.PASSED: OperationStatus.COMPLETED,
+    Outcome.BYPASSED: OperationStatus.COMPLETED,
     Outcome.TRAINING_GATE: OperationStatus.FAILED,
     Outcome.BACKTEST_GATE: OperationStatus.FAILED,
     Outcome.ERROR: OperationStatus.FAILED,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
-from agent_pipeline.engine.gates import backtest_closeness
+from agent_pipeline.engine.gates import GATES, backtest_closeness
 from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.llm.space import params_of, research_bars, space
 from agent_pipeline.store.operations import Operation, get_store
@@ -64,28 +64,47 @@ def objective(backtest: dict[str, Any], min_trades: int | None = None) -> float:
 
 
 def told(cycle: Operation) -> tuple[float | None, str | None]:
-    """The value `tell_cycle` tells for a finished cycle (None: FAIL) and, unless it completed, why not.
+    """The value `tell_cycle` tells for a finished cycle (None: FAIL) and, unless it passed, why not.
 
-    A gate stop is told a poor value ordered by how far it got and how close it came: at the training gate the
-    mean walk-forward accuracy and balanced accuracy; at the backtest gate its PSR times how close the backtest
-    came to the gate's limits (`backtest_closeness`). PSR alone saturates at 1 for every strong strategy: on a
-    trend edge 15 of 20 cycles with walk-forward Sharpes of 0.8-1.9 were stopped by their win rate (32-42%)
-    and all were told the same value, so TPE had no direction towards the win rates that pass."""
+    A gate stop is told a poor value ordered by how far it got and how close it came. At the training gate: for
+    a `no_skill` stop, 1 - the p-value of the skill test (the closer to skill, the higher); otherwise the mean
+    walk-forward accuracy and balanced accuracy. At the backtest gate: its PSR times how close the backtest came
+    to the gate's limits (`backtest_closeness`). PSR alone saturates at 1 for every strong strategy, so TPE had
+    no direction towards the win rates that pass. A cycle that completed only because `--bypass-gates` let a
+    failed gate through is told that gate's stop, never its Sharpe: the optimiser learns the real verdict."""
     meta = cycle.metadata
-    if cycle.status.value == "completed":
-        return objective(meta.get("backtest_result") or {}), None
-    gate = _GATE.search(cycle.error_message or "")
-    if gate is None:
+    stop = _gate_stop(cycle)
+    if stop is None:
+        if cycle.status.value == "completed":
+            return objective(meta.get("backtest_result") or {}), None
         return None, (cycle.error_message or cycle.status.value)[:200]
-    stage = float(gate[1] == "Backtest")
+    label, reason = stop
+    stage = float(label == "Backtest")
     if stage:
         figures = meta.get("backtest_result") or {}
         closeness = float(figures.get("psr") or 0.0) * backtest_closeness(figures)
     else:
         figures = meta.get("training_result") or {}
-        closeness = sum(float(figures.get(key) or 0.0) for key in ("accuracy", "balanced_accuracy")) / 2
+        pvalue = figures.get("skill_pvalue")
+        if reason == "no_skill" and isinstance(pvalue, int | float):
+            closeness = 1.0 - float(pvalue)
+        else:
+            closeness = sum(float(figures.get(key) or 0.0) for key in ("accuracy", "balanced_accuracy")) / 2
     closeness = min(1.0, max(0.0, closeness))
-    return POOR + GATE_SPREAD * (stage + closeness), f"{gate[1].lower()} gate: {gate[2]}"
+    bypassed = " (bypassed)" if cycle.status.value == "completed" else ""
+    return POOR + GATE_SPREAD * (stage + closeness), f"{label.lower()} gate: {reason}{bypassed}"
+
+
+def _gate_stop(cycle: Operation) -> tuple[str, str] | None:
+    """(gate label, reason family) of the first gate that failed, bypassed or not; None when none did.
+
+    Read from the gate outcomes the cycle recorded; an older row without them, from its error message."""
+    for key, label in GATES:
+        gate = cycle.metadata.get(key) or {}
+        if gate and not gate.get("passed"):
+            return label, str(gate.get("reason") or "failed").split(" (")[0]
+    match = _GATE.search(cycle.error_message or "")
+    return (match[1], match[2]) if match else None
 
 
 def storage(url: str) -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from agent_pipeline.engine.gates import bypassed_gates
 from agent_pipeline.store.models import Base, Operation, OperationStatus, OperationType, aware
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Outcome(enum.StrEnum):
     """How a cycle ended, in the families the leaderboard and the metrics count."""
 
     PASSED = "passed"
+    BYPASSED = "bypassed"  # completed only because --bypass-gates let a failed gate through
     TRAINING_GATE = "training_gate"
     BACKTEST_GATE = "backtest_gate"
     ERROR = "error"
@@ -115,9 +117,16 @@ SORT_COLUMNS = {
 
 
 def outcome_of(operation: Operation) -> tuple[Outcome, str | None]:
-    """The outcome family of a finished cycle and its reason (the gate reason, or the error)."""
+    """The outcome family of a finished cycle and its reason (the gate reason, or the error).
+
+    A cycle that completed because `--bypass-gates` let a failed gate through is `bypassed`, never `passed`; its
+    reason is what each bypassed gate would have said.
+    """
     message = operation.error_message
     if operation.status == OperationStatus.COMPLETED:
+        bypassed = bypassed_gates(operation.metadata)
+        if bypassed:
+            return Outcome.BYPASSED, "; ".join(f"{label.lower()} gate: {reason}" for label, reason in bypassed)
         return Outcome.PASSED, None
     if operation.status == OperationStatus.CANCELLED:
         return Outcome.CANCELLED, message

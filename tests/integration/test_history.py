@@ -48,7 +48,8 @@ def finished_cycle(store: OperationsStore, how: str, *, dsr: float | None = None
     if how == "passed":
         store.complete(cycle.operation_id, result_summary={"discovery": False, "lockbox": {"total_return": -0.03}})
     elif how == "training_gate":
-        store.fail(cycle.operation_id, error_message="Training gate failed: no_skill (balanced accuracy 35.2% < 40%)")
+        reason = "no_skill (balanced accuracy 50.4% vs chance 50.0%, p = 0.41)"
+        store.fail(cycle.operation_id, error_message=f"Training gate failed: {reason}")
     elif how == "cancelled":
         store.cancel(cycle.operation_id)
     else:
@@ -69,7 +70,7 @@ def test_a_finished_cycle_gets_one_typed_row_with_its_outcome_family(store: Oper
     assert best.excess_return == pytest.approx(0.03) and best.num_trades == 14 and best.lockbox_return == -0.03
     assert outcome_counts(store) == {"passed": 1, "training_gate": 1, "cancelled": 1, "error": 1}
     gate = next(r for r in rows.values() if r.outcome == "training_gate")
-    assert gate.reason == "no_skill (balanced accuracy 35.2% < 40%)"
+    assert gate.reason == "no_skill (balanced accuracy 50.4% vs chance 50.0%, p = 0.41)"
 
 
 def test_leaderboard_sorts_best_first_missing_figures_last_and_pages(store: OperationsStore) -> None:
@@ -134,3 +135,74 @@ def test_odd_figures_never_block_a_cycle_from_finishing(store: OperationsStore) 
     (row, other) = leaderboard(store)  # the odd one has no DSR: it sorts after the one that has
     assert other.operation_id == cycle.operation_id and row.operation_id == ranked
     assert other.symbol == "X" * 32 and other.deflated_sharpe is None and other.num_trades is None
+
+
+# --- Verdicts without holes (issue 23) ---------------------------------------------------------------------------
+
+GATE_PASSED = {"passed": True, "reason": "passed", "bypassed": False}
+WIN_RATE = {"passed": False, "reason": "win_rate_too_low (0% < 45%)", "bypassed": True}
+# A strong walk-forward record: annualised Sharpe 1.5 over 750 daily bars, normal moments (PSR about 0.99).
+STRONG = {"sharpe_ratio": 1.5, "n_bars": 750, "skewness": 0.0, "kurtosis": 3.0, "num_trades": 40}
+
+
+def judged_cycle(store: OperationsStore, *, backtest_gate: dict[str, Any], backtest: dict[str, Any]) -> str:
+    """A cycle on SP500 1d that completed, through finalize's own judgement (`tasks.cycle.finalize` stores it)."""
+    from agent_pipeline.engine.gates import is_discovery
+    from agent_pipeline.store.discoveries import refresh_discoveries
+
+    cycle = store.create_cycle(max_active=1000)
+    store.start(cycle.operation_id)
+    meta = {"symbol": "SP500", "timeframe": "1d", "designer": "offline", "strategy_name": "s",
+            "training_gate": GATE_PASSED, "backtest_gate": backtest_gate, "backtest_result": backtest}  # fmt: skip
+    store.merge_metadata(cycle.operation_id, meta)
+    flag = is_discovery(meta, backtest.get("deflated_sharpe"), completed=True)
+    store.complete(cycle.operation_id, result_summary={"discovery": flag, "discovery_at_run": flag})
+    refresh_discoveries(store, "SP500", "1d")
+    return cycle.operation_id
+
+
+def test_a_bypassed_cycle_is_never_passed_nor_a_discovery_whatever_its_sharpe(store: OperationsStore) -> None:
+    from agent_pipeline.insight.evidence import series_evidence
+
+    bypassed = judged_cycle(store, backtest_gate=WIN_RATE, backtest={**STRONG, "deflated_sharpe": 0.99})
+    (row,) = leaderboard(store)
+    assert (row.operation_id, row.outcome, row.discovery) == (bypassed, "bypassed", False)
+    assert row.reason == "backtest gate: win_rate_too_low (0% < 45%)"
+    assert outcome_counts(store) == {"bypassed": 1}
+    evidence = series_evidence(store, "SP500", "1d")
+    assert evidence.discoveries == [] and evidence.best[0].outcome == "bypassed"
+    result = CliRunner().invoke(cli, ["agent", "history"], prog_name="ktrdr")
+    assert "bypassed" in result.stdout and "passed" not in result.stdout.replace("bypassed", "")
+
+
+def test_a_discovery_over_few_trials_is_withdrawn_when_its_series_grows(store: OperationsStore) -> None:
+    from agent_pipeline.insight.evidence import series_evidence
+
+    # Given one strong cycle that passed both gates: a discovery over its one trial
+    first = judged_cycle(store, backtest_gate=GATE_PASSED, backtest={**STRONG, "deflated_sharpe": 0.99})
+    assert store.get(first).result_summary["discovery"] is True
+    assert [t.cycle_id for t in series_evidence(store, "SP500", "1d").discoveries] == [first]
+    # When twenty more trials of widely spread Sharpe ratios are made on the series
+    for i in range(20):
+        spread = {**STRONG, "sharpe_ratio": -2.0 + 0.2 * i, "deflated_sharpe": 0.0}
+        judged_cycle(store, backtest_gate=GATE_PASSED, backtest=spread)
+    # Then the evidence, the leaderboard and the cycle's own summary withdraw it, and keep what it was at run
+    assert series_evidence(store, "SP500", "1d").discoveries == []
+    assert next(r for r in leaderboard(store, limit=50) if r.operation_id == first).discovery is False
+    summary = store.get(first).result_summary
+    assert summary["discovery"] is False and summary["discovery_at_run"] is True
+
+
+def test_upgrade_judges_old_rows_again_so_an_old_bypassed_cycle_stops_being_a_discovery(sqlite_url: str) -> None:
+    store = OperationsStore(sqlite_url)
+    upgrade_database(store.engine, "0002")
+    cycle = store.create_cycle(max_active=10)
+    store.start(cycle.operation_id)
+    meta = {"symbol": "SP500", "timeframe": "1d", "training_gate": GATE_PASSED, "backtest_gate": WIN_RATE,
+            "backtest_result": {**STRONG, "deflated_sharpe": 0.99}}  # fmt: skip
+    store.merge_metadata(cycle.operation_id, meta)
+    store.complete(cycle.operation_id, result_summary={"discovery": True})  # the old rule: the DSR alone
+    store.upgrade()
+    (row,) = leaderboard(store)
+    assert (row.outcome, row.discovery) == ("bypassed", False)
+    assert store.get(cycle.operation_id).result_summary == {"discovery": False, "discovery_at_run": True}

@@ -19,7 +19,7 @@ BACKTEST_FAMILIES = {
     "passed", "win_rate_too_low", "drawdown_too_high", "sharpe_too_low", "too_few_trades",
     "missing_metric", "invalid_metric",
 }  # fmt: skip
-TRAINING_KEYS = ("accuracy", "final_loss", "initial_loss", "balanced_accuracy")
+TRAINING_KEYS = ("accuracy", "final_loss", "initial_loss", "balanced_accuracy", "chance", "skill_pvalue")
 BACKTEST_KEYS = ("win_rate", "max_drawdown", "sharpe_ratio", "num_trades")
 # A reason is `family` alone (passed) or `family (detail)` on one line.
 REASON = re.compile(r"^(?P<family>[a-z_]+)( \(.+\))?$")
@@ -65,7 +65,7 @@ def test_the_backtest_gate_answers_any_mapping_with_a_known_reason(metrics: dict
         min_accuracy=st.floats(0, 1),
         max_loss=st.floats(0.01, 5),
         min_loss_decrease=st.floats(-1, 1),
-        min_balanced_accuracy=st.floats(0, 1),
+        max_p=st.floats(0.001, 1),
     ),
 )
 def test_any_thresholds_keep_the_reasons_known(metrics: dict[str, Any], limits: TrainingThresholds) -> None:
@@ -81,7 +81,7 @@ def test_each_family_is_reachable() -> None:
             {"accuracy": 0.1, "final_loss": 0.2, "initial_loss": 1.0},
             {"accuracy": 0.9, "final_loss": 0.95, "initial_loss": 1.0},
             {"accuracy": 0.9, "final_loss": 0.7, "initial_loss": 0.75},
-            {"accuracy": 0.9, "final_loss": 0.2, "initial_loss": 1.0, "balanced_accuracy": 0.3},
+            {"accuracy": 0.9, "final_loss": 0.2, "initial_loss": 1.0, "balanced_accuracy": 0.5, "chance": 0.5, "skill_pvalue": 0.4},
             {"final_loss": 0.2},
             {"accuracy": "high"},
         )

@@ -16,6 +16,7 @@ GATE_ENV = {
     "BACKTEST_GATE_MIN_WIN_RATE": ("backtest_gate_min_win_rate", 0.45, "0.55"),
     "BACKTEST_GATE_MAX_DRAWDOWN": ("backtest_gate_max_drawdown", 0.4, "0.25"),
     "BACKTEST_GATE_MIN_SHARPE": ("backtest_gate_min_sharpe", -0.5, "0.3"),
+    "TRAINING_GATE_MAX_P": ("training_gate_max_p", 0.05, "0.01"),
 }
 
 

@@ -261,17 +261,27 @@ def test_backtest_thresholds_default_to_the_documented_values():
 # --- Walk-forward checks, after the spec's and only when their metric is present -------------------------
 
 
-def test_training_gate_reports_no_skill_with_balanced_accuracy_after_the_spec_checks():
-    metrics = {**GOOD_TRAINING, "balanced_accuracy": 0.352}
-    assert check_training_gate(metrics) == (False, "no_skill (balanced accuracy 35.2% < 40%)")
-    # the spec's checks still come first
-    failing = {**metrics, "accuracy": 0.35}
+def test_training_gate_reports_no_skill_against_chance_after_the_spec_checks():
+    coin = {**GOOD_TRAINING, "balanced_accuracy": 0.504, "chance": 0.5, "skill_pvalue": 0.41}
+    assert check_training_gate(coin) == (False, "no_skill (balanced accuracy 50.4% vs chance 50.0%, p = 0.41)")
+    three = {**GOOD_TRAINING, "balanced_accuracy": 0.352, "chance": 1 / 3, "skill_pvalue": 0.2}
+    assert check_training_gate(three) == (False, "no_skill (balanced accuracy 35.2% vs chance 33.3%, p = 0.2)")
+    # the spec's checks still come first, with their messages unchanged
+    failing = {**coin, "accuracy": 0.35}
     assert check_training_gate(failing) == (False, "accuracy_below_threshold (35% < 45%)")
 
 
-def test_training_gate_passes_skill_at_the_threshold_and_ignores_an_absent_metric():
-    assert check_training_gate({**GOOD_TRAINING, "balanced_accuracy": 0.40}) == (True, "passed")
-    assert check_training_gate({**GOOD_TRAINING, "balanced_accuracy": None}) == (True, "passed")
+def test_training_gate_passes_skill_at_the_threshold_and_ignores_an_absent_test():
+    skilled = {**GOOD_TRAINING, "balanced_accuracy": 0.56, "chance": 0.5}
+    assert check_training_gate({**skilled, "skill_pvalue": 0.05}) == (True, "passed")
+    assert check_training_gate({**skilled, "skill_pvalue": 0.0005}) == (True, "passed")
+    assert check_training_gate({**skilled, "skill_pvalue": 0.0501})[0] is False
+    # the spec's mappings carry no walk-forward test: only its three checks apply
+    assert check_training_gate({**GOOD_TRAINING, "balanced_accuracy": 0.2}) == (True, "passed")
+
+
+def test_a_skill_test_without_its_figures_is_a_missing_metric():
+    assert check_training_gate({**GOOD_TRAINING, "skill_pvalue": 0.5}) == (False, "missing_metric (balanced_accuracy)")
 
 
 def test_backtest_gate_reports_too_few_trades_after_the_spec_checks():
@@ -282,12 +292,12 @@ def test_backtest_gate_reports_too_few_trades_after_the_spec_checks():
 
 
 def test_new_thresholds_are_read_from_the_environment(monkeypatch):
-    monkeypatch.setenv("TRAINING_GATE_MIN_BALANCED_ACCURACY", "0.5")
+    monkeypatch.setenv("TRAINING_GATE_MAX_P", "0.01")
     monkeypatch.setenv("BACKTEST_GATE_MIN_TRADES", "50")
     reset_settings()
-    assert check_training_gate({**GOOD_TRAINING, "balanced_accuracy": 0.45}) == (
+    assert check_training_gate({**GOOD_TRAINING, "balanced_accuracy": 0.53, "chance": 0.5, "skill_pvalue": 0.02}) == (
         False,
-        "no_skill (balanced accuracy 45% < 50%)",
+        "no_skill (balanced accuracy 53.0% vs chance 50.0%, p = 0.02)",
     )
     assert check_backtest_gate({**GOOD_BACKTEST, "num_trades": 42}) == (False, "too_few_trades (42 < 50)")
 
@@ -305,3 +315,15 @@ def test_backtest_closeness_is_one_when_passing_and_falls_with_each_shortfall() 
     assert backtest_closeness({**passing, "win_rate": 0.36, "num_trades": 5}, limits) == pytest.approx(0.4)
     assert backtest_closeness({**passing, "sharpe_ratio": float("nan")}, limits) == 0.0
     assert backtest_closeness({k: v for k, v in passing.items() if k != "win_rate"}, limits) == 0.0
+
+
+def test_the_retired_balanced_accuracy_threshold_warns_once_and_names_its_replacement(monkeypatch, caplog):
+    monkeypatch.setenv("TRAINING_GATE_MIN_BALANCED_ACCURACY", "0.4")
+    reset_settings()
+    with caplog.at_level("WARNING", logger="agent_pipeline.config"):
+        get_settings()
+        get_settings()
+    lines = [r.getMessage() for r in caplog.records if "TRAINING_GATE_MIN_BALANCED_ACCURACY" in r.getMessage()]
+    assert len(lines) == 1
+    assert "TRAINING_GATE_MAX_P" in lines[0]
+    assert not hasattr(get_settings(), "training_gate_min_balanced_accuracy")

@@ -16,7 +16,8 @@ from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
 from agent_pipeline.pipeline.flags import stop_training
 from agent_pipeline.pipeline.tasks.base import PhaseTask, strategy_file
-from agent_pipeline.store.operations import ACTIVE, OperationType, get_store
+from agent_pipeline.store.discoveries import refresh_discoveries
+from agent_pipeline.store.operations import ACTIVE, OperationsStore, OperationType, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +36,28 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     store = get_store()
     meta = store.get(context.cycle_id).metadata
     summary = {k: meta[k] for k in SUMMARY_KEYS if k in meta}
-    summary["discovery"] = is_discovery(meta.get("backtest_result"))
+    # Judged over the trials known now; each later cycle's end on the series judges it again (store/discoveries).
+    dsr = (meta.get("backtest_result") or {}).get("deflated_sharpe")
+    summary["discovery"] = summary["discovery_at_run"] = is_discovery(meta, dsr, completed=True)
     # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
     summary["lockbox"] = _trade_lockbox(meta)
     store.complete(context.cycle_id, result_summary=summary)
+    _judge_series(store, meta)
     tell_cycle(store.get(context.cycle_id))  # the optimiser's study learns the outcome (issue 9)
-    logger.info("cycle completed", extra={"discovery": summary["discovery"]})
+    judged = store.get(context.cycle_id).result_summary or {}
+    logger.info("cycle completed", extra={"discovery": judged.get("discovery")})
     publish(store, context.cycle_id)  # plots (and an MLflow run) for people; never raises
     return ctx
+
+
+def _judge_series(store: OperationsStore, meta: dict[str, Any]) -> None:
+    """Judge every discovery of the cycle's series again, over its trials now (store/discoveries.py)."""
+    if not (meta.get("symbol") and meta.get("timeframe")):
+        return
+    try:
+        refresh_discoveries(store, str(meta["symbol"]), str(meta["timeframe"]))
+    except KtrdrError as exc:  # the flags are judged again at the series' next cycle end
+        logger.warning("discoveries not judged again", extra={"error": str(exc)})
 
 
 def _trade_lockbox(meta: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +98,8 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
         first = store.fail(cycle_id, error_message=message)
         if first:
             logger.warning("cycle failed", extra={"error": message})
+        if first:
+            _judge_series(store, store.get(cycle_id).metadata)  # one more trial: the others' DSR falls
         tell_cycle(store.get(cycle_id))  # the optimiser's study learns the outcome (issue 9)
         if first:
             publish(store, cycle_id)  # plots for people, once; never raises

@@ -10,11 +10,12 @@ import yaml
 
 from agent_pipeline.engine.artifacts import publish_strategy
 from agent_pipeline.engine.datastore import synced_data_dir
+from agent_pipeline.engine.gates import bypassed_gates
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings
 from agent_pipeline.pipeline.user_strategy import use_user_strategy
-from agent_pipeline.store.operations import FINISHED, OperationsStore, OperationType, get_store
+from agent_pipeline.store.operations import FINISHED, OperationsStore, OperationStatus, OperationType, get_store
 
 # How many past cycles the designer's memory reads.
 MEMORY_CYCLES = 50
@@ -51,7 +52,7 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     ]
     designer = get_designer(llm_settings(context), context.designer)
     outcome = designer.design(
-        memory=research_memory(store, exclude=context.cycle_id),
+        memory=research_memory(store, exclude=context.cycle_id, symbol=context.symbol, timeframe=context.timeframe),
         catalogue=catalogue,
         symbol=context.symbol,
         timeframe=context.timeframe,
@@ -85,23 +86,41 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     }
 
 
-def research_memory(store: OperationsStore, *, exclude: str | None = None) -> Any:
-    """The designer's memory: the recent finished cycles, with their strategies, results and assessments."""
+def research_memory(
+    store: OperationsStore, *, exclude: str | None = None, symbol: str | None = None, timeframe: str | None = None
+) -> Any:
+    """The designer's memory: the recent finished cycles, with their strategies, results and assessments.
+
+    With a series named (`symbol` and `timeframe`, as every scheduled or calibration cycle has), only that series'
+    cycles: what was tried on one series never steers another, just as each series has its own optimiser study
+    and trial count. Without one, the designer picks the series itself and reads the recent cycles of all.
+    A cycle that completed only because `--bypass-gates` let a failed gate through is remembered as that gate's
+    stop, never as a completed cycle.
+    """
     from agent_pipeline.llm.memory import PastCycle, ResearchMemory  # lazy: start-up cost (pandas)
 
+    if symbol and timeframe:
+        recent = store.series_cycles(symbol=symbol, timeframe=timeframe)[::-1][: MEMORY_CYCLES + 1]
+    else:
+        recent = store.list(operation_type=OperationType.AGENT_RESEARCH, limit=MEMORY_CYCLES + 1)
     cycles = []
-    for op in store.list(operation_type=OperationType.AGENT_RESEARCH, limit=MEMORY_CYCLES):
+    for op in reversed(recent):  # oldest first: the memory's order
         if op.operation_id == exclude or op.status not in FINISHED:
             continue
         meta = op.metadata
+        status, error = op.status.value, op.error_message
+        bypassed = bypassed_gates(meta) if op.status == OperationStatus.COMPLETED else []
+        if bypassed:
+            label, reason = bypassed[0]
+            status, error = "bypassed", f"{label} gate failed: {reason} (bypassed with --bypass-gates)"
         cycles.append(
             PastCycle(
                 operation_id=op.operation_id,
                 created_at=op.created_at or datetime.now(UTC),
-                status=op.status.value,
+                status=status,
                 strategy_name=meta.get("strategy_name"),
                 strategy=_read_strategy(meta.get("strategy_path")),
-                error_message=op.error_message,
+                error_message=error,
                 training_result=meta.get("training_result"),
                 backtest_result=meta.get("backtest_result"),
                 assessment=meta.get("assessment"),

@@ -21,7 +21,7 @@ OPEN_GATES = {
     "BACKTEST_GATE_MIN_WIN_RATE": "0",
     "BACKTEST_GATE_MAX_DRAWDOWN": "1",
     "BACKTEST_GATE_MIN_SHARPE": "-1000",
-    "TRAINING_GATE_MIN_BALANCED_ACCURACY": "0",
+    "TRAINING_GATE_MAX_P": "1",
     "BACKTEST_GATE_MIN_TRADES": "0",
 }
 # A few epochs keep the cycles short; the trainer's own tests cover long runs.

@@ -105,3 +105,54 @@ def test_evidence_deflates_a_recorded_backtest_against_every_trial_on_its_series
     crowded = deflate_now(recorded, trials=50, sharpes=[1.2, -0.4, 0.3, 0.9], timeframe="1d")
     assert crowded is not None and alone is not None and crowded < alone
     assert deflate_now({"deflated_sharpe": 0.5}, trials=9, sharpes=[], timeframe="1d") == 0.5  # older record
+
+
+# --- The training gate's skill test (issue 23) -----------------------------------------------------------------
+
+
+def _random_walk_case(seed: int, lookahead: int, n: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Two-class labels of a random walk with the given look-ahead, and predictions from its past: the sign of a
+    50-bar mean return, which is as persistent as a real model's features. No skill exists by construction."""
+    from agent_pipeline.engine.labels import zigzag_labels
+
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n + lookahead + 60)))
+    labels = zigzag_labels(close, 0.02, lookahead, hold=False)
+    returns = np.diff(np.log(close), prepend=close[0])
+    trend = np.convolve(returns, np.ones(50) / 50, "full")[: len(close)]
+    predicted = np.where(trend > 0, 2, 0)
+    rows = slice(60, 60 + n)
+    return labels[rows], predicted[rows]
+
+
+def test_the_skill_test_without_blocks_agrees_with_the_exact_binomial_test() -> None:
+    rng = np.random.default_rng(3)
+    actual = np.repeat([0, 2], 1000)
+    rng.shuffle(actual)
+    predicted = np.where(rng.random(2000) < 0.52, actual, 2 - actual)  # 52% right
+    hits = int(np.sum(predicted == actual))
+    exact = scipy_stats.binomtest(hits, 2000, 0.5, alternative="greater").pvalue
+    permuted = stats.skill_pvalue(actual, predicted, block=1, permutations=4000)
+    assert 0.01 < exact < 0.2
+    assert permuted == pytest.approx(exact, abs=0.015)
+
+
+def test_the_skill_test_holds_its_size_on_overlapping_labels_where_a_plain_permutation_does_not() -> None:
+    # 200 random walks, labels over 5 bars: at p <= 0.05 a valid test flags about 5% of them. The plain
+    # permutation treats the overlapping labels as independent and flags three to four times as many.
+    cases = [_random_walk_case(100 + i, lookahead=5) for i in range(200)]
+    blocked = np.mean([stats.skill_pvalue(a, p, block=5, permutations=200) <= 0.05 for a, p in cases])
+    plain = np.mean([stats.skill_pvalue(a, p, block=1, permutations=200) <= 0.05 for a, p in cases])
+    assert blocked <= 0.08
+    assert plain >= 0.12
+
+
+def test_the_skill_test_finds_real_skill_and_scores_chance_for_any_number_of_classes() -> None:
+    rng = np.random.default_rng(5)
+    three = rng.integers(0, 3, 3000)
+    guessed = rng.integers(0, 3, 3000)
+    assert stats.balanced_accuracy(three, guessed) == pytest.approx(1 / 3, abs=0.03)
+    assert stats.skill_pvalue(three, guessed, block=3) > 0.05
+    skilled = np.where(rng.random(3000) < 0.15, three, guessed)  # right 15% more often than chance
+    assert stats.skill_pvalue(three, skilled, block=3) <= 0.001
+    assert stats.skill_pvalue(np.zeros(10, dtype=int), np.zeros(10, dtype=int), block=1) == 1.0  # one class

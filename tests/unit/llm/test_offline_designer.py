@@ -30,7 +30,7 @@ from agent_pipeline.llm.space import (
     space,
     volatility,
 )
-from agent_pipeline.llm.study import POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
+from agent_pipeline.llm.study import GATE_SPREAD, POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
 from agent_pipeline.store.operations import get_store
 
 CATALOGUE = [DataSeries(d.symbol, d.timeframe, d.start, d.end, d.bars) for d in list_datasets()]
@@ -378,3 +378,35 @@ def test_a_design_with_a_hold_and_no_margin_is_told_as_the_hold_it_trades() -> N
     assert every_bar["hysteresis"] is False and "min_hold" not in every_bar
     # and a hold beyond the space (60 bars) is left out rather than told as something else
     assert "min_hold" not in told({"confidence_threshold": 0.55, "min_hold": 60})
+
+
+def test_a_no_skill_stop_is_told_by_its_p_value_and_a_bypassed_cycle_its_real_verdict() -> None:
+    from agent_pipeline.store.operations import Operation, OperationStatus, OperationType
+
+    def cycle(status: OperationStatus, error: str | None = None, **meta: Any) -> Operation:
+        now = datetime(2026, 12, 6, tzinfo=UTC)
+        kind = OperationType.AGENT_RESEARCH
+        return Operation("op_x", kind, status, None, now, now, now, now, metadata=meta, error_message=error)
+
+    def no_skill(pvalue: float) -> Operation:
+        reason = f"no_skill (balanced accuracy 51.0% vs chance 50.0%, p = {pvalue})"
+        gate = {"passed": False, "reason": reason, "bypassed": False}
+        training = {"accuracy": 0.9, "balanced_accuracy": 0.51, "chance": 0.5, "skill_pvalue": pvalue}
+        return cycle(OperationStatus.FAILED, f"Training gate failed: {reason}", training_gate=gate,
+                     training_result=training)  # fmt: skip
+
+    # Given two no-skill stops of the same accuracy, one nearly significant
+    near, far = told(no_skill(0.08)), told(no_skill(0.6))
+    # Then the one nearer to skill is told the better value, both below any backtest gate stop
+    assert far[0] < near[0] < POOR + GATE_SPREAD
+    assert near[0] == pytest.approx(POOR + GATE_SPREAD * 0.92) and near[1] == "training gate: no_skill"
+    # And a cycle that completed only because its gates were bypassed is told the stop, not its Sharpe
+    bypassed = cycle(
+        OperationStatus.COMPLETED,
+        training_gate={"passed": True, "reason": "passed", "bypassed": False},
+        backtest_gate={"passed": False, "reason": "win_rate_too_low (0% < 45%)", "bypassed": True},
+        backtest_result={"psr": 1.0, "sharpe_ratio": 3.0, "num_trades": 40, "win_rate": 0.0, "max_drawdown": 0.1},
+    )
+    value, failure = told(bypassed)
+    assert value is not None and value < objective({"sharpe_ratio": -99.0}, 10)
+    assert failure == "backtest gate: win_rate_too_low (bypassed)"
