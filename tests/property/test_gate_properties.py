@@ -81,7 +81,14 @@ def test_each_family_is_reachable() -> None:
             {"accuracy": 0.1, "final_loss": 0.2, "initial_loss": 1.0},
             {"accuracy": 0.9, "final_loss": 0.95, "initial_loss": 1.0},
             {"accuracy": 0.9, "final_loss": 0.7, "initial_loss": 0.75},
-            {"accuracy": 0.9, "final_loss": 0.2, "initial_loss": 1.0, "balanced_accuracy": 0.5, "chance": 0.5, "skill_pvalue": 0.4},
+            {
+                "accuracy": 0.9,
+                "final_loss": 0.2,
+                "initial_loss": 1.0,
+                "balanced_accuracy": 0.5,
+                "chance": 0.5,
+                "skill_pvalue": 0.4,
+            },
             {"final_loss": 0.2},
             {"accuracy": "high"},
         )
