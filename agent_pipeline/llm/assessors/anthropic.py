@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from agent_pipeline.engine.gates import DISCOVERY_DSR
+from agent_pipeline.engine.gates import DISCOVERY_DSR, GATES
 from agent_pipeline.engine.strategy import Strategy, dump_strategy
 from agent_pipeline.errors import AssessmentError
 from agent_pipeline.llm import claude
 from agent_pipeline.llm.assessor import Assessment, AssessmentOutcome, Assessor
+from agent_pipeline.llm.assessors.offline import chance_of, class_count, fold_count
 
 if TYPE_CHECKING:
     from agent_pipeline.config import Settings
@@ -21,9 +23,16 @@ logger = logging.getLogger(__name__)
 
 TOOL_NAME = "submit_assessment"
 SYSTEM_PROMPT = """You assess trading strategies produced by an automated research loop.
-You receive the strategy, its training metrics and its backtest on held-out data (fractions: 0.05 = 5%).
+You receive the strategy, its training metrics and its backtest, both walk-forward: each fold's bars are
+predicted and traded by a model trained only on earlier bars, and the folds are stitched together
+(fractions: 0.05 = 5%). The prompt says how many folds and how many label classes the cycle had.
 Judge whether the strategy has a real edge: compare with buy-and-hold, weigh Sharpe, drawdown, win rate,
-the number of trades and signs of overfitting (validation vs test accuracy).
+the number of trades and signs of overfitting (validation accuracy vs out-of-sample accuracy).
+Judge the model's skill against chance for its own classes: balanced accuracy scores `chance`
+(1 / n_classes: 50% with two classes, 33.3% with three) with no skill, and `skill_pvalue` is the one-sided
+p-value that it beats chance (0.05 or less is skill). Compare accuracy with `baseline_accuracy` (always
+predicting the majority class) and `log_loss` with `prior_log_loss` (predicting the class frequencies).
+A gate that did not pass, or was bypassed, is a failure: say what it said; such a cycle is not a discovery.
 Answer only by calling the `submit_assessment` tool: a verdict (promising, mediocre or poor) and 2-4
 specific strengths, weaknesses and actionable suggestions for the next design, each citing numbers.
 """
@@ -40,10 +49,15 @@ class AnthropicAssessor(Assessor):
         self.client = client or claude.make_client(settings)
 
     def assess(
-        self, *, strategy: Strategy, training_result: dict[str, Any], backtest_result: dict[str, Any]
+        self,
+        *,
+        strategy: Strategy,
+        training_result: dict[str, Any],
+        backtest_result: dict[str, Any],
+        gates: Mapping[str, Mapping[str, Any] | None] | None = None,
     ) -> AssessmentOutcome:
         conversation = claude.Conversation(self.client, model=self.model, system=SYSTEM_PROMPT, tool=assessment_tool())
-        prompt = build_prompt(strategy, training_result, backtest_result)
+        prompt = build_prompt(strategy, training_result, backtest_result, gates)
         try:
             reply = conversation.run(prompt, _validate, max_repairs=self.max_repairs)
         except claude.RepairsExhausted as exc:
@@ -74,19 +88,44 @@ def assessment_tool() -> dict[str, Any]:
     }
 
 
-def build_prompt(strategy: Strategy, training_result: dict[str, Any], backtest_result: dict[str, Any]) -> str:
+def build_prompt(
+    strategy: Strategy,
+    training_result: dict[str, Any],
+    backtest_result: dict[str, Any],
+    gates: Mapping[str, Mapping[str, Any] | None] | None = None,
+) -> str:
+    n_classes = class_count(strategy, training_result)
+    folds = fold_count(strategy, training_result, backtest_result)
+    over = f"{folds} walk-forward folds" if folds else "the walk-forward folds"
     return "\n".join(
         [
             "## Strategy (YAML)",
             dump_strategy(strategy),
-            "## Training result",
+            f"## Training result (out-of-sample over {over}; {n_classes} label classes, chance "
+            f"{chance_of(strategy, training_result):.1%})",
             json.dumps(training_result, indent=1, default=str),
-            "## Backtest result (walk-forward out-of-sample, stitched over the folds)",
+            f"## Backtest result (walk-forward out-of-sample, stitched over {over})",
             json.dumps(backtest_result, indent=1, default=str),
+            "## Gates",
+            _gates_line(gates),
             "## Evidence across trials",
             _evidence_line(backtest_result),
         ]
     )
+
+
+def _gates_line(gates: Mapping[str, Mapping[str, Any] | None] | None) -> str:
+    """Each gate as it was: passed, failed, or bypassed with what it would have said."""
+    lines = []
+    for key, label in GATES:
+        gate = (gates or {}).get(key)
+        if not gate:
+            lines.append(f"{label} gate: not recorded")
+        elif gate.get("bypassed"):
+            lines.append(f"{label} gate: bypassed (--bypass-gates); it would have failed: {gate.get('reason')}")
+        else:
+            lines.append(f"{label} gate: {'passed' if gate.get('passed') else 'failed: ' + str(gate.get('reason'))}")
+    return "\n".join(lines)
 
 
 def _evidence_line(backtest_result: dict[str, Any]) -> str:

@@ -134,3 +134,103 @@ def test_the_deflated_sharpe_and_trial_count_are_weighed():
     outcome = OfflineAssessor().assess(strategy=STRATEGY, training_result=GOOD_TRAINING, backtest_result=found)
     assert outcome.verdict == "promising"
     assert any("Deflated Sharpe 0.97" in s for s in outcome.strengths)
+
+
+# --- True words (issue 23): the text describes the cycle that ran: its folds, its classes and chance, its gates
+
+
+def four_folds(**figures: float) -> dict:
+    """A walk-forward backtest over four folds, as the backtest phase records it."""
+    folds = [{"fold": k, "total_return": 0.01} for k in range(1, 5)]
+    return {**GOOD_BACKTEST, **figures, "folds": folds}
+
+
+def words(outcome) -> str:
+    return " | ".join([*outcome.strengths, *outcome.weaknesses, *outcome.suggestions])
+
+
+TWO_CLASS_STRATEGY = STRATEGY.model_copy(update={"labels": STRATEGY.labels.model_copy(update={"hold": False})})
+# The demo's two-class model of issue 23: worse than a coin and than always saying "up"
+COIN = {
+    "accuracy": 0.493, "baseline_accuracy": 0.563, "balanced_accuracy": 0.494, "log_loss": 0.829,
+    "prior_log_loss": 0.692, "n_classes": 2, "chance": 0.5, "skill_pvalue": 0.62,
+}  # fmt: skip
+PASSED = {"passed": True, "reason": "passed", "bypassed": False}
+
+
+def test_a_two_class_cycle_without_skill_is_judged_against_chance_of_50_percent_never_33() -> None:
+    outcome = OfflineAssessor().assess(strategy=TWO_CLASS_STRATEGY, training_result=COIN, backtest_result=four_folds())
+    assert "No skill over 4 walk-forward folds: balanced accuracy 49.4% vs chance 50% for 2 classes, p = 0.62" in (
+        outcome.weaknesses
+    )
+    assert "33" not in words(outcome) and "three classes" not in words(outcome)
+
+
+def test_a_two_class_row_older_than_its_chance_takes_its_classes_from_the_labels() -> None:
+    # Given a result recorded before n_classes and skill_pvalue existed, on a strategy whose labels have no HOLD
+    old = {"accuracy": 0.52, "balanced_accuracy": 0.52}
+    outcome = OfflineAssessor().assess(strategy=TWO_CLASS_STRATEGY, training_result=old, backtest_result={})
+    # Then 52% is no skill: it is within a few points of a coin, although it is far above 1/3
+    assert any(w.startswith("No skill") and "chance 50% for 2 classes" in w for w in outcome.weaknesses)
+
+
+def test_a_three_class_cycle_with_a_small_p_value_shows_skill_against_chance_of_a_third() -> None:
+    skilled = {"accuracy": 0.47, "balanced_accuracy": 0.41, "n_classes": 3, "chance": 1 / 3, "skill_pvalue": 0.004}
+    outcome = OfflineAssessor().assess(strategy=STRATEGY, training_result=skilled, backtest_result=four_folds())
+    assert (
+        "Out-of-sample skill over 4 walk-forward folds: balanced accuracy 41% vs chance 33.3% for 3 classes, "
+        "p = 0.004" in outcome.strengths
+    )
+
+
+def test_the_p_value_decides_skill_not_the_distance_from_chance() -> None:
+    far_but_noisy = {"balanced_accuracy": 0.60, "n_classes": 2, "chance": 0.5, "skill_pvalue": 0.2}
+    outcome = OfflineAssessor().assess(strategy=TWO_CLASS_STRATEGY, training_result=far_but_noisy, backtest_result={})
+    assert any(w.startswith("No skill") and "p = 0.2" in w for w in outcome.weaknesses)
+
+
+def test_the_generic_text_names_the_folds_the_cycle_ran_never_a_single_held_out_period() -> None:
+    outcome = assess({}, {"folds": four_folds()["folds"]})
+    text = words(outcome)
+    assert "over 4 walk-forward folds" in text and "All of its 4 out-of-sample folds" in text
+    assert "single held-out period" not in text
+
+
+def test_a_bypassed_gate_is_named_with_what_it_would_have_said_and_caps_the_verdict() -> None:
+    # Given strong figures from a cycle run with --bypass-gates whose backtest gate would have stopped it
+    bypassed = {"passed": False, "reason": "win_rate_too_low (0% < 45%)", "bypassed": True}
+    gates = {"training_gate": PASSED, "backtest_gate": bypassed}
+    found = four_folds(deflated_sharpe=0.99, trials=3)
+    outcome = OfflineAssessor().assess(
+        strategy=STRATEGY, training_result=GOOD_TRAINING, backtest_result=found, gates=gates
+    )
+    # Then the gate is the first weakness, the verdict is not promising, and nothing says the gates passed
+    assert outcome.weaknesses[0] == (
+        "The backtest gate was bypassed: it would have failed (win_rate_too_low (0% < 45%)), so this cycle is not a"
+        " discovery"
+    )
+    assert outcome.verdict != "promising"
+    assert "Passed the training and backtest gates" not in words(outcome)
+
+
+def test_gates_that_passed_are_said_to_have_passed() -> None:
+    gates = {"training_gate": PASSED, "backtest_gate": PASSED}
+    outcome = OfflineAssessor().assess(strategy=STRATEGY, training_result={}, backtest_result={}, gates=gates)
+    assert "Passed the training and backtest gates" in outcome.strengths
+
+
+def test_the_whipsaw_advice_quotes_the_cycles_own_lookahead_not_the_generators_window() -> None:
+    # Given a strategy whose labels look 7 bars ahead, trading 40 trades over 800 bars half the time (10 bars each)
+    labels = STRATEGY.labels.model_copy(update={"lookahead": 7})
+    strategy = STRATEGY.model_copy(update={"labels": labels})
+    losing = {**BAD_BACKTEST, "num_trades": 40, "exposure": 0.5, "n_bars": 800}
+    (advice,) = [s for s in assess_with(strategy, losing).suggestions if "confidence_threshold" in s]
+    assert "up to the 7 bars the labels look ahead" in advice and "10-20" not in advice
+    # Trades shorter than the look-ahead are quoted with their own length
+    short = {**losing, "num_trades": 200}
+    (advice,) = [s for s in assess_with(strategy, short).suggestions if "confidence_threshold" in s]
+    assert advice.endswith("its trades last 2.0 bars on average")
+
+
+def assess_with(strategy, backtest: dict):
+    return OfflineAssessor().assess(strategy=strategy, training_result={}, backtest_result=backtest)
