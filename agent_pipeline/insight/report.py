@@ -2,7 +2,8 @@
 
 `write_plots` draws what the cycle has produced so far (each plot is skipped when its data is absent):
 - `training_curves.png`: loss and accuracy per epoch, one panel per walk-forward fold and the final model;
-- `fold_metrics.png`: out-of-sample accuracy and balanced accuracy per fold against the majority baseline;
+- `fold_metrics.png`: out-of-sample accuracy and balanced accuracy per fold against the majority baseline and
+  chance for the classes the out-of-sample labels hold (1/2 for two classes, 1/3 for three);
 - `walk_forward.png`: the price with each fold's training span and out-of-sample window;
 - `equity.png`: out-of-sample equity against buy-and-hold, with the fold boundaries;
 - `drawdown.png`: the strategy's drawdown (and buy-and-hold's, faint);
@@ -164,10 +165,19 @@ def _draw_training(summary: dict[str, Any], path: Path) -> bool:
 
 
 def _draw_fold_metrics(summary: dict[str, Any], path: Path) -> bool:
-    """Out-of-sample accuracy and balanced accuracy per fold, against the majority-class baseline and chance."""
+    figure = fold_metrics_figure(summary)
+    if figure is None:
+        return False
+    figure.savefig(path)
+    return True
+
+
+def fold_metrics_figure(summary: dict[str, Any]) -> Figure | None:
+    """Out-of-sample accuracy and balanced accuracy per fold, against the majority-class baseline and chance for
+    the training's classes; None without fold metrics."""
     folds = [f for f in summary.get("folds") or [] if isinstance(f.get("accuracy"), int | float)]
     if not folds:
-        return False
+        return None
     figure, axes = _figure()
     ax = axes[0][0]
     positions = range(len(folds))
@@ -175,14 +185,26 @@ def _draw_fold_metrics(summary: dict[str, Any], path: Path) -> bool:
     for offset, (key, label) in enumerate(bars):
         values = [float(f.get(key) or 0.0) for f in folds]
         ax.bar([p + (offset - 1) * 0.27 for p in positions], values, width=0.27, label=label)
-    classes = len((summary.get("class_distribution") or {}).get("train") or {}) or 3
-    ax.axhline(1 / classes, color="grey", linestyle="--", linewidth=1, label=f"chance (1/{classes})")
+    classes = class_count(summary)
+    if classes:
+        ax.axhline(1 / classes, color="grey", linestyle="--", linewidth=1, label=f"chance (1/{classes})")
     ax.set_xticks(list(positions), [f"fold {f.get('fold')}" for f in folds])
     ax.set_ylim(0, 1)
-    ax.set_title("Walk-forward out-of-sample classification per fold")
+    kinds = f", {classes} classes" if classes else ""
+    ax.set_title(f"Walk-forward out-of-sample classification per fold ({len(folds)} folds{kinds})")
     ax.legend(fontsize=8, ncols=4)
-    figure.savefig(path)
-    return True
+    return figure
+
+
+def class_count(summary: dict[str, Any]) -> int | None:
+    """The label classes a training's out-of-sample rows hold: its `n_classes` (issue 23), else the classes its
+    final model saw at all; the class distribution always lists all three, a HOLD of 0 included."""
+    recorded = summary.get("n_classes")
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1:
+        return recorded
+    splits = (summary.get("class_distribution") or {}).values()
+    seen = {name for split in splits if isinstance(split, dict) for name, count in split.items() if count}
+    return len(seen) or None
 
 
 def _series(cycle: Operation) -> dict[str, Any]:

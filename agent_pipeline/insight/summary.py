@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from agent_pipeline.engine.gates import DISCOVERY_DSR
+from agent_pipeline.engine.gates import DISCOVERY_DSR, GATES, bypassed_gates, format_p
+from agent_pipeline.errors import KtrdrError
 from agent_pipeline.store.operations import Operation
+
+if TYPE_CHECKING:
+    from agent_pipeline.engine.strategy import Strategy
 
 
 def pct(value: Any) -> str:
@@ -48,13 +53,18 @@ def blocked_edge_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def gate_row(meta: dict[str, Any], key: str, label: str) -> list[tuple[str, str]]:
-    """`passed`, `failed: <reason>` or `bypassed: <reason>` for one gate, if it ran."""
+    """`passed`, `failed: <reason>` or `bypassed: <what it would have said>` for one gate, if it ran.
+
+    A bypassed gate is never shown as passed: `--bypass-gates` let the cycle go on, not its figures pass (issue 23).
+    """
     gate = meta.get(key)
     if not gate:
         return []
+    if gate.get("bypassed"):
+        return [(label, f"bypassed: {gate.get('reason')}")]
     if gate.get("passed"):
         return [(label, "passed")]
-    return [(label, f"{'bypassed' if gate.get('bypassed') else 'failed'}: {gate.get('reason')}")]
+    return [(label, f"failed: {gate.get('reason')}")]
 
 
 def fold_line(fold: dict[str, Any]) -> str:
@@ -69,16 +79,120 @@ def lockbox_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """The lockbox line: shown to people, never fed to the loop."""
     if "lockbox" not in summary:
         return []
-    rows = [("Discovery", "yes" if summary.get("discovery") else f"no (deflated Sharpe below {DISCOVERY_DSR})")]
     box = summary["lockbox"] or {}
     if "error" in box:
-        return [*rows, ("Lockbox", str(box["error"]))]
+        return [("Lockbox", str(box["error"]))]
     text = (
         f"lockbox (never seen by the loop) {box.get('start', '-')} to {box.get('end', '-')}: return "
         f"{pct(box.get('total_return'))} vs buy-and-hold {pct(box.get('buy_and_hold_return'))}, Sharpe "
         f"{num(box.get('sharpe_ratio'), 2)}, {plural(box.get('num_trades'), 'trade')}"
     )
-    return [*rows, ("Lockbox", text)]
+    return [("Lockbox", text)]
+
+
+def discovery_rows(meta: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """`yes`, or `no` and why not, for a cycle that finished or that a gate stopped."""
+    stopped = [key for key, _ in GATES if _stopped(meta.get(key))]
+    if not stopped and "lockbox" not in summary and "discovery" not in summary:
+        return []
+    return [("Discovery", discovery_text(meta, summary))]
+
+
+def discovery_text(meta: dict[str, Any], summary: dict[str, Any]) -> str:
+    """A discovery completed with both gates passed, not bypassed, and a deflated Sharpe of DISCOVERY_DSR or more
+    over the series' current trials (issue 23); an older row's `discovery` flag is not trusted past its gates."""
+    stopped = [label.lower() for key, label in GATES if _stopped(meta.get(key))]
+    if stopped:
+        return f"no (the {stopped[0]} gate stopped it)"
+    bypassed = [label.lower() for label, _ in bypassed_gates(meta)]
+    if bypassed:
+        gates = " and the ".join(bypassed)
+        return f"no (gates bypassed: the {gates} gate{'s' if len(bypassed) > 1 else ''} would have stopped it)"
+    dsr = (meta.get("backtest_result") or {}).get("deflated_sharpe")
+    current = f"deflated Sharpe over the series' current trials {{}} {DISCOVERY_DSR}"
+    if summary.get("discovery"):
+        return f"yes (both gates passed, {current.format('at least')}; {num(dsr, 2)} when it ran)"
+    if summary.get("discovery_at_run"):
+        return f"no (flagged when it ran, then withdrawn: {current.format('below')})"
+    if isinstance(dsr, int | float) and dsr < DISCOVERY_DSR:
+        return f"no (deflated Sharpe {num(dsr, 2)} below {DISCOVERY_DSR})"
+    return f"no ({current.format('below')})"
+
+
+def _stopped(gate: dict[str, Any] | None) -> bool:
+    """A gate that failed and was not bypassed: it ended the cycle."""
+    if not gate:
+        return False
+    return not gate.get("passed") and not gate.get("bypassed")
+
+
+def training_text(meta: dict[str, Any], training: dict[str, Any]) -> str:
+    """Walk-forward accuracy against the majority class, balanced accuracy against chance for the cycle's
+    classes with the skill p-value, log loss against the prior's, and the final model's training."""
+    folds = fold_count(meta)
+    over = f" over {plural(folds, 'walk-forward fold')}" if folds else ""
+    return (
+        f"walk-forward accuracy {pct(training.get('accuracy'))} (majority class "
+        f"{pct(training.get('baseline_accuracy'))}){over}, balanced accuracy {pct(training.get('balanced_accuracy'))}"
+        f"{chance_text(meta, training)}, macro F1 {num(training.get('macro_f1'), 2)}, log loss "
+        f"{num(training.get('log_loss'))} vs the prior's {num(training.get('prior_log_loss'))}; final model loss "
+        f"{num(training.get('initial_loss'))} -> {num(training.get('final_loss'))}, "
+        f"{training.get('epochs_run', '-')} epochs on {training.get('device', '-')}"
+    )
+
+
+def chance_text(meta: dict[str, Any], training: dict[str, Any]) -> str:
+    """` (chance 50.0% for 2 classes, p = 0.41)`; empty when the cycle's classes cannot be known."""
+    classes = class_count(meta, training)
+    chance = training.get("chance")
+    if not isinstance(chance, int | float):
+        if classes is None:
+            return ""
+        chance = 1.0 / classes
+    pvalue = training.get("skill_pvalue")
+    skill = f", p = {format_p(float(pvalue))}" if isinstance(pvalue, int | float) else ""
+    return f" (chance {pct(chance)}{f' for {classes} classes' if classes else ''}{skill})"
+
+
+def class_count(meta: dict[str, Any], training: dict[str, Any]) -> int | None:
+    """The label classes of the cycle's out-of-sample rows: recorded since issue 23; for older rows, two when
+    the strategy's labels have no HOLD class and three otherwise; None when its strategy file is gone."""
+    recorded = training.get("n_classes")
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1:
+        return recorded
+    strategy = _strategy(meta)
+    if strategy is None:
+        return None
+    return 3 if strategy.labels.hold else 2
+
+
+def fold_count(meta: dict[str, Any]) -> int | None:
+    """How many walk-forward folds the cycle was evaluated on: as its training or backtest recorded them, else
+    its strategy's `evaluation.folds`, else the cycle's evaluation settings (which a strategy may override)."""
+    training, backtest = meta.get("training_result") or {}, meta.get("backtest_result") or {}
+    recorded = (training.get("walk_forward") or {}).get("folds")
+    if isinstance(recorded, int):
+        return recorded
+    if isinstance(backtest.get("folds"), list) and backtest["folds"]:
+        return len(backtest["folds"])
+    strategy = _strategy(meta)
+    if strategy is not None and strategy.evaluation.folds:
+        return strategy.evaluation.folds
+    folds = (meta.get("evaluation") or {}).get("folds")
+    return folds if isinstance(folds, int) else None
+
+
+def _strategy(meta: dict[str, Any]) -> Strategy | None:
+    """The cycle's strategy from its file on this host, for rows that predate a figure; None if it is gone."""
+    path = Path(str(meta.get("strategy_path") or ""))
+    if not path.is_file():
+        return None
+    from agent_pipeline.engine.strategy import load_strategy  # lazy: start-up cost (pydantic models, YAML)
+
+    try:
+        return load_strategy(path)
+    except (KtrdrError, OSError, ValueError):
+        return None
 
 
 def report_rows(operation: Operation) -> list[tuple[str, str]]:
@@ -87,15 +201,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
     rows = [("Strategy", f"{meta.get('strategy_name') or '-'}  (designer: {meta.get('designer') or '-'})")]
     training = meta.get("training_result")
     if training:
-        rows.append((
-            "Training",
-            f"walk-forward accuracy {pct(training.get('accuracy'))} (majority class "
-            f"{pct(training.get('baseline_accuracy'))}), balanced accuracy {pct(training.get('balanced_accuracy'))} "
-            f"(chance 33.3%), macro F1 {num(training.get('macro_f1'), 2)}, log-loss {num(training.get('log_loss'))} "
-            f"vs prior {num(training.get('prior_log_loss'))}; final model loss {num(training.get('initial_loss'))} "
-            f"-> {num(training.get('final_loss'))}, {training.get('epochs_run', '-')} epochs on "
-            f"{training.get('device', '-')}",
-        ))  # fmt: skip
+        rows.append(("Training", training_text(meta, training)))
     rows += gate_row(meta, "training_gate", "Training gate")
     backtest = meta.get("backtest_result")
     if backtest:
@@ -123,6 +229,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
         rows.append(("Assessment", str(assessment.get("verdict"))))
         for key in ("strengths", "weaknesses", "suggestions"):
             rows.append((f"  {key}", "\n".join(f"- {item}" for item in assessment.get(key) or [])))
+    rows += discovery_rows(meta, operation.result_summary or {})
     rows += lockbox_rows(operation.result_summary or {})
     if operation.error_message:
         rows.append(("Error", operation.error_message))

@@ -110,3 +110,29 @@ def test_api_import_loads_no_matplotlib_or_torch() -> None:
     code = f"import sys, agent_pipeline.api.app; print('LOADED', [m for m in {modules} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_report_page_tells_a_two_class_bypassed_cycle_as_it_ran(store: OperationsStore, tmp_path: Path) -> None:
+    from agent_pipeline.api.app import app
+
+    # Given a two-class cycle over 2 folds, run with --bypass-gates, whose backtest gate would have stopped it
+    cycle_id = cycle_with_artifacts(store, tmp_path / "bt", backtest=False)
+    training = {"accuracy": 0.493, "baseline_accuracy": 0.563, "balanced_accuracy": 0.489, "log_loss": 0.829}
+    training |= {"prior_log_loss": 0.692, "n_classes": 2, "chance": 0.5, "skill_pvalue": 0.41}
+    store.merge_metadata(
+        cycle_id,
+        {
+            "training_result": training,
+            "evaluation": {"folds": 2, "lockbox_fraction": 0.2},
+            "training_gate": {"passed": True, "reason": "passed", "bypassed": False},
+            "backtest_gate": {"passed": False, "reason": "win_rate_too_low (0% < 45%)", "bypassed": True},
+        },
+    )
+    # When its report page is read
+    with TestClient(app) as client:
+        page = client.get(f"/api/v1/agent/cycles/{cycle_id}/report").text
+    # Then it tells the folds, the classes and chance for them, and the gate as it was
+    assert "over 2 walk-forward folds" in page and "(chance 50.0% for 2 classes, p = 0.41)" in page
+    assert "33.3%" not in page
+    assert "<th>Backtest gate</th><td><pre>bypassed: win_rate_too_low (0% &lt; 45%)</pre>" in page
+    assert "no (gates bypassed: the backtest gate would have stopped it)" in page
