@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/bench_gpu.py [--epochs 30] [--folds 4]
 Where CUDA is present, trains the bundled example's walk-forward plan (K folds + final model together) on the GPU,
 once to warm up and once measured. The GPU's share is the time its kernels kept it busy: a CUDA event pair around
 each epoch's work cannot see idle gaps, so the share is the profiler's summed device kernel time over the wall time.
-Without CUDA it says so and exits 0.
+Without CUDA it says so, writes nothing and exits 0.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 import torch
+from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # bench/results_meta.py
 
 from agent_pipeline.engine import research
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "eurusd_rsi_atr.yaml"
+LOCKBOX_FRACTION = 0.2  # the product's default
 
 
 def strategy_file(folder: Path, epochs: int) -> Path:
@@ -41,11 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--folds", type=int, default=4)
+    add_options(parser, RESULTS_DIR / "gpu.json")
     args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)
     if not torch.cuda.is_available():
         print("gpu: no CUDA device here; nothing to measure")
         sys.exit(0)
-    evaluation = research.Evaluation(lockbox_fraction=0.2, folds=args.folds)
+    evaluation = research.Evaluation(lockbox_fraction=LOCKBOX_FRACTION, folds=args.folds)
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -73,6 +77,11 @@ def main() -> None:
         f"GPU busy {busy:.2f} s = {busy / wall:.0%} of the profiled wall, "
         f"peak device memory {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB"
     )
+    record = {"device": torch.cuda.get_device_name(), "epochs": args.epochs, "wall_s": plain, "profiled_wall_s": wall}
+    peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    record |= {"gpu_busy_s": busy, "gpu_busy_share": busy / wall, "peak_device_mib": peak_mib}
+    note = "no research cycle: trains the example strategy's walk-forward models only"
+    write(args.results, record, cycles=None, cycles_note=note, folds=args.folds, lockbox_fraction=LOCKBOX_FRACTION)
 
 
 if __name__ == "__main__":
