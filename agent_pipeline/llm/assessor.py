@@ -10,6 +10,7 @@ import abc
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -70,9 +71,15 @@ class Assessor(abc.ABC):
 
     @abc.abstractmethod
     def assess(
-        self, *, strategy: Strategy, training_result: dict[str, Any], backtest_result: dict[str, Any]
+        self,
+        *,
+        strategy: Strategy,
+        training_result: dict[str, Any],
+        backtest_result: dict[str, Any],
+        gates: Mapping[str, Mapping[str, Any] | None] | None = None,
     ) -> AssessmentOutcome:
-        """Judge the results.
+        """Judge the results; `gates` maps `training_gate` / `backtest_gate` to what each recorded (passed,
+        reason, bypassed), so a bypassed gate is judged as the stop it would have been.
 
         Raises:
             AssessmentError: no valid assessment within the repair budget (Anthropic assessor).

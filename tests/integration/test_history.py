@@ -173,6 +173,13 @@ def test_a_bypassed_cycle_is_never_passed_nor_a_discovery_whatever_its_sharpe(st
     assert evidence.discoveries == [] and evidence.best[0].outcome == "bypassed"
     result = CliRunner().invoke(cli, ["agent", "history"], prog_name="ktrdr")
     assert "bypassed" in result.stdout and "passed" not in result.stdout.replace("bypassed", "")
+    from agent_pipeline.api.app import app
+
+    with TestClient(app) as client:
+        (api_row,) = client.get("/api/v1/agent/history").json()["data"]
+        assert (api_row["outcome"], api_row["discovery"]) == ("bypassed", False)
+        (recent,) = client.get("/api/v1/agent/overview").json()["recent"]
+        assert recent["outcome"] == "bypassed"
 
 
 def test_a_discovery_over_few_trials_is_withdrawn_when_its_series_grows(store: OperationsStore) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_pipeline.engine.gates import GATES
 from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
@@ -50,6 +51,7 @@ def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
         strategy=load_strategy(strategy_path),
         training_result=meta.get("training_result") or {},
         backtest_result=meta.get("backtest_result") or {},
+        gates={key: meta.get(key) for key, _ in GATES},
     )
     path = strategy_path.with_name(f"{strategy_path.stem}.assessment.json")
     save_assessment(outcome, path)

@@ -39,7 +39,7 @@ WAITING_STATES = frozenset({states.PENDING, states.RETRY, REQUEUED})
 TRAINING_RESULT_KEYS = (
     "accuracy", "final_loss", "initial_loss", "val_accuracy", "val_loss", "epochs_run", "n_parameters", "device",
     "balanced_accuracy", "macro_f1", "baseline_accuracy", "log_loss", "prior_log_loss", "log_loss_skill",
-    "n_classes", "chance", "skill_pvalue", "skill_block",
+    "n_classes", "chance", "skill_pvalue", "skill_block", "walk_forward",
 )  # fmt: skip
 
 
