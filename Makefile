@@ -6,7 +6,7 @@ TORCH_PIN := torch==2.13.0
 # Test processes (pytest-xdist): files are spread over them, each file's tests stay in one (their shared stacks).
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-fast lint format bench bench-research bench-power clean
+.PHONY: venv demo test test-fast lint format bench bench-research bench-power bench-skill-gate clean
 
 $(BIN)/ktrdr: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-research: venv
 # The loop's power on planted edges against random search, and its false discoveries on noise (issue 14; long).
 bench-power: venv
 	$(BIN)/python bench/bench_power.py
+
+# The training gate against chance: 20 random walks and the planted edges, one walk-forward training each (issue 23).
+bench-skill-gate: venv
+	$(BIN)/python bench/bench_skill_gate.py
 
 clean:
 	rm -rf $(VENV) .ktrdr .pytest_cache .mypy_cache .ruff_cache
