@@ -1,12 +1,15 @@
 """Why the loop misses planted edges: one figure per suspect (issue 14).
 
-Run: .venv/bin/python bench/probe_power.py [--seed 1] [--strength 1.5]
+Run: .venv/bin/python bench/probe_power.py [--seed 1] [--strength 1.5] [--only trend] [--min-holds 1,5,10,20]
+                                           [--results bench/results/probe_<name>.json] [--keep-gate-env]
 
 For a trend and a reversal series of the given strength, a handful of hand-made strategies go through the real
 engine (walk-forward training of 4 folds and the final model, stitched out-of-sample backtest with the default
 costs), each changing one suspect: the feature's horizon, the labels' horizon and HOLD class, the costs, and on the
 trend the confidence threshold (a hysteresis). It prints the training gate's figures, the walk-forward Sharpe,
-trades and win rate, and the planted rule's Sharpe (gross) on the research period.
+trades and win rate, and the planted rule's Sharpe (gross) on the research period. Rows go to stdout as JSON
+lines; `--results` also writes them, stamped with their provenance (bench/results_meta.py), to one JSON file.
+Gate variables in the caller's environment are dropped unless `--keep-gate-env`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +32,12 @@ from agent_pipeline.engine.features import PRIMARY
 from agent_pipeline.engine.gates import check_training_gate
 from agent_pipeline.engine.synth import write_synth
 from agent_pipeline.llm.space import fuzzy_sets, research_bars, volatility
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_meta import reset_gate_env, stamp  # noqa: E402 - the bench folder, added above
+
+# The probe's evaluation: the engine's defaults, fixed here so a row does not move with the caller's settings.
+FOLDS, LOCKBOX_FRACTION = 4, 0.2
 
 
 def document(
@@ -73,7 +83,7 @@ def document(
 def probe(folder: Path, data_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
     path = folder / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))
-    evaluation = research.Evaluation(lockbox_fraction=0.2, folds=4)
+    evaluation = research.Evaluation(lockbox_fraction=LOCKBOX_FRACTION, folds=FOLDS)
     model_dir = folder / "models" / doc["name"]
     training = research.train_walk_forward(path, model_dir=model_dir, evaluation=evaluation, data_dir=data_dir)
     backtest = research.backtest_walk_forward(
@@ -99,7 +109,7 @@ def probe(folder: Path, data_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
 
 def probe_holds(folder: Path, data_dir: Path, doc: dict[str, Any], holds: str) -> list[dict[str, Any]]:
     """One walk-forward training of `doc`, backtested at confidence 0.5 and 0.55 and each minimum hold."""
-    evaluation = research.Evaluation(lockbox_fraction=0.2, folds=4)
+    evaluation = research.Evaluation(lockbox_fraction=LOCKBOX_FRACTION, folds=FOLDS)
     path = folder / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))
     training = research.train_walk_forward(
@@ -133,7 +143,10 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=1.5)
     parser.add_argument("--only", default="")
     parser.add_argument("--min-holds", default="", help="With --only trend: only the hysteresis rows, at these holds.")
+    parser.add_argument("--results", type=Path, help="Also write the rows, stamped, to this JSON file.")
+    parser.add_argument("--keep-gate-env", action="store_true", help="Keep TRAINING_GATE_*/BACKTEST_GATE_* set.")
     args = parser.parse_args()
+    reset_gate_env(keep=args.keep_gate_env)
     torch.set_num_threads(1)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,6 +178,7 @@ def main() -> None:
                         for row in probe_holds(folder, data_dir, doc, args.min_holds):
                             row = {"kind": kind, "rule_sharpe": round(info.research_sharpe, 2), **row}
                             print(json.dumps(row), flush=True)
+                            results.append(row)
                 continue
             if kind == "trend":  # the confidence threshold as a hysteresis: a bar under it keeps its position
                 docs += [
@@ -176,6 +190,11 @@ def main() -> None:
                 row = {"kind": kind, "rule_sharpe": round(info.research_sharpe, 2), **probe(folder, data_dir, doc)}
                 print(json.dumps(row), flush=True)
                 results.append(row)
+    if args.results:
+        note = "a probe: hand-made strategies trained and backtested once each through the engine; no research cycle"
+        record = stamp({"rows": results}, cycles=None, folds=FOLDS, lockbox_fraction=LOCKBOX_FRACTION,
+                       cycles_note=note, seed=args.seed, strength=args.strength)  # fmt: skip
+        args.results.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
