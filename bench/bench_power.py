@@ -2,7 +2,7 @@
 
 Run: make bench-power, or
      .venv/bin/python bench/bench_power.py [--cycles 20] [--tuning-seeds 1,2,3] [--held-out-seeds 101,...,105]
-                                           [--strengths 1.0,1.5,2.0] [--trend-strengths 1.0,1.5,2.0]
+                                           [--strengths 1.5,2.0] [--trend-strengths 1.5,2.0]
                                            [--random-strengths ""] [--arms ...] [--jobs 2] [--keep-gate-env]
      .venv/bin/python bench/bench_power.py --table   # re-render the tables from the results file
 
@@ -252,8 +252,8 @@ def main() -> None:
     parser.add_argument("--tuning-seeds", default="1,2,3", help="Seeds the space was tuned on (the side column).")
     parser.add_argument("--held-out-seeds", default="101,102,103,104,105", help="Seeds kept back (the table).")
     parser.add_argument("--min-held-out", type=int, default=5, help=argparse.SUPPRESS)
-    parser.add_argument("--strengths", default="1.0,1.5,2.0", help="Reversal strengths (Optuna designer).")
-    parser.add_argument("--trend-strengths", default="1.0,1.5,2.0", help="Trend strengths (Optuna designer).")
+    parser.add_argument("--strengths", default="1.5,2.0", help="Reversal strengths (Optuna designer).")
+    parser.add_argument("--trend-strengths", default="1.5,2.0", help="Trend strengths (Optuna designer).")
     parser.add_argument("--random-strengths", default="", help="Reversal strengths for random search.")
     parser.add_argument("--random-trend-strengths", default="", help="Trend strengths for random search.")
     parser.add_argument("--arms", default="", help="Comma-separated subset of the arms (default: all).")
