@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import secrets
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from agent_pipeline.api.deps import SettingsDep, StoreDep, announce_open_api, app_store, require_token
 from agent_pipeline.api.routes import calibration, evidence, history, metrics, overview, reports
 from agent_pipeline.api.routes.contract import MAX_OFFSET, complete_contract, responses, status_of
-from agent_pipeline.api.ui import pages as dashboard
+from agent_pipeline.api.ui import dashboard
 from agent_pipeline.config import get_settings
 from agent_pipeline.errors import BudgetExhaustedError, CapacityError, KtrdrError
 from agent_pipeline.pipeline import cycle
 from agent_pipeline.pipeline.context import CycleOptions
-from agent_pipeline.store.operations import MAX_LIST_LIMIT, OperationStatus, OperationType, get_store
+from agent_pipeline.store.operations import MAX_LIST_LIMIT, OperationStatus, OperationType
 
 
 class TriggerRequest(CycleOptions):
@@ -77,35 +77,16 @@ class OperationsPage(BaseModel):
 
 
 @asynccontextmanager
-async def _lifespan(_app: FastAPI) -> Any:
-    get_store().upgrade()  # the API brings the schema up at start, like the workers
+async def _lifespan(app: FastAPI) -> Any:
+    app_store(app).upgrade()  # the API brings the schema up at start, like the workers
     cycle.chain_tasks()  # and imports the chain's tasks, so no trigger pays for them
+    announce_open_api(get_settings())
     yield
-
-
-def require_token(authorization: str | None = Header(default=None)) -> None:
-    """When KTRDR_API_TOKEN is set, every endpoint but /health wants `Authorization: Bearer <token>`."""
-    token = get_settings().api_token
-    if token is None:
-        return
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise _HTTPError(401, "missing or wrong API token")
-
-
-class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        self.status, self.message, self.extra = status, message, extra
 
 
 app = FastAPI(title="ktrdr agent pipeline", version="0.1.0", lifespan=_lifespan)
 api = Depends(require_token)
 complete_contract(app)  # 401 / 422 / 503 on every route, Allow on 405
-
-
-@app.exception_handler(_HTTPError)
-async def _http_error(_request: Request, exc: _HTTPError) -> JSONResponse:
-    return JSONResponse({"success": False, "error": exc.message, **exc.extra}, status_code=exc.status)
 
 
 @app.exception_handler(KtrdrError)
@@ -121,8 +102,8 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 @app.get("/api/v1/health")
-def health() -> Health:
-    get_store().ping()
+def health(store: StoreDep) -> Health:
+    store.ping()
     return Health()
 
 
@@ -133,10 +114,10 @@ def health() -> Health:
     response_model=TriggerAccepted,
     responses=responses(400, 409, 429, _409=TriggerRefused, _429=TriggerRefused),
 )
-def trigger(body: TriggerRequest | None = None) -> JSONResponse:
+def trigger(store: StoreDep, body: TriggerRequest | None = None) -> JSONResponse:
     options = body or TriggerRequest()
     try:
-        operation = cycle.trigger(options)
+        operation = cycle.trigger(options, store=store)
     except (CapacityError, BudgetExhaustedError) as exc:
         status = 409 if isinstance(exc, CapacityError) else 429
         return JSONResponse({"triggered": False, "reason": exc.reason, "message": str(exc)}, status_code=status)
@@ -147,25 +128,26 @@ def trigger(body: TriggerRequest | None = None) -> JSONResponse:
 
 
 @app.get("/api/v1/agent/status", dependencies=[api])
-def agent_status() -> cycle.ActiveStatus | cycle.IdleStatus:
-    return cycle.status()
+def agent_status(store: StoreDep) -> cycle.ActiveStatus | cycle.IdleStatus:
+    return cycle.status(store)  # a read only: the worker's timer and the trigger fail stale rows (issue 26)
 
 
 @app.delete("/api/v1/agent/cancel", dependencies=[api], responses=responses(404, 409))
-def agent_cancel() -> CancelAnswer:
-    operation = cycle.cancel()
+def agent_cancel(store: StoreDep) -> CancelAnswer:
+    operation = cycle.cancel(store=store)
     return CancelAnswer(operation_id=operation.operation_id, status=operation.status.value)
 
 
 @app.get("/api/v1/agent/budget", dependencies=[api])
-def agent_budget() -> Budget:
-    budget = get_settings().daily_budget_usd
-    spent = cycle.spent_today()
+def agent_budget(store: StoreDep, settings: SettingsDep) -> Budget:
+    budget = settings.daily_budget_usd
+    spent = cycle.spent_today(store)
     return Budget(spent_usd=round(spent, 6), budget_usd=budget, remaining_usd=round(max(0.0, budget - spent), 6))
 
 
 @app.get("/api/v1/operations", dependencies=[api], response_model=OperationsPage, response_model_exclude_unset=True)
 def list_operations(
+    store: StoreDep,
     type: OperationType | None = None,  # noqa: A002 - the user's query parameter name
     status: OperationStatus | None = None,
     parent: str | None = None,
@@ -173,7 +155,6 @@ def list_operations(
     offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     total: bool = False,
 ) -> dict[str, Any]:
-    store = get_store()
     rows = store.list(operation_type=type, status=status, parent_operation_id=parent, limit=limit, offset=offset)
     body: dict[str, Any] = {
         "success": True,
@@ -187,13 +168,13 @@ def list_operations(
 
 
 @app.get("/api/v1/operations/{operation_id}", dependencies=[api], responses=responses(404))
-def get_operation(operation_id: str) -> OperationAnswer:
-    return OperationAnswer(data=get_store().get(operation_id).to_dict())
+def get_operation(operation_id: str, store: StoreDep) -> OperationAnswer:
+    return OperationAnswer(data=store.get(operation_id).to_dict())
 
 
 @app.delete("/api/v1/operations/{operation_id}", dependencies=[api], responses=responses(404, 409))
-def cancel_operation(operation_id: str) -> OperationAnswer:
-    operation = cycle.cancel(operation_id)
+def cancel_operation(operation_id: str, store: StoreDep) -> OperationAnswer:
+    operation = cycle.cancel(operation_id, store=store)
     return OperationAnswer(data=operation.to_dict())
 
 

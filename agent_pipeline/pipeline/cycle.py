@@ -193,11 +193,12 @@ class ActiveStatus(BaseModel):
     designer: str | None
 
 
-def status(store: OperationsStore | None = None, settings: Settings | None = None) -> ActiveStatus | IdleStatus:
-    """The agent's status as the API and CLI report it (active cycle, or idle with the last cycle)."""
+def status(store: OperationsStore | None = None) -> ActiveStatus | IdleStatus:
+    """The agent's status as the API and CLI report it (active cycle, or idle with the last cycle).
+
+    A read only: failing stale rows is the research worker's timer's job and the trigger's (issue 26).
+    """
     store = store or get_store()
-    settings = settings or get_settings()
-    reconcile(store, settings)
     cycle = active_cycle(store)
     if cycle is None:
         last = store.list(operation_type=OperationType.AGENT_RESEARCH, limit=1)

@@ -112,9 +112,10 @@ def test_evidence_counts_every_trial_per_series_and_never_reads_the_lockbox(clie
     store = get_store(sqlite_url)
     for dsr in (0.2, 0.97, None):
         cycle = store.create_cycle(max_active=5)
-        metadata = {"symbol": "EURUSD", "timeframe": "1h", "strategy_name": f"s{dsr}"}
+        metadata: dict[str, object] = {"symbol": "EURUSD", "timeframe": "1h", "strategy_name": f"s{dsr}"}
         if dsr is not None:  # the third was stopped before its backtest: still a trial
             metadata["backtest_result"] = {"deflated_sharpe": dsr, "sharpe_ratio": 1.0, "num_trades": 30}
+            metadata.update(training_gate={"passed": True}, backtest_gate={"passed": True})  # a discovery passed both
         store.merge_metadata(cycle.operation_id, metadata)
         store.start(cycle.operation_id)
         store.complete(cycle.operation_id, result_summary={"lockbox": {"total_return": 555.5}})

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from agent_pipeline.insight.calibration import SeriesOutcome, run_record, save_run
+from agent_pipeline.insight.calibration import POWER_CURVE, SeriesOutcome, plot_power_curve, run_record, save_run
 from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
 from tests.conftest import forget_store
 from tests.e2e.test_embedded_and_docs import BIN, ROOT, clean_env
@@ -110,7 +110,9 @@ def seed(home: Path) -> dict[str, str]:
                       rule_sharpe=strength, rule_lockbox_sharpe=strength, first_discovery=2 if found else None)
         for kind, strength, s, found in (("trend", 1.0, 1, True), ("trend", 2.0, 2, True), ("noise", 0.0, 3, False))
     ]  # fmt: skip
-    save_run(run_record(outcomes, {"cycles": 4}, 1.0), home / "artifacts" / "calibration")
+    record = run_record(outcomes, {"cycles": 4}, 1.0)
+    saved = save_run(record, home / "artifacts" / "calibration")
+    plot_power_curve(record, saved.parent / POWER_CURVE)  # as `ktrdr agent calibrate` does: the page only reads it
     forget_store(url)
     return ids
 
@@ -376,7 +378,7 @@ def test_without_a_token_pages_set_a_session_whose_csrf_token_actions_need_and_e
     from fastapi.testclient import TestClient
 
     from agent_pipeline.api.app import app
-    from agent_pipeline.api.ui.pages import safe_next
+    from agent_pipeline.api.ui.pages.login import safe_next
     from agent_pipeline.config import reset_settings
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)

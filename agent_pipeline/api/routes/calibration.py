@@ -6,18 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from agent_pipeline.api.deps import SettingsDep
 from agent_pipeline.api.routes.contract import responses
-from agent_pipeline.config import get_settings
 from agent_pipeline.insight.calibration import load_run
 
 router = APIRouter()
 
 
 @router.get("/api/v1/agent/calibration", responses=responses(404))
-def agent_calibration() -> dict[str, Any]:
+def agent_calibration(settings: SettingsDep) -> dict[str, Any]:
     """The plan, the power table per kind, strength and designer (found: a discovery stands at the end of the
     budget; the cycle of the first lasting discovery; withdrawn flags), the false-discovery rate, the withdrawn
     flags in all, and every series under its neutral symbol with its kind and strength."""
-    folder = get_settings().artifacts_dir
+    folder = settings.artifacts_dir
     assert folder is not None
     return {"success": True, "data": load_run(folder / "calibration")}

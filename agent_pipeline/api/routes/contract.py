@@ -60,6 +60,14 @@ def status_of(exc: KtrdrError) -> int:
 MAX_OFFSET = 2**62
 
 
+class ApiError(Exception):
+    """Raised by a route or a dependency for an answer of its own: `status` with the error body and `extra`."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
 class ErrorBody(BaseModel):
     """Every error answer: `{"success": false, "error": "one line"}`."""
 
@@ -113,8 +121,12 @@ def complete_contract(app: FastAPI) -> None:
         body = {"success": False, "error": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"success": False, "error": exc.message, **exc.extra}, status_code=exc.status)
+
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(HTTPException, http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(ApiError, api_error)  # type: ignore[arg-type]
     app.add_middleware(RejectNulBytes)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from agent_pipeline.api.deps import StoreDep
 from agent_pipeline.insight.evidence import Evidence, collect
-from agent_pipeline.store.operations import get_store
 
 router = APIRouter()
 
 
 @router.get("/api/v1/agent/evidence")
-def agent_evidence(symbol: str | None = None, timeframe: str | None = None) -> Evidence:
+def agent_evidence(store: StoreDep, symbol: str | None = None, timeframe: str | None = None) -> Evidence:
     """Research-period figures only: the lockbox is never read here."""
-    return collect(get_store(), symbol=symbol, timeframe=timeframe)
+    return collect(store, symbol=symbol, timeframe=timeframe)

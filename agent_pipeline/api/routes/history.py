@@ -6,15 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from agent_pipeline.api.deps import StoreDep
 from agent_pipeline.api.routes.contract import MAX_OFFSET
 from agent_pipeline.store.history import MAX_HISTORY_LIMIT, SortKey, leaderboard
-from agent_pipeline.store.operations import get_store
 
 router = APIRouter()
 
 
 @router.get("/api/v1/agent/history")
 def agent_history(
+    store: StoreDep,
     symbol: str | None = None,
     timeframe: str | None = None,
     sort: SortKey = SortKey.DSR,
@@ -22,5 +23,5 @@ def agent_history(
     offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     """Finished cycles, best first by `sort` (dsr, sharpe, return, created); `lockbox_return` is for people only."""
-    results = leaderboard(get_store(), symbol=symbol, timeframe=timeframe, sort=sort, limit=limit, offset=offset)
+    results = leaderboard(store, symbol=symbol, timeframe=timeframe, sort=sort, limit=limit, offset=offset)
     return {"success": True, "data": [r.to_dict() for r in results], "limit": limit, "offset": offset}

@@ -5,14 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agent_pipeline.config import get_settings
+from agent_pipeline.api.deps import SettingsDep, StoreDep
 from agent_pipeline.insight.metrics import render
-from agent_pipeline.store.operations import get_store
 
 router = APIRouter()
 
 
 @router.get("/metrics", response_class=Response)
-def metrics() -> Response:
+def metrics(store: StoreDep, settings: SettingsDep) -> Response:
     """Cycles by status and outcome, phase durations, trainings, LLM tokens and spend today, time since a cycle."""
-    return Response(render(get_store(), get_settings()), media_type=CONTENT_TYPE_LATEST)
+    return Response(render(store, settings), media_type=CONTENT_TYPE_LATEST)

@@ -5,16 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from agent_pipeline.api.deps import StoreDep
 from agent_pipeline.insight.report import html_page, plots_of, require_cycle
-from agent_pipeline.store.operations import get_store
 
 router = APIRouter()
 
 
 @router.get("/api/v1/agent/cycles/{cycle_id}/report", response_class=HTMLResponse)
-def cycle_report(cycle_id: str) -> HTMLResponse:
+def cycle_report(cycle_id: str, store: StoreDep) -> HTMLResponse:
     """The cycle's summary and its plots (drawn now if the cycle has none yet) as one HTML page."""
-    store = get_store()
     require_cycle(store, cycle_id)
     plots = plots_of(store, cycle_id)
     return HTMLResponse(html_page(store.get(cycle_id), plots))

@@ -2,10 +2,10 @@
 
 The cookie is `<issued>.<nonce>.<mac>`, signed with a key derived from KTRDR_API_TOKEN (so every API replica
 accepts it, and changing the token logs everyone out) or, with no token set, a key made when the process starts.
-Pages want a valid cookie only when the token is set: the login form (`/ui/login`) checks the token and sets it,
-HttpOnly and SameSite=Strict. Every action (a POST) also wants the CSRF token of its session in the form: an
-HMAC of the cookie, so a page on another origin can neither read nor forge it (a signed double submit; OWASP's
-CSRF cheat sheet).
+Pages want a valid cookie only when the token is set (`deps.api_token`, the JSON API's own rule: an empty token
+is unset): the login form (`/ui/login`) checks the token and sets it, HttpOnly and SameSite=Strict. Every
+action (a POST) also wants the CSRF token of its session in the form: an HMAC of the cookie, so a page on another
+origin can neither read nor forge it (a signed double submit; OWASP's CSRF cheat sheet).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hmac
 import secrets
 import time
 
+from agent_pipeline.api import deps
 from agent_pipeline.config import get_settings
 
 COOKIE = "ktrdr_session"
@@ -25,14 +26,13 @@ _PROCESS_KEY = secrets.token_bytes(32)
 
 
 def login_required() -> bool:
-    """Whether pages need a login: KTRDR_API_TOKEN is set."""
-    return get_settings().api_token is not None
+    """Whether pages need a login: the API has a token (a non-empty KTRDR_API_TOKEN)."""
+    return deps.api_token(get_settings()) is not None
 
 
 def token_matches(given: str) -> bool:
-    """Whether `given` is the API token (compared in constant time)."""
-    token = get_settings().api_token
-    return token is not None and secrets.compare_digest(given.strip().encode(), token.get_secret_value().encode())
+    """Whether `given` is the API token (compared in constant time); never while no token is set."""
+    return deps.token_matches(given, get_settings())
 
 
 def new_session() -> str:
@@ -67,7 +67,7 @@ def _mac(purpose: str, message: str) -> str:
 
 
 def _key() -> bytes:
-    token = get_settings().api_token
+    token = deps.api_token(get_settings())
     if token is None:
         return _PROCESS_KEY
-    return hashlib.sha256(b"ktrdr-dashboard|" + token.get_secret_value().encode()).digest()
+    return hashlib.sha256(b"ktrdr-dashboard|" + token.encode()).digest()

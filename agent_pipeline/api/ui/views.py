@@ -9,14 +9,14 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
-from agent_pipeline.config import get_settings
+from agent_pipeline.config import Settings
 from agent_pipeline.insight import overview
 from agent_pipeline.insight.report import PLOT_NAMES, plots_of, require_cycle
 from agent_pipeline.insight.summary import report_rows
 from agent_pipeline.llm.choice import IMPLEMENTATIONS
 from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES, available_series
 from agent_pipeline.store.history import SortKey, leaderboard
-from agent_pipeline.store.operations import Operation, OperationsStore, get_store
+from agent_pipeline.store.operations import Operation, OperationsStore
 
 # Leaderboard rows per page.
 PAGE_SIZE = 25
@@ -54,21 +54,24 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
 
 
-def overview_view() -> dict[str, Any]:
-    return {"overview": overview.collect(get_store(), get_settings())}
+def overview_view(store: OperationsStore, settings: Settings) -> dict[str, Any]:
+    """The overview's running cycles, last finished ones, spend and workers."""
+    return {"overview": overview.collect(store, settings)}
 
 
-def trigger_options() -> dict[str, Any]:
+def trigger_options(settings: Settings) -> dict[str, Any]:
     """The trigger form's choices: every series with data, and the designers."""
-    pairs = sorted(available_series(get_settings().data_dir))
+    pairs = sorted(available_series(settings.data_dir))
     return {"series_choices": [f"{symbol} {timeframe}" for symbol, timeframe in pairs], "designers": DESIGNERS}
 
 
-def history_view(*, symbol: str | None, timeframe: str | None, sort: SortKey, page: int) -> dict[str, Any]:
+def history_view(
+    store: OperationsStore, *, symbol: str | None, timeframe: str | None, sort: SortKey, page: int
+) -> dict[str, Any]:
     """One leaderboard page (`ktrdr agent history`'s filters and sorts), and the links to its neighbours."""
     offset = (page - 1) * PAGE_SIZE
     found = leaderboard(
-        get_store(), symbol=symbol, timeframe=timeframe, sort=sort, limit=PAGE_SIZE + 1, offset=offset
+        store, symbol=symbol, timeframe=timeframe, sort=sort, limit=PAGE_SIZE + 1, offset=offset
     )  # one row more than shown: is there a next page?
 
     def link(to: int) -> str:

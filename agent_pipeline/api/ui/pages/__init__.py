@@ -1,0 +1,1 @@
+"""The dashboard's pages, one module each; each module has its own `router` under `/ui`."""
