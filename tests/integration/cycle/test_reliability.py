@@ -167,8 +167,11 @@ def test_a_lost_research_worker_never_leaves_the_cycle_running(make_stack, monke
     wait_until(lambda: store.get(operation.operation_id).metadata.get("phase") == "training", timeout=120)
     stack.kill_worker("research")
     time.sleep(11)
-    # The reconciler (run by status, trigger and worker start) fails what lost its heartbeat
-    assert cycle.status().status == "idle"
+    # When the next trigger comes (with no research worker left, no timer reconciles; a status only reads)
+    assert cycle.status().status == "active"
+    replacement = cycle.trigger()
+    # Then the trigger's reconcile fails what lost its heartbeat, and its slot goes to the new cycle
+    assert replacement.operation_id != operation.operation_id
     lost = store.get(operation.operation_id)
     assert lost.status == OperationStatus.FAILED
     assert lost.error_message.startswith("Lost: no heartbeat for 10 s")
