@@ -107,7 +107,7 @@ def seed(home: Path) -> dict[str, str]:
     }
     outcomes = [
         SeriesOutcome(kind=kind, strength=strength, seed=s, designer="offline", symbol=f"SYN{s}", cycles_run=4,
-                      rule_sharpe=strength, rule_lockbox_sharpe=strength, first_discovery=2 if found else None)
+                      rule_sharpe=strength, rule_lockbox_sharpe=strength, first_lasting_discovery=2 if found else None)
         for kind, strength, s, found in (("trend", 1.0, 1, True), ("trend", 2.0, 2, True), ("noise", 0.0, 3, False))
     ]  # fmt: skip
     record = run_record(outcomes, {"cycles": 4}, 1.0)
