@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KtrdrError(Exception):
     """Raised for any expected failure of the pipeline; the root of the hierarchy."""
@@ -88,7 +90,12 @@ class BacktestError(KtrdrError):
 
 
 class GateFailedError(KtrdrError):
-    """Raised by a gate task to break the chain; the message is the cycle's error_message."""
+    """Raised by a gate task to break the chain; the message is the cycle's error_message (the spec's text), and
+    `verdict` the gate's decision as data (`engine.gates.Verdict`), which the cycle's row also records."""
+
+    def __init__(self, message: str, verdict: Any = None) -> None:
+        super().__init__(message)
+        self.verdict = verdict
 
 
 class PhaseError(KtrdrError):

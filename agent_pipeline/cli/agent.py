@@ -25,7 +25,7 @@ from agent_pipeline.insight.report import html_page, plots_of, require_cycle
 from agent_pipeline.pipeline import embedded
 from agent_pipeline.pipeline.context import CycleOptions
 from agent_pipeline.pipeline.user_strategy import read_strategy_file
-from agent_pipeline.store.history import SortKey, leaderboard
+from agent_pipeline.store.history import GATE_OUTCOMES, SortKey, leaderboard, outcome_of
 from agent_pipeline.store.operations import (
     Operation,
     OperationsStore,
@@ -252,7 +252,7 @@ def run_exit_code(finals: Sequence[Operation]) -> int:
     """0 when a cycle completed, 3 when every cycle was stopped by a gate, 1 otherwise."""
     if any(op.status == OperationStatus.COMPLETED for op in finals):
         return EXIT_COMPLETED
-    if finals and all(" gate failed: " in (op.error_message or "") for op in finals):
+    if finals and all(outcome_of(op)[0] in GATE_OUTCOMES.values() for op in finals):
         return EXIT_GATE_REJECTED
     return EXIT_FAILED
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent_pipeline.config import Settings, get_settings
@@ -65,6 +65,10 @@ class BacktestThresholds:
 class _MetricProblem(Exception):
     """Raised internally when a metric is absent or not a finite-or-infinite number."""
 
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code} ({detail})")
+        self.code = code
+
 
 def format_percent(fraction: float) -> str:
     """0.35 -> `35%`, 0.449 -> `44.9%`: at most one decimal, no trailing `.0`."""
@@ -76,15 +80,15 @@ def format_percent(fraction: float) -> str:
 def _read(metrics: Mapping[str, Any], name: str) -> float:
     value = metrics.get(name)
     if value is None:
-        raise _MetricProblem(f"missing_metric ({name})")
+        raise _MetricProblem("missing_metric", name)
     if isinstance(value, bool):
-        raise _MetricProblem(f"invalid_metric ({name}={value!r})")
+        raise _MetricProblem("invalid_metric", f"{name}={value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise _MetricProblem(f"invalid_metric ({name}={value!r})") from None
+        raise _MetricProblem("invalid_metric", f"{name}={value!r}") from None
     if math.isnan(number):
-        raise _MetricProblem(f"invalid_metric ({name} is NaN)")
+        raise _MetricProblem("invalid_metric", f"{name} is NaN")
     return number
 
 
@@ -96,27 +100,39 @@ def _above(value: float, maximum: float) -> bool:
     return value > maximum + _TOLERANCE
 
 
-def _training_reason(metrics: Mapping[str, Any], limits: TrainingThresholds) -> str:
+# What a failed check returns: (reason code, detail shown in brackets, figures compared).
+_Failure = tuple[str, str, dict[str, float]]
+
+
+def _training_failure(metrics: Mapping[str, Any], limits: TrainingThresholds) -> _Failure | None:
     accuracy = _read(metrics, "accuracy")
     if _below(accuracy, limits.min_accuracy):
         shown = f"{format_percent(accuracy)} < {format_percent(limits.min_accuracy)}"
-        return f"accuracy_below_threshold ({shown})"
+        return "accuracy_below_threshold", shown, {"accuracy": accuracy, "min_accuracy": limits.min_accuracy}
     final_loss = _read(metrics, "final_loss")
     if _above(final_loss, limits.max_loss):
-        return f"loss_too_high ({final_loss:.2f} > {limits.max_loss:.2f})"
+        return (
+            "loss_too_high",
+            f"{final_loss:.2f} > {limits.max_loss:.2f}",
+            {"final_loss": final_loss, "max_loss": limits.max_loss},
+        )
     initial_loss = _read(metrics, "initial_loss")
     if initial_loss <= 0 or math.isinf(initial_loss):
-        return f"invalid_metric (initial_loss={initial_loss!r} must be a positive number)"
+        return "invalid_metric", f"initial_loss={initial_loss!r} must be a positive number", {}
     decrease = (initial_loss - final_loss) / initial_loss
     if _below(decrease, limits.min_loss_decrease):
         shown = f"{format_percent(decrease)} < {format_percent(limits.min_loss_decrease)}"
-        return f"insufficient_loss_decrease ({shown})"
+        return (
+            "insufficient_loss_decrease",
+            shown,
+            {"loss_decrease": decrease, "min_loss_decrease": limits.min_loss_decrease},
+        )
     if metrics.get("skill_pvalue") is not None:  # walk-forward metrics; absent from the spec's mappings
-        return _skill_reason(metrics, limits)
-    return PASSED
+        return _skill_failure(metrics, limits)
+    return None
 
 
-def _skill_reason(metrics: Mapping[str, Any], limits: TrainingThresholds) -> str:
+def _skill_failure(metrics: Mapping[str, Any], limits: TrainingThresholds) -> _Failure | None:
     """`no_skill` unless the test that balanced accuracy beats chance gives p <= max_p.
 
     The spec's three checks were set for three classes; with two, a coin passes all of them (50% >= 45%, a loss
@@ -125,10 +141,12 @@ def _skill_reason(metrics: Mapping[str, Any], limits: TrainingThresholds) -> str
     """
     pvalue = _read(metrics, "skill_pvalue")
     if not _above(pvalue, limits.max_p):
-        return PASSED
+        return None
     balanced = _read(metrics, "balanced_accuracy")
     chance = _read(metrics, "chance")
-    return f"no_skill (balanced accuracy {balanced:.1%} vs chance {chance:.1%}, p = {format_p(pvalue)})"
+    shown = f"balanced accuracy {balanced:.1%} vs chance {chance:.1%}, p = {format_p(pvalue)}"
+    figures = {"balanced_accuracy": balanced, "chance": chance, "skill_pvalue": pvalue, "max_p": limits.max_p}
+    return "no_skill", shown, figures
 
 
 def format_p(pvalue: float) -> str:
@@ -136,21 +154,110 @@ def format_p(pvalue: float) -> str:
     return f"{pvalue:.2g}" if pvalue >= 1e-4 else f"{pvalue:.1e}"
 
 
-def _backtest_reason(metrics: Mapping[str, Any], limits: BacktestThresholds) -> str:
+def _backtest_failure(metrics: Mapping[str, Any], limits: BacktestThresholds) -> _Failure | None:
     win_rate = _read(metrics, "win_rate")
     if _below(win_rate, limits.min_win_rate):
-        return f"win_rate_too_low ({format_percent(win_rate)} < {format_percent(limits.min_win_rate)})"
+        shown = f"{format_percent(win_rate)} < {format_percent(limits.min_win_rate)}"
+        return "win_rate_too_low", shown, {"win_rate": win_rate, "min_win_rate": limits.min_win_rate}
     drawdown = _read(metrics, "max_drawdown")
     if _above(drawdown, limits.max_drawdown):
-        return f"drawdown_too_high ({format_percent(drawdown)} > {format_percent(limits.max_drawdown)})"
+        shown = f"{format_percent(drawdown)} > {format_percent(limits.max_drawdown)}"
+        return "drawdown_too_high", shown, {"max_drawdown": drawdown, "max_allowed_drawdown": limits.max_drawdown}
     sharpe = _read(metrics, "sharpe_ratio")
     if _below(sharpe, limits.min_sharpe):
-        return f"sharpe_too_low ({sharpe:.2f} < {limits.min_sharpe:.2f})"
+        return (
+            "sharpe_too_low",
+            f"{sharpe:.2f} < {limits.min_sharpe:.2f}",
+            {"sharpe_ratio": sharpe, "min_sharpe": limits.min_sharpe},
+        )
     if metrics.get("num_trades") is not None:
         trades = _read(metrics, "num_trades")
         if _below(trades, limits.min_trades):
-            return f"too_few_trades ({trades:.0f} < {limits.min_trades})"
-    return PASSED
+            return (
+                "too_few_trades",
+                f"{trades:.0f} < {limits.min_trades}",
+                {"num_trades": trades, "min_trades": float(limits.min_trades)},
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A gate's decision as data: the gate, whether it passed, its reason code, the figures it compared and the
+    message (the spec's reason text, e.g. `loss_too_high (0.90 > 0.80)`; `passed` when it passed).
+
+    The cycle records it under `training_gate` / `backtest_gate` (`to_record`), the chain-breaking exception
+    carries it, and every reader (history, evidence, the optimiser, the report, the dashboard) reads its code
+    instead of parsing a message. `bypassed`: it failed and `--bypass-gates` let the cycle go on.
+    """
+
+    gate: str  # `training` or `backtest`
+    passed: bool
+    code: str  # `passed`, or the failed check: `loss_too_high`, `no_skill`, `missing_metric` ...
+    message: str
+    figures: dict[str, float] = field(default_factory=dict)
+    bypassed: bool = False
+
+    @property
+    def label(self) -> str:
+        """`Training` or `Backtest`, as the spec's messages name the gate."""
+        return self.gate.capitalize()
+
+    @property
+    def detail(self) -> str:
+        """What the message shows in brackets after the code: the figures compared (`35% < 45%`)."""
+        prefix = f"{self.code} ("
+        return self.message[len(prefix) : -1] if self.message.startswith(prefix) else ""
+
+    @property
+    def error_message(self) -> str:
+        """The cycle's error message when this verdict stops it: `Training gate failed: <reason>`."""
+        return f"{self.label} gate failed: {self.message}"
+
+    def to_record(self) -> dict[str, Any]:
+        return {"gate": self.gate, "passed": self.passed, "code": self.code, "reason": self.message,
+                "figures": dict(self.figures), "bypassed": self.bypassed}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, key: str, record: Mapping[str, Any] | None) -> Verdict | None:
+        """The verdict a cycle recorded under `key` (`training_gate` / `backtest_gate`), or None if it has none.
+
+        Rows recorded before verdicts carried a code were given one by migration 0003."""
+        if not record:
+            return None
+        passed = record.get("passed") is True
+        return cls(
+            gate=str(record.get("gate") or key.removesuffix("_gate")),
+            passed=passed,
+            code=str(record.get("code") or (PASSED if passed else "unknown")),
+            message=str(record.get("reason") or ""),
+            figures=dict(record.get("figures") or {}),
+            bypassed=bool(record.get("bypassed")) and not passed,
+        )
+
+
+def _verdict(gate: str, find: Any, metrics: Mapping[str, Any], limits: Any) -> Verdict:
+    try:
+        failure = find(metrics, limits)
+    except _MetricProblem as problem:
+        return Verdict(gate, False, problem.code, str(problem))
+    if failure is None:
+        return Verdict(gate, True, PASSED, PASSED)
+    code, shown, figures = failure
+    return Verdict(gate, False, code, f"{code} ({shown})", figures)
+
+
+def training_verdict(metrics: Mapping[str, Any], thresholds: TrainingThresholds | None = None) -> Verdict:
+    """The training gate's verdict: accuracy, then final loss, then loss decrease, then skill against chance; the
+    first failure wins. `metrics` as `check_training_gate` reads them."""
+    limits = thresholds or TrainingThresholds.from_settings(get_settings())
+    return _verdict("training", _training_failure, metrics, limits)
+
+
+def backtest_verdict(metrics: Mapping[str, Any], thresholds: BacktestThresholds | None = None) -> Verdict:
+    """The backtest gate's verdict: win rate, then max drawdown, then Sharpe ratio, then the number of trades."""
+    limits = thresholds or BacktestThresholds.from_settings(get_settings())
+    return _verdict("backtest", _backtest_failure, metrics, limits)
 
 
 def check_training_gate(metrics: Mapping[str, Any], thresholds: TrainingThresholds | None = None) -> tuple[bool, str]:
@@ -164,12 +271,8 @@ def check_training_gate(metrics: Mapping[str, Any], thresholds: TrainingThreshol
     Returns:
         `(True, "passed")` or `(False, reason)`, e.g. `(False, "loss_too_high (0.90 > 0.80)")`.
     """
-    limits = thresholds or TrainingThresholds.from_settings(get_settings())
-    try:
-        reason = _training_reason(metrics, limits)
-    except _MetricProblem as problem:
-        reason = str(problem)
-    return reason == PASSED, reason
+    verdict = training_verdict(metrics, thresholds)
+    return verdict.passed, verdict.message
 
 
 def check_backtest_gate(metrics: Mapping[str, Any], thresholds: BacktestThresholds | None = None) -> tuple[bool, str]:
@@ -183,12 +286,8 @@ def check_backtest_gate(metrics: Mapping[str, Any], thresholds: BacktestThreshol
     Returns:
         `(True, "passed")` or `(False, reason)`, e.g. `(False, "drawdown_too_high (55% > 40%)")`.
     """
-    limits = thresholds or BacktestThresholds.from_settings(get_settings())
-    try:
-        reason = _backtest_reason(metrics, limits)
-    except _MetricProblem as problem:
-        reason = str(problem)
-    return reason == PASSED, reason
+    verdict = backtest_verdict(metrics, thresholds)
+    return verdict.passed, verdict.message
 
 
 def backtest_closeness(metrics: Mapping[str, Any], thresholds: BacktestThresholds | None = None) -> float:
@@ -224,19 +323,26 @@ def backtest_closeness(metrics: Mapping[str, Any], thresholds: BacktestThreshold
 GATES = (("training_gate", "Training"), ("backtest_gate", "Backtest"))
 
 
+def verdicts(metadata: Mapping[str, Any]) -> list[Verdict]:
+    """The gate verdicts a cycle recorded, in chain order (a gate that did not run has none)."""
+    found = (Verdict.from_record(key, metadata.get(key)) for key, _ in GATES)
+    return [verdict for verdict in found if verdict is not None]
+
+
+def stopping_verdict(metadata: Mapping[str, Any]) -> Verdict | None:
+    """The first gate verdict that failed, bypassed or not: the gate that stopped the cycle, or would have."""
+    return next((verdict for verdict in verdicts(metadata) if not verdict.passed), None)
+
+
 def gates_passed(metadata: Mapping[str, Any]) -> bool:
     """Both gates ran and passed. A failure that `--bypass-gates` let through is no pass."""
-    return all((metadata.get(key) or {}).get("passed") is True for key, _ in GATES)
+    found = verdicts(metadata)
+    return len(found) == len(GATES) and all(verdict.passed for verdict in found)
 
 
 def bypassed_gates(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, what it would have said) for each gate that failed and was bypassed, in chain order."""
-    found = []
-    for key, label in GATES:
-        gate = metadata.get(key) or {}
-        if gate.get("bypassed") and not gate.get("passed"):
-            found.append((label, str(gate.get("reason") or "failed")))
-    return found
+    return [(verdict.label, verdict.message) for verdict in verdicts(metadata) if verdict.bypassed]
 
 
 def is_discovery(metadata: Mapping[str, Any], deflated_sharpe: Any, *, completed: bool) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent_pipeline.engine.gates import DISCOVERY_DSR, GATES, bypassed_gates, format_p
+from agent_pipeline.engine.gates import DISCOVERY_DSR, GATES, Verdict, bypassed_gates, format_p
 from agent_pipeline.errors import KtrdrError
+from agent_pipeline.store.history import GATE_OUTCOMES, outcome_of
 from agent_pipeline.store.operations import Operation
 
 if TYPE_CHECKING:
@@ -38,12 +39,16 @@ GATE_SETTINGS = {
 def blocked_edge_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
     """When a backtest gate stopped a strategy whose walk-forward evidence is a discovery, say which setting
     would have let it through: the gate's default is the user's contract, but it should not hide an edge."""
-    gate, backtest = meta.get("backtest_gate") or {}, meta.get("backtest_result") or {}
-    reason = str(gate.get("reason") or "")
-    family = reason.split(" ", 1)[0]
+    verdict, backtest = (
+        Verdict.from_record("backtest_gate", meta.get("backtest_gate")),
+        meta.get("backtest_result") or {},
+    )
     dsr = backtest.get("deflated_sharpe")
-    if gate.get("passed") or family not in GATE_SETTINGS or not isinstance(dsr, int | float) or dsr < DISCOVERY_DSR:
+    if verdict is None or verdict.passed or verdict.code not in GATE_SETTINGS:
         return []
+    if not isinstance(dsr, int | float) or dsr < DISCOVERY_DSR:
+        return []
+    family, reason = verdict.code, verdict.message
     setting, why = GATE_SETTINGS[family]
     text = (
         f"the backtest gate ({reason}) stopped a strategy whose deflated Sharpe is {dsr:.2f} (a discovery at "
@@ -233,7 +238,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
     rows += lockbox_rows(operation.result_summary or {})
     if operation.error_message:
         rows.append(("Error", operation.error_message))
-        if " gate failed: " in operation.error_message:
+        if outcome_of(operation)[0] in GATE_OUTCOMES.values():
             rows.append(("Next", "run again: the designer reads this failure; --bypass-gates shows every phase"))
     for key, label in (
         ("strategy_path", "Strategy file"), ("model_path", "Model"), ("backtest_dir", "Backtest files"),

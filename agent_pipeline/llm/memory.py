@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-# `Training gate failed: accuracy_below_threshold (35% < 45%)` -> reason key and detail.
-_GATE_MESSAGE = re.compile(r"(?P<gate>Training|Backtest) gate failed: (?P<reason>[a-z_]+)(?: \((?P<detail>[^)]*)\))?")
 # How many cycles the summary lists as best / worst, and how many recent suggestions it quotes.
 SUMMARY_BEST = 3
 SUMMARY_WORST = 2
@@ -29,12 +26,8 @@ class PastCycle:
     training_result: dict[str, Any] | None = None
     backtest_result: dict[str, Any] | None = None
     assessment: dict[str, Any] | None = None
-
-    @property
-    def gate_failure(self) -> str | None:
-        """The gate reason key (`accuracy_below_threshold`) when the cycle ended at a gate."""
-        match = _GATE_MESSAGE.search(self.error_message or "")
-        return match.group("reason") if match else None
+    gate_failure: str | None = None  # the stopping gate's reason code (`accuracy_below_threshold`), as recorded
+    gate_detail: str | None = None  # the figures it compared, as its message shows them (`35% < 45%`)
 
     @property
     def rank_key(self) -> tuple[int, float] | None:
@@ -122,9 +115,7 @@ class ResearchMemory:
         for cycle in reversed(self.cycles):
             if cycle.gate_failure == reason:
                 name = cycle.strategy_name or "(unnamed)"
-                match = _GATE_MESSAGE.search(cycle.error_message or "")
-                detail = match.group("detail") if match else None
-                return f", e.g. {name}" + (f" ({detail})" if detail else "")
+                return f", e.g. {name}" + (f" ({cycle.gate_detail})" if cycle.gate_detail else "")
         return ""
 
 

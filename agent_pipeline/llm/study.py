@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import warnings
 from collections import Counter
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
-from agent_pipeline.engine.gates import GATES, backtest_closeness
+from agent_pipeline.engine.gates import backtest_closeness, stopping_verdict
 from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.llm.space import params_of, research_bars, space
 from agent_pipeline.store.operations import Operation, get_store
@@ -38,8 +37,6 @@ CLIP = (-2.5, 5.0)
 MISSING_TRADES_PENALTY = 1.0
 # Random draws before TPE models the good and bad trials (a third of the benchmark's 24 cycles).
 STARTUP_TRIALS = 8
-# `Training gate failed: no_skill (..)` -> ("Training", "no_skill").
-_GATE = re.compile(r"(Training|Backtest) gate failed: ([a-z_]+)")
 # Walk-forward figures kept on each trial, for the study's view; never the lockbox's.
 FIGURES = ("sharpe_ratio", "num_trades", "psr", "deflated_sharpe", "trials", "total_return", "win_rate")
 
@@ -96,15 +93,9 @@ def told(cycle: Operation) -> tuple[float | None, str | None]:
 
 
 def _gate_stop(cycle: Operation) -> tuple[str, str] | None:
-    """(gate label, reason family) of the first gate that failed, bypassed or not; None when none did.
-
-    Read from the gate outcomes the cycle recorded; an older row without them, from its error message."""
-    for key, label in GATES:
-        gate = cycle.metadata.get(key) or {}
-        if gate and not gate.get("passed"):
-            return label, str(gate.get("reason") or "failed").split(" (")[0]
-    match = _GATE.search(cycle.error_message or "")
-    return (match[1], match[2]) if match else None
+    """(gate label, reason code) of the first gate verdict that failed, bypassed or not; None when none did."""
+    verdict = stopping_verdict(cycle.metadata)
+    return (verdict.label, verdict.code) if verdict else None
 
 
 def storage(url: str) -> Any:

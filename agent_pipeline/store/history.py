@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from agent_pipeline.engine.gates import bypassed_gates
+from agent_pipeline.engine.gates import bypassed_gates, stopping_verdict
 from agent_pipeline.store.models import Base, Operation, OperationStatus, OperationType, aware
 
 if TYPE_CHECKING:
@@ -49,8 +49,8 @@ class SortKey(enum.StrEnum):
     CREATED = "created"
 
 
-# Error message prefixes of the two gates (tasks/gates.py) -> their outcome family.
-GATE_PREFIXES = {"Training gate failed: ": Outcome.TRAINING_GATE, "Backtest gate failed: ": Outcome.BACKTEST_GATE}
+# The gate a recorded verdict names -> the outcome family of a cycle it stopped.
+GATE_OUTCOMES = {"training": Outcome.TRAINING_GATE, "backtest": Outcome.BACKTEST_GATE}
 
 
 class CycleResultRow(Base):
@@ -130,9 +130,9 @@ def outcome_of(operation: Operation) -> tuple[Outcome, str | None]:
         return Outcome.PASSED, None
     if operation.status == OperationStatus.CANCELLED:
         return Outcome.CANCELLED, message
-    for prefix, outcome in GATE_PREFIXES.items():
-        if message and message.startswith(prefix):
-            return outcome, message[len(prefix) :]
+    verdict = stopping_verdict(operation.metadata)
+    if verdict is not None and not verdict.bypassed and verdict.gate in GATE_OUTCOMES:
+        return GATE_OUTCOMES[verdict.gate], verdict.message
     return Outcome.ERROR, message
 
 

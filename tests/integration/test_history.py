@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
+from agent_pipeline.engine.gates import Verdict
 from agent_pipeline.store.history import SortKey, leaderboard, outcome_counts
 from agent_pipeline.store.migrations import upgrade_database
 from agent_pipeline.store.operations import OperationsStore, OperationType
@@ -48,8 +49,9 @@ def finished_cycle(store: OperationsStore, how: str, *, dsr: float | None = None
     if how == "passed":
         store.complete(cycle.operation_id, result_summary={"discovery": False, "lockbox": {"total_return": -0.03}})
     elif how == "training_gate":
-        reason = "no_skill (balanced accuracy 50.4% vs chance 50.0%, p = 0.41)"
-        store.fail(cycle.operation_id, error_message=f"Training gate failed: {reason}")
+        verdict = Verdict("training", False, "no_skill", "no_skill (balanced accuracy 50.4% vs chance 50.0%, p = 0.41)")
+        store.merge_metadata(cycle.operation_id, {"training_gate": verdict.to_record()})
+        store.fail(cycle.operation_id, error_message=verdict.error_message)
     elif how == "cancelled":
         store.cancel(cycle.operation_id)
     else:

@@ -12,6 +12,7 @@ from agent_pipeline.llm import ResearchMemory, get_designer
 from agent_pipeline.llm.catalogue import DataSeries
 from agent_pipeline.llm.study import load_study, tell_cycle
 from agent_pipeline.store.operations import get_store
+from tests.gate_records import gate_stop
 
 SERIES = [DataSeries("SP500", "1d", "1999-01-04", "2018-12-31", 5031)]
 
@@ -43,7 +44,8 @@ def test_eight_threads_asking_at_once_on_postgres_get_eight_trials_told_at_the_e
     store = get_store(postgres_url)
     for outcome, error in zip(outcomes[:2], (None, "Backtest gate failed: win_rate_too_low (40% < 45%)"), strict=True):
         meta = {"designer": "offline", "symbol": "SP500", "timeframe": "1d", "study_trial": outcome.study_trial}
-        cycle = store.create_cycle(max_active=8, metadata=meta | {"backtest_result": {"sharpe_ratio": 0.7, "psr": 0.5}})
+        meta |= {"backtest_result": {"sharpe_ratio": 0.7, "psr": 0.5}} | gate_stop(error)
+        cycle = store.create_cycle(max_active=8, metadata=meta)
         store.start(cycle.operation_id)
         if error:
             store.fail(cycle.operation_id, error_message=error)

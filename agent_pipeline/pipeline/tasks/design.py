@@ -10,7 +10,7 @@ import yaml
 
 from agent_pipeline.engine.artifacts import publish_strategy
 from agent_pipeline.engine.datastore import synced_data_dir
-from agent_pipeline.engine.gates import bypassed_gates
+from agent_pipeline.engine.gates import stopping_verdict
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings
@@ -109,10 +109,9 @@ def research_memory(
             continue
         meta = op.metadata
         status, error = op.status.value, op.error_message
-        bypassed = bypassed_gates(meta) if op.status == OperationStatus.COMPLETED else []
-        if bypassed:
-            label, reason = bypassed[0]
-            status, error = "bypassed", f"{label} gate failed: {reason} (bypassed with --bypass-gates)"
+        stop = stopping_verdict(meta)
+        if stop is not None and stop.bypassed and op.status == OperationStatus.COMPLETED:
+            status, error = "bypassed", f"{stop.error_message} (bypassed with --bypass-gates)"
         cycles.append(
             PastCycle(
                 operation_id=op.operation_id,
@@ -121,6 +120,8 @@ def research_memory(
                 strategy_name=meta.get("strategy_name"),
                 strategy=_read_strategy(meta.get("strategy_path")),
                 error_message=error,
+                gate_failure=stop.code if stop else None,
+                gate_detail=stop.detail if stop else None,
                 training_result=meta.get("training_result"),
                 backtest_result=meta.get("backtest_result"),
                 assessment=meta.get("assessment"),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent_pipeline.engine.gates import check_backtest_gate, check_training_gate
+from agent_pipeline.engine.gates import Verdict, backtest_verdict, training_verdict
 from agent_pipeline.errors import GateFailedError
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
@@ -14,33 +15,24 @@ from agent_pipeline.store.operations import get_store
 
 
 def _apply_gate(
-    ctx: dict[str, Any],
-    *,
-    name: str,
-    label: str,
-    metrics_key: str,
-    check: Callable[[Mapping[str, Any]], tuple[bool, str]],
+    ctx: dict[str, Any], *, name: str, metrics_key: str, judge: Callable[[Mapping[str, Any]], Verdict]
 ) -> dict[str, Any]:
+    """Judge the cycle's figures and record the verdict as data; a failure breaks the chain unless bypassed."""
     context = CycleContext.model_validate(ctx)
     store = get_store()
-    metrics = store.get(context.cycle_id).metadata.get(metrics_key) or {}
-    passed, reason = check(metrics)
-    outcome = {"passed": passed, "reason": reason, "bypassed": bool(not passed and context.bypass_gates)}
-    store.merge_metadata(context.cycle_id, {name: outcome})
-    if not passed and not context.bypass_gates:
-        raise GateFailedError(f"{label} gate failed: {reason}")
+    verdict = judge(store.get(context.cycle_id).metadata.get(metrics_key) or {})
+    verdict = dataclasses.replace(verdict, bypassed=not verdict.passed and context.bypass_gates)
+    store.merge_metadata(context.cycle_id, {name: verdict.to_record()})
+    if not verdict.passed and not context.bypass_gates:
+        raise GateFailedError(verdict.error_message, verdict)
     return ctx
 
 
 @app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.training_gate", failure_prefix="Training gate failed")
 def training_gate(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _apply_gate(
-        ctx, name="training_gate", label="Training", metrics_key="training_result", check=check_training_gate
-    )
+    return _apply_gate(ctx, name="training_gate", metrics_key="training_result", judge=training_verdict)
 
 
 @app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.backtest_gate", failure_prefix="Backtest gate failed")
 def backtest_gate(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
-    return _apply_gate(
-        ctx, name="backtest_gate", label="Backtest", metrics_key="backtest_result", check=check_backtest_gate
-    )
+    return _apply_gate(ctx, name="backtest_gate", metrics_key="backtest_result", judge=backtest_verdict)

@@ -16,6 +16,7 @@ from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_design
 from agent_pipeline.llm.cost import estimate_cost
 from agent_pipeline.store.operations import get_store
 from tests.fake_anthropic import FakeAnthropic, Scripted
+from tests.gate_records import gate_stop
 
 PLANTED_KEY = "sk-ant-test-PLANTED-0123456789abcdef"
 CATALOGUE = [
@@ -39,6 +40,8 @@ MEMORY = ResearchMemory(
             "failed",
             "weak_macd",
             error_message="Training gate failed: accuracy_below_threshold (35% < 45%)",
+            gate_failure="accuracy_below_threshold",
+            gate_detail="35% < 45%",
         ),
     )
 )
@@ -228,9 +231,10 @@ def test_the_prompt_shows_the_optimiser_study_and_the_design_is_told_to_it(
     offline = get_designer(settings, "offline").design(memory=MEMORY, catalogue=CATALOGUE, symbol="EURUSD")
     store = get_store(settings.database_url)
     meta = {"designer": "offline", "symbol": "EURUSD", "timeframe": "1h", "study_trial": offline.study_trial}
-    first = store.create_cycle(max_active=5, metadata=meta)
+    stop = "Training gate failed: no_skill (balanced accuracy 35.0% vs chance 33.3%, p = 0.4)"
+    first = store.create_cycle(max_active=5, metadata=meta | gate_stop(stop))
     store.start(first.operation_id)
-    store.fail(first.operation_id, error_message="Training gate failed: no_skill (balanced accuracy 35% < 40%)")
+    store.fail(first.operation_id, error_message=stop)
     tell_cycle(store.get(first.operation_id))
     # When Claude designs
     fake_anthropic.reply_tool_use("submit_strategy", STRATEGY)

@@ -143,13 +143,14 @@ def test_the_last_run_is_saved_whole_and_read_back(tmp_path: Path) -> None:
 def test_a_report_names_the_setting_when_a_default_gate_stopped_a_discovery() -> None:
     from datetime import UTC, datetime
 
+    from agent_pipeline.engine.gates import Verdict
     from agent_pipeline.insight.summary import report_rows
     from agent_pipeline.store.models import Operation, OperationStatus, OperationType
 
     def cycle(dsr: float, reason: str) -> Operation:
         meta = {
             "backtest_result": {"sharpe_ratio": 1.3, "deflated_sharpe": dsr},
-            "backtest_gate": {"passed": False, "reason": reason},
+            "backtest_gate": Verdict("backtest", False, reason.split(" (")[0], reason).to_record(),
         }
         now = datetime.now(UTC)
         return Operation("op", OperationType.AGENT_RESEARCH, OperationStatus.FAILED, None, now, now, now, now, {}, meta)

@@ -27,25 +27,38 @@ def test_summary_lists_best_and_worst_backtests_and_gate_failures_with_counts() 
                     status="failed",
                     strategy_name=f"weak_{i}",
                     error_message="Training gate failed: accuracy_below_threshold (35% < 45%)",
+                    gate_failure="accuracy_below_threshold",
+                    gate_detail="35% < 45%",
                 )
                 for i in range(3)
             ],
-            cycle(20, status="failed", error_message="Backtest gate failed: win_rate_too_low (30% < 45%)"),
+            cycle(
+                20,
+                status="failed",
+                error_message="Backtest gate failed: win_rate_too_low (30% < 45%)",
+                gate_failure="win_rate_too_low",
+                gate_detail="30% < 45%",
+            ),  # fmt: skip
             cycle(21, assessment={"verdict": "poor", "suggestions": ["Try a longer lookahead"]}),
         )
     )
     text = memory.summary()
     best, worst = text.index("Best results"), text.index("Worst results")
     assert best < text.index("good_one") < worst < text.index("bad_one")
-    assert "accuracy_below_threshold x3" in text
+    assert "accuracy_below_threshold x3, e.g. weak_2 (35% < 45%)" in text
     assert "win_rate_too_low x1" in text
     assert "Try a longer lookahead" in text
 
 
-def test_gate_failure_is_parsed_from_the_error_message() -> None:
-    failed = cycle(1, status="failed", error_message="Training gate failed: loss_too_high (0.90 > 0.80)")
-    assert failed.gate_failure == "loss_too_high"
-    assert cycle(2, status="failed", error_message="Training failed: out of memory").gate_failure is None
+def test_gate_failures_come_from_the_recorded_verdict_never_from_the_message() -> None:
+    from agent_pipeline.engine.gates import Verdict
+
+    verdict = Verdict("training", False, "loss_too_high", "loss_too_high (0.90 > 0.80)", {"final_loss": 0.9})
+    failed = cycle(1, status="failed", error_message=verdict.error_message, gate_failure=verdict.code,
+                   gate_detail=verdict.detail)  # fmt: skip
+    assert (failed.gate_failure, failed.gate_detail) == ("loss_too_high", "0.90 > 0.80")
+    # a message that merely looks like a gate's is no gate failure: nothing parses it
+    assert cycle(2, status="failed", error_message="Training gate failed: loss_too_high (1 > 0)").gate_failure is None
 
 
 def test_backtested_cycles_rank_above_trained_only_ones() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from agent_pipeline.config import Settings, get_settings, reset_settings
 from agent_pipeline.engine.data import import_csv, list_datasets, load_bars
+from agent_pipeline.engine.gates import Verdict
 from agent_pipeline.engine.strategy import NAME_PATTERN, load_strategy, parse_strategy
 from agent_pipeline.errors import ConfigurationError, DesignError
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer, save_design
@@ -32,6 +33,7 @@ from agent_pipeline.llm.space import (
 )
 from agent_pipeline.llm.study import GATE_SPREAD, POOR, ask_trial, load_study, objective, study_view, tell_cycle, told
 from agent_pipeline.store.operations import get_store
+from tests.gate_records import gate_stop
 
 CATALOGUE = [DataSeries(d.symbol, d.timeframe, d.start, d.end, d.bars) for d in list_datasets()]
 PAIRS = {s.pair for s in CATALOGUE}
@@ -55,7 +57,8 @@ def finished_cycle(config: Settings, outcome: Any, *, error: str | None = None, 
     store.upgrade()
     strategy = outcome.strategy
     metadata = {"designer": outcome.designer, "symbol": strategy.symbol, "timeframe": strategy.timeframe}
-    cycle = store.create_cycle(max_active=64, metadata=metadata | {"study_trial": outcome.study_trial} | meta)
+    metadata |= {"study_trial": outcome.study_trial} | gate_stop(error) | meta
+    cycle = store.create_cycle(max_active=64, metadata=metadata)
     store.start(cycle.operation_id)
     if error:
         store.fail(cycle.operation_id, error_message=error)
@@ -167,6 +170,7 @@ def test_a_backtest_gate_stop_ranks_above_every_training_gate_stop_and_below_eve
     def stopped(error: str, **meta: Any) -> Operation:
         now = datetime(2026, 11, 28, tzinfo=UTC)
         kind, failed = OperationType.AGENT_RESEARCH, OperationStatus.FAILED
+        meta = meta | gate_stop(error)
         return Operation("op_x", kind, failed, None, now, now, now, now, metadata=meta, error_message=error)
 
     good_training = stopped("Training gate failed: loss_too_high (0.81 > 0.80)", training_result={"accuracy": 0.9})
@@ -183,8 +187,8 @@ def test_backtest_gate_stops_with_strong_evidence_are_told_apart_by_how_close_th
         kind, failed = OperationType.AGENT_RESEARCH, OperationStatus.FAILED
         backtest = {"psr": 1.0, "win_rate": win_rate, "max_drawdown": 0.2, "sharpe_ratio": 1.5, "num_trades": 300}
         error = f"Backtest gate failed: win_rate_too_low ({win_rate:.0%} < 45%)"
-        return Operation("op_x", kind, failed, None, now, now, now, now, metadata={"backtest_result": backtest},
-                         error_message=error)  # fmt: skip
+        meta = {"backtest_result": backtest} | gate_stop(error)
+        return Operation("op_x", kind, failed, None, now, now, now, now, metadata=meta, error_message=error)
 
     # Given two trend strategies of the same Sharpe and PSR, stopped by their win rates of 42% and 32%
     near, far = told(stopped(0.42))[0], told(stopped(0.32))[0]
@@ -344,6 +348,7 @@ def test_the_run_summary_table_shows_each_objective_and_the_running_best() -> No
     def cycle(status: OperationStatus, error: str | None = None, **meta: Any) -> Operation:
         now = datetime(2026, 11, 28, tzinfo=UTC)
         kind = OperationType.AGENT_RESEARCH
+        meta = gate_stop(error) | meta
         return Operation("op_x", kind, status, None, now, now, now, now, metadata=meta, error_message=error)
 
     finals = [
@@ -386,14 +391,13 @@ def test_a_no_skill_stop_is_told_by_its_p_value_and_a_bypassed_cycle_its_real_ve
     def cycle(status: OperationStatus, error: str | None = None, **meta: Any) -> Operation:
         now = datetime(2026, 12, 6, tzinfo=UTC)
         kind = OperationType.AGENT_RESEARCH
+        meta = gate_stop(error) | meta
         return Operation("op_x", kind, status, None, now, now, now, now, metadata=meta, error_message=error)
 
     def no_skill(pvalue: float) -> Operation:
         reason = f"no_skill (balanced accuracy 51.0% vs chance 50.0%, p = {pvalue})"
-        gate = {"passed": False, "reason": reason, "bypassed": False}
         training = {"accuracy": 0.9, "balanced_accuracy": 0.51, "chance": 0.5, "skill_pvalue": pvalue}
-        return cycle(OperationStatus.FAILED, f"Training gate failed: {reason}", training_gate=gate,
-                     training_result=training)  # fmt: skip
+        return cycle(OperationStatus.FAILED, f"Training gate failed: {reason}", training_result=training)
 
     # Given two no-skill stops of the same accuracy, one nearly significant
     near, far = told(no_skill(0.08)), told(no_skill(0.6))
@@ -403,8 +407,10 @@ def test_a_no_skill_stop_is_told_by_its_p_value_and_a_bypassed_cycle_its_real_ve
     # And a cycle that completed only because its gates were bypassed is told the stop, not its Sharpe
     bypassed = cycle(
         OperationStatus.COMPLETED,
-        training_gate={"passed": True, "reason": "passed", "bypassed": False},
-        backtest_gate={"passed": False, "reason": "win_rate_too_low (0% < 45%)", "bypassed": True},
+        training_gate=Verdict("training", True, "passed", "passed").to_record(),
+        backtest_gate=Verdict(
+            "backtest", False, "win_rate_too_low", "win_rate_too_low (0% < 45%)", bypassed=True
+        ).to_record(),
         backtest_result={"psr": 1.0, "sharpe_ratio": 3.0, "num_trades": 40, "win_rate": 0.0, "max_drawdown": 0.1},
     )
     value, failure = told(bypassed)
