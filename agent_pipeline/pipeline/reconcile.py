@@ -28,8 +28,18 @@ def stop_trainings(store: OperationsStore, operation_id: str) -> None:
 
 
 def reconcile(store: OperationsStore, settings: Settings) -> None:
-    """Fail what lost its heartbeat, and stop any training those failed rows still have running."""
-    for operation_id in store.reconcile_stale(stale_after=settings.heartbeat_stale_after):
-        if store.get(operation_id).operation_type == OperationType.AGENT_RESEARCH:
-            stop_trainings(store, operation_id)
-            tell_study(store, operation_id)
+    """Fail what lost its heartbeat, and stop any training those failed rows still have running.
+
+    The order is what a reader may see: a lost cycle's trainings are told to stop first, then its children are
+    failed, then the cycle. So once a cycle reads `failed`, its training's cancel flag is up and no child row of
+    it still reads `running` (the research worker's timer, a trigger and the worker's start all come here).
+    """
+    stale_after = settings.heartbeat_stale_after
+    lost = store.stale(stale_after=stale_after)
+    for operation in lost:
+        if operation.operation_type == OperationType.AGENT_RESEARCH:
+            stop_trainings(store, operation.operation_id)
+    for operation in lost:  # children before their cycles (store.stale's order)
+        if store.fail_lost(operation, stale_after) and operation.operation_type == OperationType.AGENT_RESEARCH:
+            stop_trainings(store, operation.operation_id)  # again: a training created meanwhile is not missed
+            tell_study(store, operation.operation_id)

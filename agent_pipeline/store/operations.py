@@ -374,22 +374,32 @@ class OperationsStore:
             row.metadata_ = {**(row.metadata_ or {}), key: value}
             return True
 
-    def reconcile_stale(self, *, stale_after: float) -> builtins.list[str]:
-        """Fail active operations whose heartbeat is older than `stale_after` seconds.
-
-        A worker killed mid-task stops heartbeating; without this its row would stay `running` forever.
-        Returns the ids it failed.
-        """
+    def stale(self, *, stale_after: float) -> builtins.list[Operation]:
+        """Active operations whose heartbeat is older than `stale_after` seconds, children before their cycles."""
         cutoff = utcnow() - timedelta(seconds=stale_after)
         with self._session() as session:
-            stale = session.scalars(
-                select(OperationRow.operation_id).where(
+            rows = session.scalars(
+                select(OperationRow).where(
                     OperationRow.status.in_([s.value for s in ACTIVE]),
                     OperationRow.heartbeat_at < cutoff,
                 )
             ).all()
+            found = [to_record(row) for row in rows]
+        return sorted(found, key=lambda op: op.operation_type == OperationType.AGENT_RESEARCH)
+
+    def reconcile_stale(self, *, stale_after: float) -> builtins.list[str]:
+        """Fail active operations whose heartbeat is older than `stale_after` seconds, children first.
+
+        A worker killed mid-task stops heartbeating; without this its row would stay `running` forever.
+        Returns the ids it failed. `pipeline.reconcile` adds what the store cannot do: it stops a lost cycle's
+        trainings before its row is failed.
+        """
+        return [op.operation_id for op in self.stale(stale_after=stale_after) if self.fail_lost(op, stale_after)]
+
+    def fail_lost(self, operation: Operation, stale_after: float) -> bool:
+        """Fail one operation that lost its heartbeat; True when this call failed it."""
         message = f"Lost: no heartbeat for {stale_after:.0f} s (worker died or was stopped)"
-        return [op_id for op_id in stale if self.fail(op_id, error_message=message)]
+        return self.fail(operation.operation_id, error_message=message)
 
     def spend_since(self, since: datetime) -> float:
         """USD spent on LLM calls by cycles created since `since` (their metadata's `cost_usd`)."""

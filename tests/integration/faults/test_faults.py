@@ -239,6 +239,9 @@ def test_a_training_message_the_broker_lost_is_sent_again_and_the_cycle_complete
     operation, gpu_workers = _cycle_with_its_training_queued()
     # When the broker loses the training's message, and only that one
     with redis.Redis.from_url(private_redis.url) as client:
+        # A GPU worker whose consumer was cancelled while its blocking pop was in flight may still receive the
+        # message, and hands it back ("Requeuing undeliverable message"): wait until it lies in the queue's list
+        wait_until(lambda: client.llen("gpu") == 1, timeout=30, interval=0.1)
         assert client.delete("gpu") == 1
     lost = time.monotonic()
     _gpu_consuming(gpu_workers, True)
