@@ -95,9 +95,14 @@ def publish(store: OperationsStore, cycle_id: str) -> list[Path]:
 
 
 def plots_of(store: OperationsStore, cycle_id: str) -> list[Path]:
-    """The cycle's plots, drawn now if it has none yet (cycles that ended before reports existed)."""
-    found = [path for path in _stored_plots(store.get(cycle_id).metadata.get(REPORT_DIR_KEY)) if path.is_file()]
-    return found or write_plots(store, cycle_id)
+    """The cycle's plots, drawn now if it has none yet (cycles that ended before reports existed): for the CLI's
+    `agent report`, which a user runs to make a report; the API and the dashboard read with `stored_plots`."""
+    return stored_plots(store, cycle_id) or write_plots(store, cycle_id)
+
+
+def stored_plots(store: OperationsStore, cycle_id: str) -> list[Path]:
+    """The plots drawn when the cycle ended (`publish`), never drawing any: what a GET may show."""
+    return [path for path in _stored_plots(store.get(cycle_id).metadata.get(REPORT_DIR_KEY)) if path.is_file()]
 
 
 def _stored_plots(folder: str | None) -> list[Path]:

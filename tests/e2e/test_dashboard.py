@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from agent_pipeline.insight.calibration import POWER_CURVE, SeriesOutcome, plot_power_curve, run_record, save_run
+from agent_pipeline.insight.report import write_plots
 from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
 from tests.conftest import forget_store
 from tests.e2e.test_embedded_and_docs import BIN, ROOT, clean_env
@@ -105,6 +106,7 @@ def seed(home: Path) -> dict[str, str]:
             assessment=None,
         ),  # fmt: skip
     }
+    write_plots(store, ids["best"], home / "artifacts")  # what the cycle's end does: the pages only read plots
     outcomes = [
         SeriesOutcome(kind=kind, strength=strength, seed=s, designer="offline", symbol=f"SYN{s}", cycles_run=4,
                       rule_sharpe=strength, rule_lockbox_sharpe=strength, first_lasting_discovery=2 if found else None)

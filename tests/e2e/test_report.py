@@ -94,9 +94,16 @@ def test_cli_report_prints_the_paths_and_writes_one_self_contained_page(store: O
 def test_api_serves_the_report_page_and_404s_what_is_not_a_cycle(store: OperationsStore, tmp_path: Path) -> None:
     from agent_pipeline.api.app import app
 
+    from agent_pipeline.insight.report import REPORT_DIR_KEY, write_plots
+
     cycle_id = cycle_with_artifacts(store, tmp_path / "bt")
     training_id = store.get(cycle_id).metadata["training_op_id"]
     with TestClient(app) as client:
+        # A GET only reads: a cycle whose plots were never drawn gets its page without them, and none are drawn
+        bare = client.get(f"/api/v1/agent/cycles/{cycle_id}/report")
+        assert bare.status_code == 200 and "data:image/png;base64," not in bare.text
+        assert REPORT_DIR_KEY not in store.get(cycle_id).metadata
+        write_plots(store, cycle_id)  # what the cycle's end does (publish)
         page = client.get(f"/api/v1/agent/cycles/{cycle_id}/report")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert page.text.count("data:image/png;base64,") == 6

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from agent_pipeline.api.deps import StoreDep
-from agent_pipeline.insight.report import html_page, plots_of, require_cycle
+from agent_pipeline.insight.report import html_page, require_cycle, stored_plots
 
 router = APIRouter()
 
@@ -15,5 +15,5 @@ router = APIRouter()
 def cycle_report(cycle_id: str, store: StoreDep) -> HTMLResponse:
     """The cycle's summary and its plots (drawn now if the cycle has none yet) as one HTML page."""
     require_cycle(store, cycle_id)
-    plots = plots_of(store, cycle_id)
+    plots = stored_plots(store, cycle_id)
     return HTMLResponse(html_page(store.get(cycle_id), plots))

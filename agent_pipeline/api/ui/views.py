@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from agent_pipeline.config import Settings
 from agent_pipeline.insight import overview
-from agent_pipeline.insight.report import PLOT_NAMES, plots_of, require_cycle
+from agent_pipeline.insight.report import PLOT_NAMES, require_cycle, stored_plots
 from agent_pipeline.insight.summary import report_rows
 from agent_pipeline.llm.choice import IMPLEMENTATIONS
 from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES, available_series
@@ -100,7 +100,7 @@ def cycle_view(store: OperationsStore, cycle_id: str) -> dict[str, Any]:
     cycle = require_cycle(store, cycle_id)
     meta = cycle.metadata
     # A finished cycle's plots are drawn once if missing; a running one shows what it has drawn so far.
-    plots = plots_of(store, cycle_id) if cycle.status.is_finished else []
+    plots = stored_plots(store, cycle_id) if cycle.status.is_finished else []
     return {
         "cycle": cycle,
         "active": not cycle.status.is_finished,

@@ -10,7 +10,7 @@ from agent_pipeline.api.ui.guard import ActionDep, SessionDep
 from agent_pipeline.api.ui.render import render_or_error
 from agent_pipeline.api.ui.views import cycle_view
 from agent_pipeline.errors import KtrdrError, OperationNotFoundError
-from agent_pipeline.insight.report import PLOT_NAMES, html_page, plots_of, require_cycle
+from agent_pipeline.insight.report import PLOT_NAMES, html_page, require_cycle, stored_plots
 from agent_pipeline.pipeline import cycle
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -33,8 +33,8 @@ def cancel_cycle(request: Request, cycle_id: str, sid: ActionDep, store: StoreDe
 
 @router.get("/cycles/{cycle_id}/plots/{name}")
 def cycle_plot(cycle_id: str, name: str, _sid: SessionDep, store: StoreDep) -> Response:
-    # The report folder is a URL in the artifact store (issue 16): plots_of fetches it to this host.
-    plots = plots_of(store, cycle_id) if name in PLOT_NAMES else []
+    # The report folder is a URL in the artifact store (issue 16): stored_plots fetches it to this host.
+    plots = stored_plots(store, cycle_id) if name in PLOT_NAMES else []
     path = next((plot for plot in plots if plot.name == name), None)
     if path is None:
         raise OperationNotFoundError(f"no plot {name} for {cycle_id}")
@@ -45,7 +45,7 @@ def cycle_plot(cycle_id: str, name: str, _sid: SessionDep, store: StoreDep) -> R
 def cycle_report(cycle_id: str, _sid: SessionDep, store: StoreDep) -> Response:
     """The cycle's self-contained HTML report (the API's `/api/v1/agent/cycles/{id}/report`), behind the login."""
     require_cycle(store, cycle_id)
-    return HTMLResponse(html_page(store.get(cycle_id), plots_of(store, cycle_id)))
+    return HTMLResponse(html_page(store.get(cycle_id), stored_plots(store, cycle_id)))
 
 
 @router.get("/cycles/{cycle_id}/strategy.yaml")
