@@ -91,7 +91,7 @@ class BacktestError(KtrdrError):
 
 class GateFailedError(KtrdrError):
     """Raised by a gate task to break the chain; the message is the cycle's error_message (the spec's text), and
-    `verdict` the gate's decision as data (`engine.gates.Verdict`), which the cycle's row also records."""
+    `verdict` the gate's decision as data (`gates.Verdict`), which the cycle's row also records."""
 
     def __init__(self, message: str, verdict: Any = None) -> None:
         super().__init__(message)

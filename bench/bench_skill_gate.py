@@ -75,7 +75,7 @@ def strategy(symbol: str, bars: Any, indicator: str, period: int, lookahead: int
 def judge(folder: Path, data_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """Train the strategy walk-forward and ask the training gate; the spec's and the retired rule's verdicts too."""
     from agent_pipeline.engine import research
-    from agent_pipeline.engine.gates import TrainingThresholds, check_training_gate
+    from agent_pipeline.gates import TrainingThresholds, check_training_gate
 
     path = folder / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))

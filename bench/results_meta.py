@@ -50,7 +50,7 @@ def reset_gate_env(*, keep: bool = False) -> dict[str, str]:
 def gate_thresholds() -> dict[str, dict[str, Any]]:
     """Every gate threshold in force in this process, as the cycle's gates read them."""
     from agent_pipeline.config import get_settings
-    from agent_pipeline.engine.gates import BacktestThresholds, TrainingThresholds
+    from agent_pipeline.gates import BacktestThresholds, TrainingThresholds
 
     settings = get_settings()
     return {

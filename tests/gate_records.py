@@ -1,6 +1,6 @@
 """What a gate task records when it stops a cycle, for tests that build finished cycles by hand.
 
-The gate task writes its verdict (`engine.gates.Verdict.to_record`) under `training_gate` / `backtest_gate`, then
+The gate task writes its verdict (`gates.Verdict.to_record`) under `training_gate` / `backtest_gate`, then
 the chain's errback sets the spec's error message. Readers use the verdict only; a test that builds a stopped
 cycle from its message gets both here.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_pipeline.engine.gates import Verdict
+from agent_pipeline.gates import Verdict
 
 
 def gate_stop(error: str | None) -> dict[str, Any]:

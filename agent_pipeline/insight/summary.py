@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent_pipeline.engine.gates import DISCOVERY_DSR, GATES, Verdict, bypassed_gates, format_p
 from agent_pipeline.errors import KtrdrError
+from agent_pipeline.gates import DISCOVERY_DSR, GATES, Verdict, bypassed_gates, format_p
 from agent_pipeline.store.history import GATE_OUTCOMES, outcome_of
 from agent_pipeline.store.operations import Operation
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
-from agent_pipeline.engine.gates import backtest_closeness, stopping_verdict
 from agent_pipeline.engine.strategy import load_strategy
+from agent_pipeline.gates import backtest_closeness, stopping_verdict
 from agent_pipeline.llm.space import params_of, research_bars, space
 from agent_pipeline.store.operations import Operation, get_store
 

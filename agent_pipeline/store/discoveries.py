@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from agent_pipeline.engine.gates import is_discovery
 from agent_pipeline.engine.stats import deflate_recorded
+from agent_pipeline.gates import is_discovery
 from agent_pipeline.store.history import CycleResultRow
 from agent_pipeline.store.models import Operation, OperationRow, OperationStatus
 

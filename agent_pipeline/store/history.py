@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from agent_pipeline.engine.gates import bypassed_gates, stopping_verdict
+from agent_pipeline.gates import bypassed_gates, stopping_verdict
 from agent_pipeline.store.models import Base, Operation, OperationStatus, OperationType, aware
 
 if TYPE_CHECKING:

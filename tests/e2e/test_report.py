@@ -93,7 +93,6 @@ def test_cli_report_prints_the_paths_and_writes_one_self_contained_page(store: O
 
 def test_api_serves_the_report_page_and_404s_what_is_not_a_cycle(store: OperationsStore, tmp_path: Path) -> None:
     from agent_pipeline.api.app import app
-
     from agent_pipeline.insight.report import REPORT_DIR_KEY, write_plots
 
     cycle_id = cycle_with_artifacts(store, tmp_path / "bt")

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
-from agent_pipeline.engine.gates import Verdict
+from agent_pipeline.gates import Verdict
 from agent_pipeline.store.history import SortKey, leaderboard, outcome_counts
 from agent_pipeline.store.migrations import upgrade_database
 from agent_pipeline.store.operations import OperationsStore, OperationType
@@ -149,7 +149,7 @@ STRONG = {"sharpe_ratio": 1.5, "n_bars": 750, "skewness": 0.0, "kurtosis": 3.0, 
 
 def judged_cycle(store: OperationsStore, *, backtest_gate: dict[str, Any], backtest: dict[str, Any]) -> str:
     """A cycle on SP500 1d that completed, through finalize's own judgement (`tasks.cycle.finalize` stores it)."""
-    from agent_pipeline.engine.gates import is_discovery
+    from agent_pipeline.gates import is_discovery
     from agent_pipeline.store.discoveries import refresh_discoveries
 
     cycle = store.create_cycle(max_active=1000)

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_pipeline.engine.gates import BacktestThresholds, TrainingThresholds, check_backtest_gate, check_training_gate
+from agent_pipeline.gates import BacktestThresholds, TrainingThresholds, check_backtest_gate, check_training_gate
 
 # Every reason a gate may give, by its leading word; the text in parentheses shows value against threshold.
 TRAINING_FAMILIES = {

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agent_pipeline.config import get_settings, reset_settings
-from agent_pipeline.engine.gates import (
+from agent_pipeline.gates import (
     BacktestThresholds,
     TrainingThresholds,
     check_backtest_gate,
@@ -303,7 +303,7 @@ def test_new_thresholds_are_read_from_the_environment(monkeypatch):
 
 
 def test_backtest_closeness_is_one_when_passing_and_falls_with_each_shortfall() -> None:
-    from agent_pipeline.engine.gates import BacktestThresholds, backtest_closeness
+    from agent_pipeline.gates import BacktestThresholds, backtest_closeness
 
     limits = BacktestThresholds(min_win_rate=0.45, max_drawdown=0.4, min_sharpe=-0.5, min_trades=10)
     passing = {"win_rate": 0.5, "max_drawdown": 0.2, "sharpe_ratio": 1.0, "num_trades": 40}

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from agent_pipeline.engine.gates import DISCOVERY_DSR, GATES
 from agent_pipeline.engine.strategy import Strategy, dump_strategy
 from agent_pipeline.errors import AssessmentError
+from agent_pipeline.gates import DISCOVERY_DSR, GATES
 from agent_pipeline.llm import claude
 from agent_pipeline.llm.assessor import Assessment, AssessmentOutcome, Assessor
 from agent_pipeline.llm.assessors.offline import chance_of, class_count, fold_count

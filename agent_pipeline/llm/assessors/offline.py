@@ -31,8 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent_pipeline.engine.gates import DISCOVERY_DSR, GATES, format_p
 from agent_pipeline.engine.strategy import Strategy
+from agent_pipeline.gates import DISCOVERY_DSR, GATES, format_p
 from agent_pipeline.llm.assessor import AssessmentOutcome, Assessor
 
 # Verdict thresholds on the rule score.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_pipeline.engine.gates import GATES
 from agent_pipeline.engine.strategy import load_strategy
+from agent_pipeline.gates import GATES
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.tasks.base import (

@@ -7,8 +7,8 @@ from typing import Any
 
 from agent_pipeline.engine.artifacts import fetch
 from agent_pipeline.engine.datastore import synced_data_dir
-from agent_pipeline.engine.gates import is_discovery
 from agent_pipeline.errors import KtrdrError
+from agent_pipeline.gates import is_discovery
 from agent_pipeline.insight.report import publish
 from agent_pipeline.llm.study import tell_cycle
 from agent_pipeline.logs import operation_context

@@ -10,7 +10,7 @@ import yaml
 
 from agent_pipeline.engine.artifacts import publish_strategy
 from agent_pipeline.engine.datastore import synced_data_dir
-from agent_pipeline.engine.gates import stopping_verdict
+from agent_pipeline.gates import stopping_verdict
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings

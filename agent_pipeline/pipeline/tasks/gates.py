@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent_pipeline.engine.gates import Verdict, backtest_verdict, training_verdict
 from agent_pipeline.errors import GateFailedError
+from agent_pipeline.gates import Verdict, backtest_verdict, training_verdict
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
 from agent_pipeline.pipeline.tasks.base import PhaseTask

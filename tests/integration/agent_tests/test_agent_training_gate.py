@@ -12,7 +12,7 @@ async def test_training_gate_failure_stops_cycle():
     # This test requires a strategy that produces poor training results
     # We'll mock the training result for testing
 
-    from agent_pipeline.engine.gates import check_training_gate
+    from agent_pipeline.gates import check_training_gate
 
     # Simulate poor training results
     poor_results = {
@@ -31,7 +31,7 @@ async def test_training_gate_failure_stops_cycle():
 @pytest.mark.integration
 async def test_training_gate_pass_continues():
     """Training gate pass allows continuation."""
-    from agent_pipeline.engine.gates import check_training_gate
+    from agent_pipeline.gates import check_training_gate
 
     good_results = {
         "accuracy": 0.65,  # Above 45%

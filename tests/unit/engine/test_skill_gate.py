@@ -19,8 +19,8 @@ import yaml
 
 from agent_pipeline.engine import research
 from agent_pipeline.engine.features import PRIMARY
-from agent_pipeline.engine.gates import TrainingThresholds, check_training_gate
 from agent_pipeline.engine.synth import write_synth
+from agent_pipeline.gates import TrainingThresholds, check_training_gate
 from agent_pipeline.llm.space import fuzzy_sets, research_bars, volatility
 
 pytestmark = pytest.mark.slow

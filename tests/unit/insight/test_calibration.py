@@ -143,7 +143,7 @@ def test_the_last_run_is_saved_whole_and_read_back(tmp_path: Path) -> None:
 def test_a_report_names_the_setting_when_a_default_gate_stopped_a_discovery() -> None:
     from datetime import UTC, datetime
 
-    from agent_pipeline.engine.gates import Verdict
+    from agent_pipeline.gates import Verdict
     from agent_pipeline.insight.summary import report_rows
     from agent_pipeline.store.models import Operation, OperationStatus, OperationType
 

@@ -51,7 +51,7 @@ def test_summary_lists_best_and_worst_backtests_and_gate_failures_with_counts() 
 
 
 def test_gate_failures_come_from_the_recorded_verdict_never_from_the_message() -> None:
-    from agent_pipeline.engine.gates import Verdict
+    from agent_pipeline.gates import Verdict
 
     verdict = Verdict("training", False, "loss_too_high", "loss_too_high (0.90 > 0.80)", {"final_loss": 0.9})
     failed = cycle(1, status="failed", error_message=verdict.error_message, gate_failure=verdict.code,

@@ -18,9 +18,9 @@ import pytest
 
 from agent_pipeline.config import Settings, get_settings, reset_settings
 from agent_pipeline.engine.data import import_csv, list_datasets, load_bars
-from agent_pipeline.engine.gates import Verdict
 from agent_pipeline.engine.strategy import NAME_PATTERN, load_strategy, parse_strategy
 from agent_pipeline.errors import ConfigurationError, DesignError
+from agent_pipeline.gates import Verdict
 from agent_pipeline.llm import DataSeries, PastCycle, ResearchMemory, get_designer, save_design
 from agent_pipeline.llm.space import (
     INDICATORS,

@@ -1,7 +1,7 @@
 """Judge every finished cycle again under issue 23's rules: a bypassed cycle's outcome is `bypassed`, never
 `passed`, and a discovery passed every gate, judged over its series' trials now.
 
-First, gate verdicts become data on old rows (`engine.gates.Verdict`): a recorded gate outcome gets its gate and
+First, gate verdicts become data on old rows (`gates.Verdict`): a recorded gate outcome gets its gate and
 reason code, and a cycle stopped at a gate before outcomes were recorded gets one from its error message. This is
 the one place that reads a gate's message; everything after reads the verdict. Then it rewrites each finished
 cycle's leaderboard row (`history.record_result`), then the discovery flag of every series
