@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_pipeline.pipeline.celery_app import app
-from agent_pipeline.pipeline.tasks import assess, backtest, cycle, design, gpu
+from agent_pipeline.tasks import assess, backtest, cycle, design, gpu
 
 # While this Redis key exists, trivial trainings wait (checking for a cancel) instead of returning at once.
 SLOW_TRAINING_KEY = "bench:slow_training"

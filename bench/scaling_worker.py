@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from agent_pipeline.pipeline.tasks import gpu
+from agent_pipeline.tasks import gpu
 from bench import orchestration_worker
 from bench.orchestration_worker import EXAMPLE_STRATEGY, TRAINING_SUMMARY
 

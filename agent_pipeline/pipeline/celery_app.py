@@ -14,13 +14,13 @@ RESEARCH_QUEUE = "research"
 GPU_QUEUE = "gpu"
 # Task modules the worker imports; the GPU task's module imports torch only inside the task body.
 TASK_MODULES = [
-    "agent_pipeline.pipeline.tasks.design",
-    "agent_pipeline.pipeline.tasks.training",
-    "agent_pipeline.pipeline.tasks.gates",
-    "agent_pipeline.pipeline.tasks.backtest",
-    "agent_pipeline.pipeline.tasks.assess",
-    "agent_pipeline.pipeline.tasks.cycle",
-    "agent_pipeline.pipeline.tasks.gpu",
+    "agent_pipeline.tasks.design",
+    "agent_pipeline.tasks.training",
+    "agent_pipeline.tasks.gates",
+    "agent_pipeline.tasks.backtest",
+    "agent_pipeline.tasks.assess",
+    "agent_pipeline.tasks.cycle",
+    "agent_pipeline.tasks.gpu",
     "agent_pipeline.pipeline.schedule",
 ]
 # The schedule's tick task, defined in pipeline/schedule.py.

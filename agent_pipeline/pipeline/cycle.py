@@ -42,33 +42,35 @@ logger = logging.getLogger(__name__)
 CHILD_KEYS = ("design_op_id", "training_op_id", "backtest_op_id", "assessment_op_id")
 
 
+# The chain's tasks, by the names the task modules (agent_pipeline/tasks) register: the pipeline sends them by name
+# and never imports the tasks, which sit a layer above it.
+CHAIN = (
+    "ktrdr.cycle.design", "ktrdr.cycle.train", "ktrdr.cycle.training_gate", "ktrdr.cycle.backtest",
+    "ktrdr.cycle.backtest_gate", "ktrdr.cycle.assess", "ktrdr.cycle.finalize",
+)  # fmt: skip
+RECORD_FAILURE = "ktrdr.cycle.record_failure"
+
+
 def build_cycle(context: CycleContext) -> Any:
     """design -> train -> training gate -> backtest -> backtest gate -> assess -> finalize, one flat chain."""
     from celery import chain  # lazy: keeps Celery off the CLI's and API's start-up path
 
-    assess, backtest, cycle, design, gates, training = chain_tasks()
-    ctx = context.model_dump()
-    return chain(
-        design.design.s(ctx),
-        training.train.s(),
-        gates.training_gate.s(),
-        backtest.backtest.s(),
-        gates.backtest_gate.s(),
-        assess.assess.s(),
-        cycle.finalize.s(),
-    )
+    first, *rest = CHAIN
+    return chain(app().signature(first, args=(context.model_dump(),)), *(app().signature(name) for name in rest))
 
 
-def chain_tasks() -> tuple[Any, ...]:
-    """The chain's task modules, imported on first use (about 0.1 s cold; the faces import them up front).
+def chain_tasks() -> None:
+    """Load the Celery app and its task modules (its `include`) before the cycle's row is written, so the time
+    between the row and its first phase is messaging alone (issue 11: the CLI paid these imports after the row).
+    About 0.1 s cold; a worker has them already."""
+    app().loader.import_default_modules()
 
-    `trigger` calls this before the cycle's row exists, so the time between the row and its first phase is
-    messaging alone (issue 11: the CLI paid these imports after the row was written).
-    """
-    # lazy: start-up cost only (Celery and the task modules); no task module imports this one.
-    from agent_pipeline.pipeline.tasks import assess, backtest, cycle, design, gates, training
 
-    return assess, backtest, cycle, design, gates, training
+def app() -> Any:
+    """The Celery app, imported on first use."""
+    from agent_pipeline.pipeline.celery_app import app as celery_app  # lazy: start-up cost (celery)
+
+    return celery_app
 
 
 def trigger(
@@ -140,9 +142,7 @@ def _check_designer(options: CycleOptions, settings: Settings) -> str:
 
 def _send(store: OperationsStore, context: CycleContext) -> None:
     try:
-        from agent_pipeline.pipeline.tasks.cycle import record_failure  # lazy: start-up cost, as chain_tasks
-
-        result = build_cycle(context).apply_async(link_error=record_failure.s())
+        result = build_cycle(context).apply_async(link_error=app().signature(RECORD_FAILURE))
     except Exception as exc:  # kombu raises several types for an unreachable broker
         message = redact(f"Cycle failed: cannot reach the task broker ({type(exc).__name__}: {exc})")
         store.fail(context.cycle_id, error_message=message)

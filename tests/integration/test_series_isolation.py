@@ -50,7 +50,7 @@ def test_the_claude_designer_of_one_series_is_told_nothing_of_another_series(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agent_pipeline.pipeline.tasks.design import design
+    from agent_pipeline.tasks.design import design
 
     # Given two calibration series, each with a finished cycle whose strategy name only it knows
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
@@ -67,13 +67,13 @@ def test_the_claude_designer_of_one_series_is_told_nothing_of_another_series(
     # When a cycle on series A asks Claude for a design
     fake_anthropic.reply_tool_use("submit_strategy", strategy("next_on_a", A))
     cycle = store.create_cycle(max_active=100, metadata={})
-    from agent_pipeline.pipeline.tasks.design import research_memory as rm
+    from agent_pipeline.tasks.design import research_memory as rm
 
     print("BEFORE", [c.strategy_name for c in rm(store, exclude=cycle.operation_id).cycles], rm(store).summary()[:300])
     design.run({"cycle_id": cycle.operation_id, "designer": "anthropic", "symbol": A, "timeframe": "1d"})
     # Then its prompt holds A's own past cycle and study, and nothing of B: not its cycle, its trials nor its name
     prompt = json.dumps(fake_anthropic.bodies[0]["messages"])
-    from agent_pipeline.pipeline.tasks.design import research_memory
+    from agent_pipeline.tasks.design import research_memory
 
     print(fake_anthropic.bodies[0]["messages"][0]["content"][-700:])
     print(

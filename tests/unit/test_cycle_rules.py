@@ -6,7 +6,7 @@ import pytest
 
 from agent_pipeline.errors import ConfigurationError, InvalidOptionError
 from agent_pipeline.pipeline.context import Phase
-from agent_pipeline.pipeline.tasks.base import _is_ahead
+from agent_pipeline.tasks.base import _is_ahead
 from agent_pipeline.store.operations import OperationsStore, OperationStatus, OperationType
 
 

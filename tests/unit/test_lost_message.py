@@ -1,12 +1,12 @@
 """When the training supervisor sends a training again: only a waiting training whose message has been missing
-from the broker for the whole heartbeat bound (pipeline/tasks/training.py, `lost_message`)."""
+from the broker for the whole heartbeat bound (tasks/training.py, `lost_message`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent_pipeline.pipeline.tasks.gpu import REQUEUED
-from agent_pipeline.pipeline.tasks.training import lost_message
+from agent_pipeline.tasks.gpu import REQUEUED
+from agent_pipeline.tasks.training import lost_message
 
 BOUND = 20.0
 

@@ -134,12 +134,17 @@ def test_bypass_gates_records_the_failure_and_goes_on(make_stack, monkeypatch) -
     operation = cycle.trigger(cycle.CycleOptions(bypass_gates=True))
     final = wait_until(finished(operation.operation_id), timeout=180)
     assert final.status == OperationStatus.COMPLETED, final.error_message
-    assert final.metadata["training_gate"] == {
-        "passed": False,
-        "reason": final.metadata["training_gate"]["reason"],
-        "bypassed": True,
-    }
+    training = final.metadata["training_gate"]
+    assert (training["gate"], training["passed"], training["code"], training["bypassed"]) == (
+        "training", False, "accuracy_below_threshold", True,
+    )  # fmt: skip
+    assert training["reason"].startswith("accuracy_below_threshold (") and training["figures"]["min_accuracy"] == 0.99
     assert final.metadata["backtest_gate"]["bypassed"] is True
+    # And it completed only because its gates were bypassed: its outcome says so, and it is no discovery
+    assert final.result_summary["discovery"] is False
+    from agent_pipeline.store.history import outcome_of
+
+    assert outcome_of(final)[0].value == "bypassed"
 
 
 def test_training_crash_fails_cycle_with_the_training_error(make_stack, monkeypatch, tmp_path) -> None:

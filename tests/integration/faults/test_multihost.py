@@ -142,7 +142,7 @@ def test_a_training_handed_back_resumes_on_the_other_host_and_the_api_serves_the
 def test_a_missing_model_object_fails_the_backtest_naming_its_url(cluster: Stack) -> None:
     from agent_pipeline.errors import ArtifactNotFoundError
     from agent_pipeline.pipeline.context import CycleContext
-    from agent_pipeline.pipeline.tasks.backtest import _backtest
+    from agent_pipeline.tasks.backtest import _backtest
     from agent_pipeline.store.operations import OperationType, get_store
 
     store = get_store()

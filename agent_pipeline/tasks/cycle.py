@@ -15,9 +15,9 @@ from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
 from agent_pipeline.pipeline.flags import stop_training
-from agent_pipeline.pipeline.tasks.base import PhaseTask, strategy_file
 from agent_pipeline.store.discoveries import refresh_discoveries
 from agent_pipeline.store.operations import ACTIVE, OperationsStore, OperationType, get_store
+from agent_pipeline.tasks.base import PhaseTask, strategy_file
 
 logger = logging.getLogger(__name__)
 

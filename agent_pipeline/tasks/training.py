@@ -24,9 +24,9 @@ from agent_pipeline.pipeline import broker
 from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.flags import stop_training
-from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, settings, strategy_file
-from agent_pipeline.pipeline.tasks.gpu import REQUEUED, train_model
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
+from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, settings, strategy_file
+from agent_pipeline.tasks.gpu import REQUEUED, train_model
 
 logger = logging.getLogger(__name__)
 

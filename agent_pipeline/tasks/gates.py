@@ -10,8 +10,8 @@ from agent_pipeline.errors import GateFailedError
 from agent_pipeline.gates import Verdict, backtest_verdict, training_verdict
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
-from agent_pipeline.pipeline.tasks.base import PhaseTask
 from agent_pipeline.store.operations import get_store
+from agent_pipeline.tasks.base import PhaseTask
 
 
 def _apply_gate(

@@ -8,8 +8,8 @@ from agent_pipeline.engine.artifacts import fetch, parent_of, publish_folder, wo
 from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
-from agent_pipeline.pipeline.tasks.base import PhaseTask, child_operation, run_child, strategy_file
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationType, get_store
+from agent_pipeline.tasks.base import PhaseTask, child_operation, run_child, strategy_file
 
 # Metrics copied from the backtest summary into the cycle's `backtest_result`.
 BACKTEST_RESULT_KEYS = (

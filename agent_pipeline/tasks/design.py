@@ -13,9 +13,9 @@ from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.gates import stopping_verdict
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
-from agent_pipeline.pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings
 from agent_pipeline.pipeline.user_strategy import use_user_strategy
 from agent_pipeline.store.operations import FINISHED, OperationsStore, OperationStatus, OperationType, get_store
+from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, llm_settings, run_child, settings
 
 # How many past cycles the designer's memory reads.
 MEMORY_CYCLES = 50

@@ -8,7 +8,8 @@ from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.gates import GATES
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
-from agent_pipeline.pipeline.tasks.base import (
+from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
+from agent_pipeline.tasks.base import (
     PhaseTask,
     absolute,
     child_operation,
@@ -16,7 +17,6 @@ from agent_pipeline.pipeline.tasks.base import (
     run_child,
     strategy_file,
 )
-from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
 
 
 @app.task(
