@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.files import atomic_fill, atomic_write
 from agent_pipeline.errors import ArtifactNotFoundError, StoreError
 
 logger = logging.getLogger(__name__)
@@ -188,17 +188,10 @@ class ArtifactStore:
             if source.resolve() != Path(local).resolve():
                 _atomic_copy(source, Path(local))
             return Path(local)
-        Path(local).parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=Path(local).parent, prefix=f".{Path(local).name}.", suffix=".tmp")
-        os.close(fd)
         try:
-            self._call(self.fs.get_file, _key(url), tmp)
-            os.replace(tmp, local)
+            return atomic_fill(Path(local), lambda temp: self._call(self.fs.get_file, _key(url), str(temp)))
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"artifact not found: {url}") from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return Path(local)
 
     def read_bytes(self, url: str) -> bytes:
         """The object at `url`.
@@ -262,21 +255,6 @@ def _key(url: str) -> str:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def atomic_write(target: Path, data: bytes) -> None:
-    """Write `data` beside `target`, fsync it, then rename: readers never see half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_copy(source: Path, target: Path) -> None:

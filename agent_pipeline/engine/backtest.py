@@ -19,8 +19,6 @@ Metrics use per-bar returns of the close-to-close equity curve, a zero risk-free
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import pandas as pd
 import torch
 
 from agent_pipeline.engine.dataset import Dataset
+from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.engine.labels import BUY, SELL
 from agent_pipeline.engine.stats import PERIODS_PER_YEAR
 from agent_pipeline.engine.strategy import Backtest, Strategy
@@ -78,8 +77,8 @@ class BacktestResult:
         out_dir = Path(out_dir)
         curve = pd.DataFrame({"equity": self.equity.to_numpy(), "position": self.positions}, index=self.equity.index)
         curve.index.name = "timestamp"
-        _atomic_write(out_dir / "equity.csv", curve.to_csv())
-        _atomic_write(out_dir / "metrics.json", json.dumps(self.to_summary(), indent=2, allow_nan=False))
+        atomic_write(out_dir / "equity.csv", curve.to_csv())
+        atomic_write(out_dir / "metrics.json", json.dumps(self.to_summary(), indent=2, allow_nan=False))
 
 
 def bar_returns(equity: np.ndarray) -> np.ndarray:
@@ -108,9 +107,9 @@ def save_walk_forward(result: BacktestResult, folds: np.ndarray, summary: dict[s
     curve.index.name = "timestamp"
     returns = pd.DataFrame({"return": result.returns, "buy_and_hold": hold_returns}, index=index)
     returns.index.name = "timestamp"
-    _atomic_write(out_dir / "equity.csv", curve.to_csv())
-    _atomic_write(out_dir / "oos_returns.csv", returns.to_csv())
-    _atomic_write(out_dir / "metrics.json", json.dumps(_json_safe(summary), indent=2, allow_nan=False))
+    atomic_write(out_dir / "equity.csv", curve.to_csv())
+    atomic_write(out_dir / "oos_returns.csv", returns.to_csv())
+    atomic_write(out_dir / "metrics.json", json.dumps(_json_safe(summary), indent=2, allow_nan=False))
 
 
 def _json_safe(value: Any) -> Any:
@@ -127,18 +126,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def periods_per_year(timeframe: str) -> float:

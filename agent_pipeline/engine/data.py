@@ -26,17 +26,17 @@ import csv
 import gzip
 import io
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 
+from agent_pipeline.engine.files import atomic_write_with
 from agent_pipeline.engine.strategy import TIMEFRAMES
 from agent_pipeline.errors import DataError
 
@@ -352,14 +352,13 @@ def validate_bars(frame: pd.DataFrame, timeframe: str) -> tuple[pd.DataFrame, Va
 
 def _write_atomically(frame: pd.DataFrame, target: Path) -> None:
     text = frame.to_csv(float_format="%.10g", date_format="%Y-%m-%d %H:%M:%S", index_label="date")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
+
+    def compress(raw: BinaryIO) -> None:
+        # filename="": no name in the gzip header (the temp's would be); mtime=0: the same bytes each time.
+        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as handle:
             handle.write(text.encode())
-        os.replace(tmp, target)  # readers see the old file or the new one, never half of one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write_with(target, compress)  # readers see the old file or the new one, never half of one
 
 
 @lru_cache(maxsize=32)
@@ -373,7 +372,7 @@ def _read_stored(path: str, version: tuple[int, int, int], timeframe: str) -> tu
 def _load_file(path: Path, timeframe: str) -> tuple[pd.DataFrame, ValidationReport]:
     stat = path.stat()
     try:
-        # os.replace gives a re-imported file a new inode, so a stale cache entry is never reused.
+        # The atomic write (a rename) gives a re-imported file a new inode, so a stale cache entry is never reused.
         return _read_stored(str(path), (stat.st_ino, stat.st_mtime_ns, stat.st_size), timeframe)
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {first_line(exc)}") from None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import ArtifactStore, open_store
+from agent_pipeline.engine.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,6 @@ def sync_series(store: ArtifactStore, folder: Path) -> list[str]:
         fetched.append(name)
     if fetched:
         folder.mkdir(parents=True, exist_ok=True)
-        manifest_path.write_text(json.dumps(seen, indent=1, sort_keys=True))
+        atomic_write(manifest_path, json.dumps(seen, indent=1, sort_keys=True))
         logger.info("fetched %d series from the data store", len(fetched), extra={"series": fetched})
     return fetched

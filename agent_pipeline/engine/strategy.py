@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.errors import StrategyValidationError
 
 # Names become file names: a strict pattern keeps `../../etc/passwd` and friends from ever reaching a path.
@@ -331,23 +332,12 @@ def save_strategy(strategy: Strategy, folder: Path, *, stamp: str) -> Path:
         folder: the strategies folder.
         stamp: a timestamp such as `20261127_061500`.
     """
-    import os
-    import tempfile
-
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     text = dump_strategy(strategy)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
     for attempt in range(1000):
         suffix = f"_{attempt}" if attempt else ""
-        target = folder / f"{strategy.name}_{stamp}{suffix}.yaml"
         try:
-            os.link(tmp, target)  # link fails if the target exists: no overwrite, no race
+            return atomic_write(folder / f"{strategy.name}_{stamp}{suffix}.yaml", text, overwrite=False)
         except FileExistsError:
-            continue
-        os.unlink(tmp)
-        return target
-    os.unlink(tmp)
+            continue  # taken (by an earlier save or a concurrent one): try the next suffix
     raise FileExistsError(f"no free file name for strategy {strategy.name} in {folder}")

@@ -23,11 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +38,7 @@ from agent_pipeline.engine.data import (
     random_walk_bars,
     store_bars,
 )
+from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.engine.stats import PERIODS_PER_YEAR
 from agent_pipeline.engine.walkforward import lockbox_start
 from agent_pipeline.errors import DataError
@@ -330,17 +328,6 @@ def _fingerprint(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_json_atomically(record: dict[str, Any], target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=SIDECAR_SUFFIX)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=2, sort_keys=True)
-        os.replace(tmp, target)  # readers see the old record or the new one, never half of one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_synth(
     kind: str,
     strength: float,
@@ -361,7 +348,7 @@ def write_synth(
     frame, info = synth_bars(kind, strength, seed, bars, timeframe=timeframe, lockbox_fraction=lockbox_fraction)
     stored = store_bars(frame, symbol=symbol, timeframe=timeframe, data_dir=data_dir)
     record = {**asdict(info), "symbol": stored.symbol, "data_sha256": _fingerprint(stored.path)}
-    _write_json_atomically(record, sidecar_path(stored.path))
+    atomic_write(sidecar_path(stored.path), json.dumps(record, indent=2, sort_keys=True))
     return stored, info
 
 

@@ -13,7 +13,6 @@ atomically, resumes from a checkpoint, and stops within one epoch (or 50 batches
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -25,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agent_pipeline.engine.artifacts import atomic_write
 from agent_pipeline.engine.dataset import Dataset
+from agent_pipeline.engine.files import atomic_write_with
 from agent_pipeline.engine.labels import CLASS_NAMES
 from agent_pipeline.engine.optim import Adam
 from agent_pipeline.engine.strategy import Strategy
@@ -158,10 +157,8 @@ def pick_device(requested: str | None = None) -> str:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Serialise `obj` with torch.save and write it atomically (`artifacts.atomic_write`)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write(path, buffer.getvalue())
+    """Serialise `obj` with torch.save straight into an atomic write (`files.atomic_write_with`)."""
+    atomic_write_with(path, lambda handle: torch.save(obj, handle))
 
 
 def load_model(model_path: Path, device: str = "cpu") -> tuple[nn.Sequential, ModelSpec]:

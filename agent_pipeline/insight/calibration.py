@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_pipeline.engine.artifacts import atomic_write
+from agent_pipeline.engine.files import atomic_write, atomic_write_with
 from agent_pipeline.errors import CalibrationNotFoundError
 
 LAST_RUN = "last.json"
@@ -179,6 +179,4 @@ def plot_power_curve(record: dict[str, Any], path: Path) -> Path:
     ax.set_title("Power of the loop: discoveries standing at the end of the cycle budget")
     ax.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return atomic_write_with(path, lambda handle: figure.savefig(handle, format="png"))

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import abc
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.engine.strategy import Strategy
 from agent_pipeline.llm.cost import Usage
 
@@ -95,13 +94,4 @@ def save_assessment(outcome: AssessmentOutcome, path: Path) -> Path:
     """
     path = Path(path)
     target = path if path.suffix == ".json" else path / ASSESSMENT_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(outcome.to_dict(), handle, indent=2)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(target, json.dumps(outcome.to_dict(), indent=2))

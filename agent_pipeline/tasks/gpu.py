@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from celery.exceptions import Ignore
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import ArtifactStore, file_path, store_for
 from agent_pipeline.engine.datastore import synced_data_dir
+from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.errors import CancelledError, StoreError
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline import flags, outages, shutdown
@@ -248,12 +248,7 @@ class _ModelHome:
 
 def _write_strategy(model_dir: Path, text: str) -> Path:
     # The GPU host may not share the strategies folder: the message carries the YAML itself.
-    path = model_dir / "strategy.yaml"
-    fd, tmp = tempfile.mkstemp(dir=model_dir, suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(model_dir / "strategy.yaml", text)
 
 
 class _Watch:
