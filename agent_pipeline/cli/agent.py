@@ -20,6 +20,7 @@ from agent_pipeline.cli.render import (
     progress_view,
 )
 from agent_pipeline.config import get_settings
+from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.insight import evidence
 from agent_pipeline.insight.report import html_page, plots_of, require_cycle
 from agent_pipeline.pipeline import embedded
@@ -240,7 +241,7 @@ def agent_report(cycle_id: str, html_file: Path | None) -> None:
     for path in plots:
         out.print(f"Plot: {path}")
     if html_file is not None:
-        html_file.write_text(html_page(store.get(cycle.operation_id), plots), encoding="utf-8")
+        atomic_write(html_file, html_page(store.get(cycle.operation_id), plots))
         click.echo(f"Wrote {html_file} ({len(plots)} image(s) inline)")
 
 

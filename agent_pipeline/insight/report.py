@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import child_of, fetch, publish_folder, work_folder
+from agent_pipeline.engine.files import atomic_write_with
 from agent_pipeline.errors import ArtifactNotFoundError, KtrdrError, OperationNotFoundError
 from agent_pipeline.insight.summary import report_rows
 from agent_pipeline.insight.tracking import log_cycle
@@ -144,6 +145,11 @@ def _figure(rows: int = 1, cols: int = 1, height: float = FIGSIZE[1]) -> tuple[F
     return figure, figure.subplots(rows, cols, squeeze=False)
 
 
+def _save(figure: Figure, path: Path) -> None:
+    """Write a plot as PNG atomically: the dashboard may be reading the previous one."""
+    atomic_write_with(path, lambda handle: figure.savefig(handle, format="png"))
+
+
 def _draw_training(summary: dict[str, Any], path: Path) -> bool:
     """Loss and accuracy per epoch for each fold (when walk-forward) and the final model."""
     panels = [(f"fold {f.get('fold')}", f.get("history") or []) for f in summary.get("folds") or []]
@@ -165,7 +171,7 @@ def _draw_training(summary: dict[str, Any], path: Path) -> bool:
             twin.set_ylim(0, 1)
     axes[0][0].legend(fontsize=7, loc="upper right")
     figure.suptitle("Training curves (loss; dashed: validation accuracy)")
-    figure.savefig(path)
+    _save(figure, path)
     return True
 
 
@@ -173,7 +179,7 @@ def _draw_fold_metrics(summary: dict[str, Any], path: Path) -> bool:
     figure = fold_metrics_figure(summary)
     if figure is None:
         return False
-    figure.savefig(path)
+    _save(figure, path)
     return True
 
 
@@ -244,7 +250,7 @@ def _draw_walk_forward(data: dict[str, Any], path: Path) -> bool:
     ax.set_xlim(close.index[0], research_end)
     ax.set_title("Walk-forward layout (dotted: end of each fold's training data)")
     ax.legend(fontsize=7, ncols=2)
-    figure.savefig(path)
+    _save(figure, path)
     return True
 
 
@@ -268,7 +274,7 @@ def _draw_backtest(equity: pd.DataFrame, folder: Path) -> list[Path]:
         ax.axvline(start, color="grey", linestyle=":", linewidth=1)
     ax.set_title("Out-of-sample equity" + (" (dotted: fold boundaries)" if boundaries else ""))
     ax.legend()
-    figure.savefig(folder / "equity.png")
+    _save(figure, folder / "equity.png")
     written = [folder / "equity.png"]
     figure, axes = _figure()
     ax = axes[0][0]
@@ -277,7 +283,7 @@ def _draw_backtest(equity: pd.DataFrame, folder: Path) -> list[Path]:
         ax.plot(when, hold / hold.cummax() - 1, color="grey", alpha=0.5, label="buy and hold")
     ax.set_title("Drawdown")
     ax.legend()
-    figure.savefig(folder / "drawdown.png")
+    _save(figure, folder / "drawdown.png")
     written.append(folder / "drawdown.png")
     if hold is not None and "position" in equity.columns:
         _draw_trades(when, hold, equity["position"], folder / "trades.png")
@@ -298,7 +304,7 @@ def _draw_trades(when: pd.Series, price: pd.Series, position: pd.Series, path: P
     ax.scatter(when[flat], price[flat], marker="x", color="grey", s=20, label="go flat", zorder=3)
     ax.set_title("Trades on the price")
     ax.legend(fontsize=8)
-    figure.savefig(path)
+    _save(figure, path)
 
 
 def summary_lines(cycle: Operation) -> list[tuple[str, str]]:
