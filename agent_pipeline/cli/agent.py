@@ -92,7 +92,7 @@ def agent_trigger(follow: bool, cycles: int, as_json: bool, **values: Any) -> No
     if as_json:
         click.echo(json.dumps({"triggered": True, "operation_id": operation.operation_id}))
     else:
-        designer = operation.metadata.get("designer")
+        designer = operation.record.designer
         click.echo(f"Triggered research cycle {operation.operation_id} (designer: {designer})")
     if follow:
         follow_cycle(store, operation.operation_id)
@@ -105,7 +105,7 @@ def run_cycles(store: OperationsStore, options: Any, cycles: int) -> list[Operat
     finals: list[Operation] = []
     for number in range(1, cycles + 1):
         operation = cycle.trigger(options, store=store)
-        designer = operation.metadata.get("designer")
+        designer = operation.record.designer
         click.echo(f"Research cycle {number}/{cycles}: {operation.operation_id} (designer: {designer})")
         try:
             finals.append(follow_cycle(store, operation.operation_id))

@@ -168,15 +168,15 @@ def cycles_table(finals: Sequence[Operation]) -> Any:
         table.add_column(header)
     best: float | None = None  # the running best of the optimiser's walk-forward objective (issue 9)
     for number, op in enumerate(finals, 1):
-        training = op.metadata.get("training_result") or {}
-        backtest = op.metadata.get("backtest_result") or {}
+        training = op.record.training_result or {}
+        backtest = op.record.backtest_result or {}
         outcome = op.status.value if op.status == OperationStatus.COMPLETED else (op.error_message or op.status.value)
         value = told(op)[0]
         best = value if best is None or (value is not None and value > best) else best
         table.add_row(
             str(number),
             op.operation_id,
-            str(op.metadata.get("strategy_name") or "-"),
+            str(op.record.strategy_name or "-"),
             pct(training.get("accuracy")),
             pct(backtest.get("total_return")),
             pct(backtest.get("buy_and_hold_return")),
@@ -192,7 +192,7 @@ def progress_view(operation: Operation, child: Operation | None) -> Any:
 
     table = Table.grid(padding=(0, 2))
     table.add_row("Cycle", operation.operation_id, operation.status.value)
-    table.add_row("Phase", str(operation.metadata.get("phase") or "queued"), f"{format_percentage(operation)}")
+    table.add_row("Phase", str(operation.record.phase or "queued"), f"{format_percentage(operation)}")
     if child is not None:
         step = str(child.progress.get("current_step") or "")
         detail = child.progress

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 PASSED = "passed"
 # A strategy whose out-of-sample Deflated Sharpe Ratio reaches this is a discovery: the probability that its true
@@ -71,29 +71,35 @@ class Verdict:
 GATES = (("training_gate", "Training"), ("backtest_gate", "Backtest"))
 
 
-def verdicts(metadata: Mapping[str, Any]) -> list[Verdict]:
+class Recorded(Protocol):
+    """What a cycle's verdicts are read from: its metadata mapping, or its typed record (`store.record`)."""
+
+    def get(self, key: str, /) -> Any: ...
+
+
+def verdicts(metadata: Recorded) -> list[Verdict]:
     """The gate verdicts a cycle recorded, in chain order (a gate that did not run has none)."""
     found = (Verdict.from_record(key, metadata.get(key)) for key, _ in GATES)
     return [verdict for verdict in found if verdict is not None]
 
 
-def stopping_verdict(metadata: Mapping[str, Any]) -> Verdict | None:
+def stopping_verdict(metadata: Recorded) -> Verdict | None:
     """The first gate verdict that failed, bypassed or not: the gate that stopped the cycle, or would have."""
     return next((verdict for verdict in verdicts(metadata) if not verdict.passed), None)
 
 
-def gates_passed(metadata: Mapping[str, Any]) -> bool:
+def gates_passed(metadata: Recorded) -> bool:
     """Both gates ran and passed. A failure that `--bypass-gates` let through is no pass."""
     found = verdicts(metadata)
     return len(found) == len(GATES) and all(verdict.passed for verdict in found)
 
 
-def bypassed_gates(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
+def bypassed_gates(metadata: Recorded) -> list[tuple[str, str]]:
     """(label, what it would have said) for each gate that failed and was bypassed, in chain order."""
     return [(verdict.label, verdict.message) for verdict in verdicts(metadata) if verdict.bypassed]
 
 
-def is_discovery(metadata: Mapping[str, Any], deflated_sharpe: Any, *, completed: bool) -> bool:
+def is_discovery(metadata: Recorded, deflated_sharpe: Any, *, completed: bool) -> bool:
     """A discovery passed every gate: the cycle completed, both gates passed (not bypassed), and its deflated
     Sharpe, judged over the series' trials, is at least DISCOVERY_DSR."""
     dsr = deflated_sharpe

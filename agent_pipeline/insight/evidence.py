@@ -79,11 +79,11 @@ def collect(store: OperationsStore, *, symbol: str | None = None, timeframe: str
 def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> SeriesEvidence:
     """The series' trials judged over all of them now; a discovery passed every gate (`store.discoveries`)."""
     cycles = store.series_cycles(symbol=symbol, timeframe=timeframe)
-    tested = [c for c in cycles if c.metadata.get("backtest_result")]
+    tested = [c for c in cycles if c.record.backtest_result]
     judged = judge(cycles, timeframe)
     found = [_trial(c, judged[c.operation_id]) for c in tested]
     trials = sorted(found, key=lambda t: t.deflated_sharpe or 0.0, reverse=True)
-    pvalue, models = spa_pvalue([c.metadata.get("backtest_dir") for c in tested])
+    pvalue, models = spa_pvalue([c.record.backtest_dir for c in tested])
     return SeriesEvidence(
         symbol=symbol,
         timeframe=timeframe,
@@ -96,10 +96,10 @@ def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> Seri
 
 
 def _trial(cycle: Operation, judgement: Judgement) -> Trial:
-    result = cycle.metadata.get("backtest_result") or {}
+    result = cycle.record.backtest_result or {}
     return Trial(
         cycle_id=cycle.operation_id,
-        strategy_name=cycle.metadata.get("strategy_name"),
+        strategy_name=cycle.record.strategy_name,
         status=cycle.status.value,
         outcome=outcome_of(cycle)[0].value if cycle.status.is_finished else cycle.status.value,
         discovery=judgement.discovery,

@@ -122,7 +122,7 @@ class PipelineCollector(Collector):
         tokens = dict.fromkeys(TOKEN_KINDS, 0)
         for op in self.store.created_since(midnight, operation_types=kinds, limit=DURATION_ROWS):
             if op.operation_type == OperationType.AGENT_RESEARCH:
-                usage = op.metadata.get("design_usage") or {}
+                usage = op.record.design_usage or {}
             else:
                 usage = (op.result_summary or {}).get("usage") or {}
             for kind in TOKEN_KINDS:

@@ -94,7 +94,7 @@ def workers_seen(store: OperationsStore, now: datetime) -> list[WorkerSeen]:
     cycles = store.created_since(now - WORKER_WINDOW, operation_types=research, limit=WORKER_ROWS)
     seen: dict[str, datetime] = {}
     for cycle in cycles:
-        name = cycle.metadata.get("worker")
+        name = cycle.record.worker
         when = cycle.heartbeat_at or cycle.completed_at or cycle.created_at
         if isinstance(name, str) and name and when > seen.get(name, when - timedelta(seconds=1)):
             seen[name] = when
@@ -106,11 +106,11 @@ def _running(cycle: Operation) -> RunningCycle:
     return RunningCycle(
         operation_id=cycle.operation_id,
         status=cycle.status.value,
-        phase=cycle.metadata.get("phase"),
+        phase=cycle.record.phase,
         percentage=progress.get("percentage"),
         current_step=progress.get("current_step"),
-        strategy_name=cycle.metadata.get("strategy_name"),
-        designer=cycle.metadata.get("designer"),
+        strategy_name=cycle.record.strategy_name,
+        designer=cycle.record.designer,
         started_at=cycle.started_at,
     )
 

@@ -103,7 +103,7 @@ def plots_of(store: OperationsStore, cycle_id: str) -> list[Path]:
 
 def stored_plots(store: OperationsStore, cycle_id: str) -> list[Path]:
     """The plots drawn when the cycle ended (`publish`), never drawing any: what a GET may show."""
-    return [path for path in _stored_plots(store.get(cycle_id).metadata.get(REPORT_DIR_KEY)) if path.is_file()]
+    return [path for path in _stored_plots(store.get(cycle_id).record.report_dir) if path.is_file()]
 
 
 def _stored_plots(folder: str | None) -> list[Path]:
@@ -118,14 +118,14 @@ def _stored_plots(folder: str | None) -> list[Path]:
 
 
 def _training_summary(store: OperationsStore, cycle: Operation) -> dict[str, Any] | None:
-    training_id = cycle.metadata.get("training_op_id")
+    training_id = cycle.record.training_op_id
     return store.get(training_id).result_summary if training_id else None
 
 
 def _equity(cycle: Operation) -> pd.DataFrame | None:
     import pandas as pd
 
-    folder = cycle.metadata.get("backtest_dir")
+    folder = cycle.record.backtest_dir
     if not folder:
         return None
     try:
@@ -221,7 +221,7 @@ def class_count(summary: dict[str, Any]) -> int | None:
 def _series(cycle: Operation) -> dict[str, Any]:
     """The cycle's price series (close) for the walk-forward layout, when its data can be loaded."""
 
-    symbol, timeframe = cycle.metadata.get("symbol"), cycle.metadata.get("timeframe")
+    symbol, timeframe = cycle.record.symbol, cycle.record.timeframe
     if not symbol or not timeframe:
         return {}
     try:

@@ -9,6 +9,7 @@ from agent_pipeline.errors import KtrdrError
 from agent_pipeline.gates import DISCOVERY_DSR, GATES, Verdict, bypassed_gates, format_p
 from agent_pipeline.store.history import GATE_OUTCOMES, outcome_of
 from agent_pipeline.store.operations import Operation
+from agent_pipeline.store.record import CycleRecord
 
 if TYPE_CHECKING:
     from agent_pipeline.engine.strategy import Strategy
@@ -36,12 +37,12 @@ GATE_SETTINGS = {
 }
 
 
-def blocked_edge_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+def blocked_edge_rows(meta: CycleRecord) -> list[tuple[str, str]]:
     """When a backtest gate stopped a strategy whose walk-forward evidence is a discovery, say which setting
     would have let it through: the gate's default is the user's contract, but it should not hide an edge."""
     verdict, backtest = (
-        Verdict.from_record("backtest_gate", meta.get("backtest_gate")),
-        meta.get("backtest_result") or {},
+        Verdict.from_record("backtest_gate", meta.backtest_gate),
+        meta.backtest_result or {},
     )
     dsr = backtest.get("deflated_sharpe")
     if verdict is None or verdict.passed or verdict.code not in GATE_SETTINGS:
@@ -57,7 +58,7 @@ def blocked_edge_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
     return [("Gate note", text)]
 
 
-def gate_row(meta: dict[str, Any], key: str, label: str) -> list[tuple[str, str]]:
+def gate_row(meta: CycleRecord, key: str, label: str) -> list[tuple[str, str]]:
     """`passed`, `failed: <reason>` or `bypassed: <what it would have said>` for one gate, if it ran.
 
     A bypassed gate is never shown as passed: `--bypass-gates` let the cycle go on, not its figures pass (issue 23).
@@ -95,7 +96,7 @@ def lockbox_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return [("Lockbox", text)]
 
 
-def discovery_rows(meta: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, str]]:
+def discovery_rows(meta: CycleRecord, summary: dict[str, Any]) -> list[tuple[str, str]]:
     """`yes`, or `no` and why not, for a cycle that finished or that a gate stopped."""
     stopped = [key for key, _ in GATES if _stopped(meta.get(key))]
     if not stopped and "lockbox" not in summary and "discovery" not in summary:
@@ -103,7 +104,7 @@ def discovery_rows(meta: dict[str, Any], summary: dict[str, Any]) -> list[tuple[
     return [("Discovery", discovery_text(meta, summary))]
 
 
-def discovery_text(meta: dict[str, Any], summary: dict[str, Any]) -> str:
+def discovery_text(meta: CycleRecord, summary: dict[str, Any]) -> str:
     """A discovery completed with both gates passed, not bypassed, and a deflated Sharpe of DISCOVERY_DSR or more
     over the series' current trials (issue 23); an older row's `discovery` flag is not trusted past its gates."""
     stopped = [label.lower() for key, label in GATES if _stopped(meta.get(key))]
@@ -113,7 +114,7 @@ def discovery_text(meta: dict[str, Any], summary: dict[str, Any]) -> str:
     if bypassed:
         gates = " and the ".join(bypassed)
         return f"no (gates bypassed: the {gates} gate{'s' if len(bypassed) > 1 else ''} would have stopped it)"
-    dsr = (meta.get("backtest_result") or {}).get("deflated_sharpe")
+    dsr = (meta.backtest_result or {}).get("deflated_sharpe")
     current = f"deflated Sharpe over the series' current trials {{}} {DISCOVERY_DSR}"
     if summary.get("discovery"):
         return f"yes (both gates passed, {current.format('at least')}; {num(dsr, 2)} when it ran)"
@@ -131,7 +132,7 @@ def _stopped(gate: dict[str, Any] | None) -> bool:
     return not gate.get("passed") and not gate.get("bypassed")
 
 
-def training_text(meta: dict[str, Any], training: dict[str, Any]) -> str:
+def training_text(meta: CycleRecord, training: dict[str, Any]) -> str:
     """Walk-forward accuracy against the majority class, balanced accuracy against chance for the cycle's
     classes with the skill p-value, log loss against the prior's, and the final model's training."""
     folds = fold_count(meta)
@@ -146,7 +147,7 @@ def training_text(meta: dict[str, Any], training: dict[str, Any]) -> str:
     )
 
 
-def chance_text(meta: dict[str, Any], training: dict[str, Any]) -> str:
+def chance_text(meta: CycleRecord, training: dict[str, Any]) -> str:
     """` (chance 50.0% for 2 classes, p = 0.41)`; empty when the cycle's classes cannot be known."""
     classes = class_count(meta, training)
     chance = training.get("chance")
@@ -159,7 +160,7 @@ def chance_text(meta: dict[str, Any], training: dict[str, Any]) -> str:
     return f" (chance {pct(chance)}{f' for {classes} classes' if classes else ''}{skill})"
 
 
-def class_count(meta: dict[str, Any], training: dict[str, Any]) -> int | None:
+def class_count(meta: CycleRecord, training: dict[str, Any]) -> int | None:
     """The label classes of the cycle's out-of-sample rows: recorded since issue 23; for older rows, two when
     the strategy's labels have no HOLD class and three otherwise; None when its strategy file is gone."""
     recorded = training.get("n_classes")
@@ -171,10 +172,10 @@ def class_count(meta: dict[str, Any], training: dict[str, Any]) -> int | None:
     return 3 if strategy.labels.hold else 2
 
 
-def fold_count(meta: dict[str, Any]) -> int | None:
+def fold_count(meta: CycleRecord) -> int | None:
     """How many walk-forward folds the cycle was evaluated on: as its training or backtest recorded them, else
     its strategy's `evaluation.folds`, else the cycle's evaluation settings (which a strategy may override)."""
-    training, backtest = meta.get("training_result") or {}, meta.get("backtest_result") or {}
+    training, backtest = meta.training_result or {}, meta.backtest_result or {}
     recorded = (training.get("walk_forward") or {}).get("folds")
     if isinstance(recorded, int):
         return recorded
@@ -183,13 +184,13 @@ def fold_count(meta: dict[str, Any]) -> int | None:
     strategy = _strategy(meta)
     if strategy is not None and strategy.evaluation.folds:
         return strategy.evaluation.folds
-    folds = (meta.get("evaluation") or {}).get("folds")
+    folds = (meta.evaluation or {}).get("folds")
     return folds if isinstance(folds, int) else None
 
 
-def _strategy(meta: dict[str, Any]) -> Strategy | None:
+def _strategy(meta: CycleRecord) -> Strategy | None:
     """The cycle's strategy from its file on this host, for rows that predate a figure; None if it is gone."""
-    path = Path(str(meta.get("strategy_path") or ""))
+    path = Path(str(meta.strategy_path or ""))
     if not path.is_file():
         return None
     from agent_pipeline.engine.strategy import load_strategy  # lazy: start-up cost (pydantic models, YAML)
@@ -202,13 +203,13 @@ def _strategy(meta: dict[str, Any]) -> Strategy | None:
 
 def report_rows(operation: Operation) -> list[tuple[str, str]]:
     """Strategy, training, gates, backtest against buy-and-hold, evidence, assessment, lockbox and artifacts."""
-    meta = operation.metadata
-    rows = [("Strategy", f"{meta.get('strategy_name') or '-'}  (designer: {meta.get('designer') or '-'})")]
-    training = meta.get("training_result")
+    meta = operation.record
+    rows = [("Strategy", f"{meta.strategy_name or '-'}  (designer: {meta.designer or '-'})")]
+    training = meta.training_result
     if training:
         rows.append(("Training", training_text(meta, training)))
     rows += gate_row(meta, "training_gate", "Training gate")
-    backtest = meta.get("backtest_result")
+    backtest = meta.backtest_result
     if backtest:
         folds = backtest.get("folds") or []
         span = f"{len(folds)} walk-forward folds, {backtest.get('start', '-')} to {backtest.get('end', '-')}: "
@@ -229,7 +230,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
             ))  # fmt: skip
     rows += gate_row(meta, "backtest_gate", "Backtest gate")
     rows += blocked_edge_rows(meta)
-    assessment = meta.get("assessment")
+    assessment = meta.assessment
     if assessment:
         rows.append(("Assessment", str(assessment.get("verdict"))))
         for key in ("strengths", "weaknesses", "suggestions"):
@@ -245,7 +246,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
         ("assessment_path", "Assessment file"),
     ):  # fmt: skip
         if meta.get(key):
-            rows.append((label, str(meta[key])))
-    if meta.get("cost_usd"):
-        rows.append(("LLM cost", f"${float(meta['cost_usd']):.4f}"))
+            rows.append((label, str(meta.get(key))))
+    if meta.cost_usd:
+        rows.append(("LLM cost", f"${meta.cost_usd:.4f}"))
     return rows

@@ -18,6 +18,7 @@ from typing import Any
 from agent_pipeline.engine.artifacts import fetch
 from agent_pipeline.errors import KtrdrError
 from agent_pipeline.store.operations import OperationsStore
+from agent_pipeline.store.record import CycleRecord
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,11 @@ def log_cycle(store: OperationsStore, cycle_id: str, plots: Sequence[Path] = ())
     import mlflow
 
     cycle = store.get(cycle_id)
-    meta = cycle.metadata
+    meta = cycle.record
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
-    with mlflow.start_run(run_name=meta.get("strategy_name") or cycle_id) as run:
+    with mlflow.start_run(run_name=meta.strategy_name or cycle_id) as run:
         mlflow.set_tags(_tags(cycle.operation_id, cycle.status.value, meta))
-        document = _strategy_document(meta.get("strategy_path"))
+        document = _strategy_document(meta.strategy_path)
         params = dict(_flatten(document)) if document else {}
         for start in range(0, len(params), PARAM_BATCH):
             mlflow.log_params(dict(list(params.items())[start : start + PARAM_BATCH]))
@@ -62,11 +63,11 @@ def log_cycle(store: OperationsStore, cycle_id: str, plots: Sequence[Path] = ())
     return str(run.info.run_id)
 
 
-def _tags(cycle_id: str, status: str, meta: dict[str, Any]) -> dict[str, str]:
+def _tags(cycle_id: str, status: str, meta: CycleRecord) -> dict[str, str]:
     tags = {"ktrdr.cycle_id": cycle_id, "ktrdr.status": status}
     for key in ("designer", "symbol", "timeframe", "strategy_checksum"):
         if meta.get(key):
-            tags[f"ktrdr.{key}"] = str(meta[key])
+            tags[f"ktrdr.{key}"] = str(meta.get(key))
     return tags
 
 
@@ -97,18 +98,18 @@ def _numbers(values: dict[str, Any] | None, prefix: str) -> dict[str, float]:
     }
 
 
-def _metrics(meta: dict[str, Any]) -> dict[str, float]:
+def _metrics(meta: CycleRecord) -> dict[str, float]:
     """Every number of the training result and the stitched walk-forward backtest, plus the LLM cost."""
-    metrics = {**_numbers(meta.get("training_result"), "training"), **_numbers(meta.get("backtest_result"), "backtest")}
-    if isinstance(meta.get("cost_usd"), int | float):
-        metrics["cost_usd"] = float(meta["cost_usd"])
+    metrics = {**_numbers(meta.training_result, "training"), **_numbers(meta.backtest_result, "backtest")}
+    if isinstance(meta.cost_usd, int | float):
+        metrics["cost_usd"] = float(meta.cost_usd)
     return metrics
 
 
-def _fold_metrics(store: OperationsStore, meta: dict[str, Any]) -> Iterator[tuple[str, int, float]]:
+def _fold_metrics(store: OperationsStore, meta: CycleRecord) -> Iterator[tuple[str, int, float]]:
     """Per-fold figures as (name, fold, value): the backtest's folds and the training op's fold accuracies."""
-    folds = list((meta.get("backtest_result") or {}).get("folds") or [])
-    training_id = meta.get("training_op_id")
+    folds = list((meta.backtest_result or {}).get("folds") or [])
+    training_id = meta.training_op_id
     if training_id:
         folds += [
             {"fold": f.get("fold"), **{f"training_{k}": v for k, v in f.items() if k != "fold"}}
@@ -122,7 +123,7 @@ def _fold_metrics(store: OperationsStore, meta: dict[str, Any]) -> Iterator[tupl
             yield name, step, value
 
 
-def _artifacts(meta: dict[str, Any], plots: Sequence[Path]) -> Iterator[tuple[Path, str]]:
+def _artifacts(meta: CycleRecord, plots: Sequence[Path]) -> Iterator[tuple[Path, str]]:
     """(file, artifact folder): the strategy, the model, the assessment, the plots; missing files are skipped."""
     for key, folder in (("strategy_path", "strategy"), ("model_path", "model"), ("assessment_path", "assessment")):
         path = _local(meta.get(key))

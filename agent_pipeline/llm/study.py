@@ -22,6 +22,7 @@ from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.gates import backtest_closeness, stopping_verdict
 from agent_pipeline.llm.space import params_of, research_bars, space
 from agent_pipeline.store.operations import Operation, get_store
+from agent_pipeline.store.record import CycleRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -69,19 +70,19 @@ def told(cycle: Operation) -> tuple[float | None, str | None]:
     to the gate's limits (`backtest_closeness`). PSR alone saturates at 1 for every strong strategy, so TPE had
     no direction towards the win rates that pass. A cycle that completed only because `--bypass-gates` let a
     failed gate through is told that gate's stop, never its Sharpe: the optimiser learns the real verdict."""
-    meta = cycle.metadata
+    meta = cycle.record
     stop = _gate_stop(cycle)
     if stop is None:
         if cycle.status.value == "completed":
-            return objective(meta.get("backtest_result") or {}), None
+            return objective(meta.backtest_result or {}), None
         return None, (cycle.error_message or cycle.status.value)[:200]
     label, reason = stop
     stage = float(label == "Backtest")
     if stage:
-        figures = meta.get("backtest_result") or {}
+        figures = meta.backtest_result or {}
         closeness = float(figures.get("psr") or 0.0) * backtest_closeness(figures)
     else:
-        figures = meta.get("training_result") or {}
+        figures = meta.training_result or {}
         pvalue = figures.get("skill_pvalue")
         if reason == "no_skill" and isinstance(pvalue, int | float):
             closeness = 1.0 - float(pvalue)
@@ -149,24 +150,24 @@ def tell_cycle(cycle: Operation) -> None:
 
     Idempotent, never raises. A cycle designed without a trial (Claude, a user's file) is added as a finished
     trial with its parameters inside the space, so the optimiser learns from it too."""
-    meta = cycle.metadata
-    if meta.get("symbol") and meta.get("timeframe") and meta.get("designer"):
+    meta = cycle.record
+    if meta.symbol and meta.timeframe and meta.designer:
         try:
             _tell(cycle, meta)
         except Exception:  # noqa: BLE001 - the optimiser is advisory: the cycle's own record stands
             logger.warning("study not told", exc_info=True, extra={"operation_id": cycle.operation_id})
 
 
-def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
+def _tell(cycle: Operation, meta: CycleRecord) -> None:
     import optuna
 
     url = get_settings().database_url
-    study, (value, failure) = load_study(meta["symbol"], meta["timeframe"], url=url), told(cycle)
+    study, (value, failure) = load_study(str(meta.symbol), str(meta.timeframe), url=url), told(cycle)
     state = optuna.trial.TrialState.FAIL if value is None else optuna.trial.TrialState.COMPLETE
-    backtest = meta.get("backtest_result") or {}
+    backtest = meta.backtest_result or {}
     attrs = {key: backtest[key] for key in FIGURES if isinstance(backtest.get(key), int | float)}
-    attrs |= {"cycle_id": cycle.operation_id, "designer": meta["designer"]} | ({"failure": failure} if failure else {})
-    number = meta.get("study_trial")
+    attrs |= {"cycle_id": cycle.operation_id, "designer": meta.designer} | ({"failure": failure} if failure else {})
+    number = meta.study_trial
     if not isinstance(number, int):
         if all(t.user_attrs.get("cycle_id") != cycle.operation_id for t in study.get_trials(deepcopy=False)):
             params = _proposal(meta)
@@ -184,12 +185,12 @@ def _tell(cycle: Operation, meta: dict[str, Any]) -> None:
         study.tell(number, value, state=state)
 
 
-def _proposal(meta: dict[str, Any]) -> dict[str, Any]:
+def _proposal(meta: CycleRecord) -> dict[str, Any]:
     """The parameters of a strategy someone else designed (its saved file), where they fall inside the space."""
-    path, settings = Path(str(meta.get("strategy_path") or "")), get_settings()
+    path, settings = Path(str(meta.strategy_path or "")), get_settings()
     if not path.is_file():
         return {}
-    bars = research_bars(meta["symbol"], meta["timeframe"], settings.data_dir, settings.lockbox_fraction)
+    bars = research_bars(meta.symbol, meta.timeframe, settings.data_dir, settings.lockbox_fraction)
     return params_of(load_strategy(path).model_dump(mode="json"), bars)
 
 

@@ -135,7 +135,7 @@ def _flagged(run: Operation) -> bool:
 
 
 def _sharpe(run: Operation) -> float | None:
-    sharpe = (run.metadata.get("backtest_result") or {}).get("sharpe_ratio")
+    sharpe = (run.record.backtest_result or {}).get("sharpe_ratio")
     return float(sharpe) if isinstance(sharpe, int | float) else None
 
 

@@ -206,22 +206,23 @@ def status(store: OperationsStore | None = None) -> ActiveStatus | IdleStatus:
     child = current_child(store, cycle)
     return ActiveStatus(
         operation_id=cycle.operation_id,
-        phase=cycle.metadata.get("phase") or "queued",
+        phase=cycle.record.phase or "queued",
         progress=cycle.progress,
-        strategy_name=cycle.metadata.get("strategy_name"),
+        strategy_name=cycle.record.strategy_name,
         child_operation_id=child.operation_id if child else None,
         child_progress=child.progress if child else None,
         child_status=child.status.value if child else None,
         started_at=cycle.started_at,
-        designer=cycle.metadata.get("designer"),
+        designer=cycle.record.designer,
     )
 
 
 def current_child(store: OperationsStore, cycle: Operation) -> Operation | None:
     """The newest child the cycle has created."""
+    record = cycle.record
     for key in reversed(CHILD_KEYS):
-        if cycle.metadata.get(key):
-            return store.get(cycle.metadata[key])
+        if getattr(record, key):
+            return store.get(getattr(record, key))
     return None
 
 
@@ -229,8 +230,8 @@ def _last_cycle(cycle: Operation) -> LastCycle:
     return LastCycle(
         operation_id=cycle.operation_id,
         status=cycle.status.value,
-        phase=cycle.metadata.get("phase"),
-        strategy_name=cycle.metadata.get("strategy_name"),
+        phase=cycle.record.phase,
+        strategy_name=cycle.record.strategy_name,
         error_message=cycle.error_message,
         created_at=cycle.created_at,
         completed_at=cycle.completed_at,

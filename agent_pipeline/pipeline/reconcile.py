@@ -12,7 +12,7 @@ def tell_study(store: OperationsStore, operation_id: str) -> None:
     """A cycle that ends outside its chain (cancelled, reconciled) never reaches the chain's tell: tell it here,
     so its optimiser trial does not stay RUNNING. Optuna is imported only when there is a trial to tell."""
     cycle = store.get(operation_id)
-    if cycle.operation_type == OperationType.AGENT_RESEARCH and cycle.metadata.get("symbol"):
+    if cycle.operation_type == OperationType.AGENT_RESEARCH and cycle.record.symbol:
         tell_cycle(cycle)
 
 
@@ -24,7 +24,7 @@ def stop_trainings(store: OperationsStore, operation_id: str) -> None:
     candidates = [store.get(operation_id), *store.list(parent_operation_id=operation_id, limit=50)]
     for op in candidates:
         if op.operation_type == OperationType.TRAINING:
-            stop_training(op.operation_id, op.metadata.get("celery_task_id"))
+            stop_training(op.operation_id, op.training_record.celery_task_id)
 
 
 def reconcile(store: OperationsStore, settings: Settings) -> None:

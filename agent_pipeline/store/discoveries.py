@@ -38,7 +38,7 @@ class Judgement:
 
 def judge(cycles: list[Operation], timeframe: str) -> dict[str, Judgement]:
     """Every backtested cycle of one series (all its cycles, any status), judged over all of them."""
-    tested = [c for c in cycles if c.metadata.get("backtest_result")]
+    tested = [c for c in cycles if c.record.backtest_result]
     sharpes = [float(c.metadata["backtest_result"].get("sharpe_ratio") or 0.0) for c in tested]
     judged = {}
     for cycle in tested:

@@ -149,9 +149,9 @@ def _text(value: Any, length: int) -> str | None:
 
 def result_row(operation: Operation) -> CycleResultRow:
     """The leaderboard row of a finished cycle, from its metadata and result summary."""
-    meta, summary = operation.metadata, operation.result_summary or {}
-    training = meta.get("training_result") or {}
-    backtest = meta.get("backtest_result") or {}
+    meta, summary = operation.record, operation.result_summary or {}
+    training = meta.training_result or {}
+    backtest = meta.backtest_result or {}
     outcome, reason = outcome_of(operation)
     excess = _number(backtest.get("excess_return"))
     total, hold = _number(backtest.get("total_return")), _number(backtest.get("buy_and_hold_return"))
@@ -166,17 +166,17 @@ def result_row(operation: Operation) -> CycleResultRow:
         status=operation.status.value,
         outcome=outcome.value,
         reason=reason[:REASON_LENGTH] if reason else None,
-        strategy_name=_text(meta.get("strategy_name"), 80),
-        symbol=_text(str(meta.get("symbol") or "").upper(), 32),
-        timeframe=_text(meta.get("timeframe"), 8),
-        designer=_text(meta.get("designer"), 16),
+        strategy_name=_text(meta.strategy_name, 80),
+        symbol=_text(str(meta.symbol or "").upper(), 32),
+        timeframe=_text(meta.timeframe, 8),
+        designer=_text(meta.designer, 16),
         balanced_accuracy=_number(training.get("balanced_accuracy")),
         sharpe_ratio=_number(backtest.get("sharpe_ratio")),
         num_trades=int(trades) if trades is not None else None,
         deflated_sharpe=_number(backtest.get("deflated_sharpe")),
         total_return=total,
         excess_return=excess,
-        cost_usd=_number(meta.get("cost_usd")),
+        cost_usd=_number(meta.cost_usd),
         discovery=summary.get("discovery") if isinstance(summary.get("discovery"), bool) else None,
         lockbox_return=_number(lockbox.get("total_return")),
     )

@@ -12,6 +12,8 @@ from sqlalchemy import JSON, DateTime, Index, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from agent_pipeline.store.record import CycleRecord, TrainingRecord
+
 
 class OperationType(enum.StrEnum):
     AGENT_RESEARCH = "agent_research"
@@ -90,6 +92,16 @@ class Operation:
     metadata: dict[str, Any] = field(default_factory=dict)
     result_summary: dict[str, Any] | None = None
     error_message: str | None = None
+
+    @property
+    def record(self) -> CycleRecord:
+        """The metadata as a research cycle's typed record (`store.record`)."""
+        return CycleRecord.read(self.metadata)
+
+    @property
+    def training_record(self) -> TrainingRecord:
+        """The metadata as a training operation's typed record."""
+        return TrainingRecord.read(self.metadata)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict with the field names of DESIGN.md."""

@@ -44,20 +44,20 @@ def _assess(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     from agent_pipeline.llm.assessor import save_assessment  # lazy: start-up cost (pandas)
     from agent_pipeline.llm.assessors import get_assessor  # lazy: start-up cost (pandas)
 
-    meta = store.get(context.cycle_id).metadata
+    meta = store.get(context.cycle_id).record
     strategy_path = strategy_file(meta)
     assessor = get_assessor(llm_settings(context), context.designer)
     outcome = assessor.assess(
         strategy=load_strategy(strategy_path),
-        training_result=meta.get("training_result") or {},
-        backtest_result=meta.get("backtest_result") or {},
+        training_result=meta.training_result or {},
+        backtest_result=meta.backtest_result or {},
         gates={key: meta.get(key) for key, _ in GATES},
     )
     path = strategy_path.with_name(f"{strategy_path.stem}.assessment.json")
     save_assessment(outcome, path)
     assessment = outcome.to_dict()
     usage = assessment.get("usage") or {}
-    cost = float(meta.get("cost_usd") or 0.0) + float(usage.get("cost_usd") or 0.0)
+    cost = float(meta.cost_usd or 0.0) + float(usage.get("cost_usd") or 0.0)
     store.merge_metadata(
         context.cycle_id,
         {

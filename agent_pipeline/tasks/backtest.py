@@ -6,6 +6,7 @@ from typing import Any
 
 from agent_pipeline.engine.artifacts import fetch, parent_of, publish_folder, work_folder
 from agent_pipeline.engine.datastore import synced_data_dir
+from agent_pipeline.errors import PhaseError
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationType, get_store
@@ -30,13 +31,13 @@ BACKTEST_RESULT_KEYS = (
 def backtest(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     context = CycleContext.model_validate(ctx)
     store = get_store()
-    meta = store.get(context.cycle_id).metadata
+    meta = store.get(context.cycle_id).record
     child = child_operation(
         store,
         context.cycle_id,
         key="backtest_op_id",
         operation_type=OperationType.BACKTESTING,
-        metadata={"strategy_name": meta.get("strategy_name"), "model_path": meta.get("model_path")},
+        metadata={"strategy_name": meta.strategy_name, "model_path": meta.model_path},
     )
     run_child(store, child, lambda: _backtest(store, context, child.operation_id), prefix="Backtest failed")
     return ctx
@@ -49,12 +50,14 @@ def _backtest(store: OperationsStore, context: CycleContext, backtest_op_id: str
     )
 
     cycle = store.get(context.cycle_id)
-    meta = cycle.metadata
+    meta = cycle.record
+    if meta.model_path is None or meta.evaluation is None:
+        raise PhaseError("Backtest failed: the cycle has no trained model or evaluation settings recorded")
     out_dir = work_folder("backtests", backtest_op_id)
     summary = backtest_walk_forward(
         strategy_file(meta),
-        model_dir=fetch(parent_of(meta["model_path"])),  # the training's folder: every fold's model
-        evaluation=Evaluation(**meta["evaluation"]),
+        model_dir=fetch(parent_of(meta.model_path)),  # the training's folder: every fold's model
+        evaluation=Evaluation(**meta.evaluation),
         out_dir=out_dir,
         trials=earlier_trials(store, cycle),
         data_dir=synced_data_dir(),
@@ -76,5 +79,5 @@ def earlier_trials(store: OperationsStore, cycle: Operation) -> Any:
         for op in store.series_cycles(symbol=cycle.metadata["symbol"], timeframe=cycle.metadata["timeframe"])
         if op.operation_id != cycle.operation_id
     ]
-    sharpes = [(op.metadata.get("backtest_result") or {}).get("sharpe_ratio") for op in others]
+    sharpes = [(op.record.backtest_result or {}).get("sharpe_ratio") for op in others]
     return Trials(count=len(others), sharpes=tuple(float(s) for s in sharpes if isinstance(s, int | float)))

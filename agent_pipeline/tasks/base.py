@@ -18,6 +18,7 @@ from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.outages import outage_errors, wait_for_services
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
+from agent_pipeline.store.record import CycleRecord
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class PhaseTask(Task):
         # write, and every phase and every training poll passes here: bench/bench_orchestration.py).
         if cycle.status == OperationStatus.PENDING:
             store.start(context.cycle_id)
-        if self.phase is not None and _is_ahead(self.phase, cycle.metadata.get("phase")):
+        if self.phase is not None and _is_ahead(self.phase, cycle.record.phase):
             # The worker's name rides on a write that happens anyway: the dashboard lists the workers seen.
             store.merge_metadata(context.cycle_id, {"phase": self.phase.value, "worker": self.request.hostname})
             store.update_progress(
@@ -139,7 +140,7 @@ def child_operation(
     metadata: dict[str, Any],
 ) -> Operation:
     """The cycle's child operation stored under metadata[key], created once (redeliveries reuse it)."""
-    existing = store.get(cycle_id).metadata.get(key)
+    existing = getattr(store.get(cycle_id).record, key)
     if existing:
         return store.get(existing)
     child = store.create(operation_type=operation_type, parent_operation_id=cycle_id, metadata=metadata)
@@ -180,16 +181,16 @@ def llm_settings(context: CycleContext) -> Settings:
     return config.model_copy(update={"model": context.model}) if context.model else config
 
 
-def strategy_file(meta: dict[str, Any]) -> Path:
+def strategy_file(meta: CycleRecord) -> Path:
     """The cycle's strategy on this host: the designer's file where it was saved, else a copy from the store.
 
     Raises:
         ArtifactNotFoundError: neither is there.
     """
-    path = Path(str(meta.get("strategy_path") or ""))
-    if path.is_file() or not meta.get("strategy_url"):
+    path = Path(str(meta.strategy_path or ""))
+    if path.is_file() or not meta.strategy_url:
         return path
-    return fetch(str(meta["strategy_url"]))
+    return fetch(str(meta.strategy_url))
 
 
 def absolute(path: Path | str) -> str:

@@ -17,6 +17,7 @@ from agent_pipeline.pipeline.context import CycleContext
 from agent_pipeline.pipeline.flags import stop_training
 from agent_pipeline.store.discoveries import refresh_discoveries
 from agent_pipeline.store.operations import ACTIVE, OperationsStore, OperationType, get_store
+from agent_pipeline.store.record import CycleRecord
 from agent_pipeline.tasks.base import PhaseTask, strategy_file
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,10 @@ SUMMARY_KEYS = (
 def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     context = CycleContext.model_validate(ctx)
     store = get_store()
-    meta = store.get(context.cycle_id).metadata
-    summary = {k: meta[k] for k in SUMMARY_KEYS if k in meta}
+    meta = store.get(context.cycle_id).record
+    summary = meta.model_dump(include=set(SUMMARY_KEYS), exclude_unset=True)
     # Judged over the trials known now; each later cycle's end on the series judges it again (store/discoveries).
-    dsr = (meta.get("backtest_result") or {}).get("deflated_sharpe")
+    dsr = (meta.backtest_result or {}).get("deflated_sharpe")
     summary["discovery"] = summary["discovery_at_run"] = is_discovery(meta, dsr, completed=True)
     # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
     summary["lockbox"] = _trade_lockbox(meta)
@@ -50,25 +51,27 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     return ctx
 
 
-def _judge_series(store: OperationsStore, meta: dict[str, Any]) -> None:
+def _judge_series(store: OperationsStore, meta: CycleRecord) -> None:
     """Judge every discovery of the cycle's series again, over its trials now (store/discoveries.py)."""
-    if not (meta.get("symbol") and meta.get("timeframe")):
+    if not (meta.symbol and meta.timeframe):
         return
     try:
-        refresh_discoveries(store, str(meta["symbol"]), str(meta["timeframe"]))
+        refresh_discoveries(store, str(meta.symbol), str(meta.timeframe))
     except KtrdrError as exc:  # the flags are judged again at the series' next cycle end
         logger.warning("discoveries not judged again", extra={"error": str(exc)})
 
 
-def _trade_lockbox(meta: dict[str, Any]) -> dict[str, Any]:
+def _trade_lockbox(meta: CycleRecord) -> dict[str, Any]:
     """The final model trades the lockbox once; a lockbox that cannot be traded is reported, not fatal."""
     from agent_pipeline.engine.research import Evaluation, trade_lockbox  # lazy: start-up cost (scipy, torch)
 
     try:
+        if meta.model_path is None or meta.evaluation is None:
+            raise KeyError("no model or evaluation settings recorded")
         return trade_lockbox(
             strategy_file(meta),
-            model_path=fetch(meta["model_path"]),
-            evaluation=Evaluation(**meta["evaluation"]),
+            model_path=fetch(meta.model_path),
+            evaluation=Evaluation(**meta.evaluation),
             data_dir=synced_data_dir(),
         )
     except (KtrdrError, KeyError) as exc:
@@ -94,12 +97,12 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
             if child.status in ACTIVE:
                 store.fail(child.operation_id, error_message=f"Parent failed: {message}")
                 if child.operation_type == OperationType.TRAINING:
-                    stop_training(child.operation_id, child.metadata.get("celery_task_id"))
+                    stop_training(child.operation_id, child.training_record.celery_task_id)
         first = store.fail(cycle_id, error_message=message)
         if first:
             logger.warning("cycle failed", extra={"error": message})
         if first:
-            _judge_series(store, store.get(cycle_id).metadata)  # one more trial: the others' DSR falls
+            _judge_series(store, store.get(cycle_id).record)  # one more trial: the others' DSR falls
         tell_cycle(store.get(cycle_id))  # the optimiser's study learns the outcome (issue 9)
         if first:
             publish(store, cycle_id)  # plots for people, once; never raises

@@ -107,7 +107,7 @@ def research_memory(
     for op in reversed(recent):  # oldest first: the memory's order
         if op.operation_id == exclude or op.status not in FINISHED:
             continue
-        meta = op.metadata
+        meta = op.record
         status, error = op.status.value, op.error_message
         stop = stopping_verdict(meta)
         if stop is not None and stop.bypassed and op.status == OperationStatus.COMPLETED:
@@ -117,14 +117,14 @@ def research_memory(
                 operation_id=op.operation_id,
                 created_at=op.created_at or datetime.now(UTC),
                 status=status,
-                strategy_name=meta.get("strategy_name"),
-                strategy=_read_strategy(meta.get("strategy_path")),
+                strategy_name=meta.strategy_name,
+                strategy=_read_strategy(meta.strategy_path),
                 error_message=error,
                 gate_failure=stop.code if stop else None,
                 gate_detail=stop.detail if stop else None,
-                training_result=meta.get("training_result"),
-                backtest_result=meta.get("backtest_result"),
-                assessment=meta.get("assessment"),
+                training_result=meta.training_result,
+                backtest_result=meta.backtest_result,
+                assessment=meta.assessment,
             )
         )
     return ResearchMemory(cycles=tuple(cycles))

@@ -20,7 +20,7 @@ def _apply_gate(
     """Judge the cycle's figures and record the verdict as data; a failure breaks the chain unless bypassed."""
     context = CycleContext.model_validate(ctx)
     store = get_store()
-    verdict = judge(store.get(context.cycle_id).metadata.get(metrics_key) or {})
+    verdict = judge(getattr(store.get(context.cycle_id).record, metrics_key) or {})
     verdict = dataclasses.replace(verdict, bypassed=not verdict.passed and context.bypass_gates)
     store.merge_metadata(context.cycle_id, {name: verdict.to_record()})
     if not verdict.passed and not context.bypass_gates:

@@ -63,14 +63,14 @@ def train(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
         key="training_op_id",
         operation_type=OperationType.TRAINING,
         metadata={
-            "strategy_name": cycle.metadata.get("strategy_name"),
-            "strategy_path": cycle.metadata.get("strategy_path"),
+            "strategy_name": cycle.record.strategy_name,
+            "strategy_path": cycle.record.strategy_path,
         },
     )
-    task_id = child.metadata.get("celery_task_id") or _submit(self, store, cycle, child)
+    task_id = child.training_record.celery_task_id or _submit(self, store, cycle, child)
     if store.get(context.cycle_id).status.is_finished:
         child = store.get(child.operation_id)
-        stop_training(child.operation_id, child.metadata.get("celery_task_id"))  # cancelled meanwhile
+        stop_training(child.operation_id, child.training_record.celery_task_id)  # cancelled meanwhile
         raise Ignore()
     result = app.AsyncResult(task_id)
     if result.state in states.READY_STATES:
@@ -83,7 +83,7 @@ def train(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 def _submit(task: PhaseTask, store: OperationsStore, cycle: Operation, child: Operation) -> str:
     """Send the training to the `gpu` queue with a signature that wakes this supervisor when it ends."""
     config = settings()
-    strategy_path = strategy_file(cycle.metadata)
+    strategy_path = strategy_file(cycle.record)
     task_id = f"{child.operation_id}-train"  # deterministic: a duplicate submit is deduplicated by the GPU lock
     wake = dict(task.signature_from_request(task.request))
     train_model.apply_async(
@@ -111,7 +111,7 @@ def _resend_if_lost(
     task: PhaseTask, store: OperationsStore, cycle: Operation, child: Operation, result: AsyncResult
 ) -> None:
     """Send the training again when it is waiting to run and the broker has lost its message (`lost_message`)."""
-    missing_since = child.metadata.get("message_missing_since")
+    missing_since = child.training_record.message_missing_since
     held = broker.holds(app, GPU_QUEUE, result.id) if result.state in WAITING_STATES else None
     now = time.time()
     resend, since = lost_message(result.state, held, missing_since, now=now, bound=settings().heartbeat_stale_after)
@@ -122,7 +122,7 @@ def _resend_if_lost(
             extra={"training_op_id": child.operation_id, "task_id": result.id},
         )
         store.merge_metadata(
-            child.operation_id, {"message_missing_since": None, "resent": child.metadata.get("resent", 0) + 1}
+            child.operation_id, {"message_missing_since": None, "resent": child.training_record.resent + 1}
         )
         _submit(task, store, cycle, child)
     elif since != missing_since:
@@ -208,7 +208,7 @@ def _check_heartbeat(child: Operation, info: dict[str, Any]) -> None:
     stale_after = settings().heartbeat_stale_after
     beat = info.get("heartbeat")
     if isinstance(beat, int | float) and time.time() - beat > stale_after:
-        stop_training(child.operation_id, child.metadata.get("celery_task_id"))
+        stop_training(child.operation_id, child.training_record.celery_task_id)
         raise PhaseError(f"Training failed: no heartbeat from the GPU worker for {stale_after:.0f} s (worker lost)")
 
 

@@ -98,7 +98,7 @@ def cycle_view(store: OperationsStore, cycle_id: str) -> dict[str, Any]:
         OperationNotFoundError: unknown id, or not a research cycle.
     """
     cycle = require_cycle(store, cycle_id)
-    meta = cycle.metadata
+    meta = cycle.record
     # A finished cycle's plots are drawn once if missing; a running one shows what it has drawn so far.
     plots = stored_plots(store, cycle_id) if cycle.status.is_finished else []
     return {
@@ -106,11 +106,11 @@ def cycle_view(store: OperationsStore, cycle_id: str) -> dict[str, Any]:
         "active": not cycle.status.is_finished,
         "rows": report_rows(cycle),
         "phases": phases_of(store, cycle),
-        "gates": [(label, meta[key]) for key, label in GATES.items() if meta.get(key)],
-        "assessment": meta.get("assessment"),
-        "strategy_yaml": strategy_text(meta.get("strategy_path")),
+        "gates": [(label, meta.get(key)) for key, label in GATES.items() if meta.get(key)],
+        "assessment": meta.assessment,
+        "strategy_yaml": strategy_text(meta.strategy_path),
         "plots": [path.name for path in plots if path.name in PLOT_NAMES],
-        "artifacts": [(label, meta[key]) for key, label in ARTIFACTS.items() if meta.get(key)],
+        "artifacts": [(label, meta.get(key)) for key, label in ARTIFACTS.items() if meta.get(key)],
     }
 
 
