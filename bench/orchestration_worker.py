@@ -34,8 +34,12 @@ def _design(store: Any, context: Any) -> dict[str, Any]:
     return meta
 
 
-def _train(task: Any, training_op_id: str, *_: Any) -> dict[str, Any]:
-    watch = gpu._Watch(task, training_op_id, owner="bench")
+def _train(
+    task: Any, training_op_id: str, _yaml: Any, _home: Any, _data: Any, _seed: Any, owner: str, *_: Any
+) -> dict[str, Any]:
+    # The run lock's refresh is a compare-and-set on the delivery's owner: a watch under a name of its own lost the
+    # lock at its first beat (LockLost), and the supervisor failed the silent training 300 s later.
+    watch = gpu._Watch(task, training_op_id, owner=owner)
     client = task.app.backend.client
     while client.exists(SLOW_TRAINING_KEY) and not watch.should_cancel():
         time.sleep(0.05)

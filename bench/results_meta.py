@@ -27,6 +27,8 @@ RESULTS_DIR = ROOT / "bench" / "results"
 # The environment variables of the two gates' thresholds (see agent_pipeline/config.py).
 GATE_ENV_PREFIXES = ("TRAINING_GATE_", "BACKTEST_GATE_")
 PROVENANCE_KEYS = ("command", "commit", "date", "settings")
+# Results files differ from the commit whenever a bench has run; they say nothing about the code that ran.
+NOT_CODE = ":(exclude)bench/results"
 SETTINGS_KEYS = ("gates", "folds", "lockbox_fraction", "cycles")
 
 
@@ -60,12 +62,15 @@ def gate_thresholds() -> dict[str, dict[str, Any]]:
 
 
 def commit() -> str:
-    """The checkout's commit, `+dirty` when tracked files differ from it."""
+    """The checkout's commit, `+dirty` when tracked files (results files aside) differ from it."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, check=False).returncode != 0
+        dirty = (
+            subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", NOT_CODE], cwd=ROOT, check=False).returncode
+            != 0
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
@@ -75,7 +80,11 @@ def uncommitted() -> list[str]:
     """Tracked files that differ from the commit: what `+dirty` means for this run."""
     try:
         names = subprocess.run(
-            ["git", "diff", "--name-only", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "diff", "--name-only", "HEAD", "--", ".", NOT_CODE],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return []
@@ -140,7 +149,7 @@ def write(path: Path, record: dict[str, Any], *, cycles: int | None, **settings:
     """
     if cycles is None and not settings.get("cycles_note"):
         raise ValueError("cycles is None: say why in cycles_note")
-    from agent_pipeline.engine.artifacts import atomic_write
+    from agent_pipeline.engine.files import atomic_write
 
     stamped = stamp(record, cycles=cycles, **settings)
     atomic_write(path, (json.dumps(stamped, indent=1, default=str) + "\n").encode())
