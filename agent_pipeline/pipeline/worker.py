@@ -10,26 +10,23 @@ This module sits on top of the pipeline: importing it registers the worker's boo
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import logging
 import os
 import signal
 import sys
-import time
 from typing import Any
 
-import redis
 from celery import bootsteps, signals
-from kombu.transport import redis as kombu_redis
 
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import artifact_store
 from agent_pipeline.errors import StoreError
 from agent_pipeline.logs import setup_logging
 from agent_pipeline.pipeline.celery_app import GPU_QUEUE, RESEARCH_QUEUE, app
-from agent_pipeline.pipeline.outages import BACKOFF_MAX_S, BACKOFF_START_S, broker_errors
+from agent_pipeline.pipeline.hard_exit import exit_without_finalisation
+from agent_pipeline.pipeline.kombu_restore import patch_redis_restore
 from agent_pipeline.pipeline.reconcile import reconcile
 from agent_pipeline.pipeline.shutdown import STOP_SIGNAL, stop_requested
 from agent_pipeline.store.operations import forget_inherited_connections, get_store
@@ -131,25 +128,19 @@ class PoolKeeper(bootsteps.StartStopStep):
 @signals.celeryd_init.connect
 def _patient_worker(sender: str, conf: Any, **_: Any) -> None:
     configure_worker(conf)
-    _patch_redis_restore()
+    patch_redis_restore(_broker_url)  # see kombu_restore: a kombu 5.7 bug
     _check_artifact_store()
     _worker["program"] = True  # the `celery worker` program (not the embedded run's in-process worker)
 
 
 @signals.worker_shutdown.connect
 def _exit_once_stopped(sender: Any, **_: Any) -> None:
-    """A worker program ends here once its pool has stopped: exit handlers run, then the process exits without
-    the interpreter's finalisation, which with torch loaded took 1.3 s on 2 idle cores and 5 s on busy ones,
-    every restart and every deploy, with nothing left to clean up. The embedded run's worker is left alone."""
+    """A worker program ends here once its pool has stopped, skipping the interpreter's finalisation (see
+    `hard_exit`). The embedded run's worker is left alone."""
     if not _worker.get("program") or sender.blueprint.state == bootsteps.RUN:
         return
     logger.info("worker stopped; exiting")
-    atexit._run_exitfuncs()
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(sender.exitcode or 0)
+    exit_without_finalisation(sender.exitcode or 0)
 
 
 def _check_artifact_store() -> None:
@@ -199,43 +190,6 @@ def _listen_for_stop(**_: Any) -> None:
     signal.signal(STOP_SIGNAL, lambda *_: stop_requested.set())
 
 
-def _patch_redis_restore() -> None:
-    """Requeue a lost connection's unacknowledged messages once Redis is back, instead of crashing the worker.
-
-    kombu 5.7 restores them while closing the broken connection, after the connection has dropped its transport
-    client: building a Redis pool then raises AttributeError ("'NoneType' object has no attribute 'hostname'"),
-    which Celery treats as unrecoverable and the worker exits (issue 11). Even without that bug, a restore
-    attempted while Redis is still down fails and leaves the messages in the unacked hash until
-    `visibility_timeout` (hours). This waits, with backoff, for Redis, then restores through a fresh pool.
-    """
-    original = kombu_redis.QoS.restore_unacked
-    if getattr(original, "_ktrdr_patient", False):
-        return
-
-    def restore_unacked(self: Any, client: Any = None) -> Any:
-        if client is not None:
-            return original(self, client)
-        channel = self.channel
-        if getattr(channel.connection, "client", None) is not None:
-            try:
-                return original(self, None)
-            except broker_errors():
-                pass  # Redis is down: wait for it below
-        url = _broker_url()
-        delay = BACKOFF_START_S
-        while True:
-            try:
-                channel._pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=2)
-                return original(self, None)
-            except broker_errors():
-                logger.warning("Redis unreachable; %d unacked message(s) wait to be requeued", len(self._delivered))
-                time.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
-
-    restore_unacked._ktrdr_patient = True  # type: ignore[attr-defined]
-    kombu_redis.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]
-
-
 def _broker_url() -> str:
     return str(app.conf.broker_url)
 
@@ -257,7 +211,7 @@ def _prepare_research_worker(sender: str, instance: Any, **_: Any) -> None:
         return
     store = get_store()
     store.upgrade()
-    store.reconcile_stale(stale_after=get_settings().heartbeat_stale_after)
+    reconcile(store, get_settings())
 
 
 # What the tasks import on first use, by the queue they serve (the CLI and the API never import these).

@@ -37,3 +37,17 @@ def test_the_research_worker_reconciles_at_most_every_60_s_by_default() -> None:
     with pytest.raises(ValidationError):
         Settings(reconcile_interval=61)  # the bound: a stale row waits at most one minute past its limit
     assert {Reconciler, PoolKeeper} <= set(app.steps["worker"])
+
+
+def test_the_restore_hook_is_installed_once_and_keeps_kombus_own_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kombu.transport import redis as kombu_redis
+
+    from agent_pipeline.pipeline.kombu_restore import patch_redis_restore
+
+    kombus = getattr(kombu_redis.QoS.restore_unacked, "__wrapped__", kombu_redis.QoS.restore_unacked)
+    monkeypatch.setattr(kombu_redis.QoS, "restore_unacked", kombus)
+    patch_redis_restore(lambda: "redis://127.0.0.1:6379/15")
+    installed = kombu_redis.QoS.restore_unacked
+    patch_redis_restore(lambda: "redis://127.0.0.1:6379/15")  # a second worker init changes nothing
+    assert kombu_redis.QoS.restore_unacked is installed is not kombus
+    assert installed.__wrapped__ is kombus  # what tests/integration/test_kombu_restore.py runs as kombu's own
