@@ -6,7 +6,8 @@ import enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES
+# Largest strategy document accepted (bytes of UTF-8): real ones are ~2 KB; the text travels in the chain message.
+MAX_STRATEGY_BYTES = 64 * 1024
 
 
 class Phase(enum.StrEnum):

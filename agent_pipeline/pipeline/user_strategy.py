@@ -17,14 +17,12 @@ from agent_pipeline.engine.artifacts import publish_strategy
 from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.engine.strategy import load_strategy_text, save_strategy
 from agent_pipeline.errors import StrategyValidationError
+from agent_pipeline.pipeline.context import MAX_STRATEGY_BYTES, CycleContext
 
 if TYPE_CHECKING:
     from agent_pipeline.engine.strategy import Strategy
-    from agent_pipeline.pipeline.context import CycleContext
     from agent_pipeline.store.operations import OperationsStore
 
-# Largest strategy document accepted (bytes of UTF-8): real ones are ~2 KB; the text travels in the chain message.
-MAX_STRATEGY_BYTES = 64 * 1024
 # What the cycle's metadata records as its designer when the user wrote the strategy.
 USER_DESIGNER = "user"
 

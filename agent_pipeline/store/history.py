@@ -2,7 +2,7 @@
 
 The operations table keeps every figure inside JSON; sorting 100,000 cycles by a JSON field would read every
 row on every call. So when a cycle reaches a finished status, the store writes its figures here in the same
-transaction (`OperationsStore._transition` -> `record_result`), and `ktrdr agent history` and
+transaction (`Transitions._transition` -> `record_result`), and `ktrdr agent history` and
 `GET /api/v1/agent/history` read one indexed page of this table.
 """
 
@@ -21,7 +21,7 @@ from agent_pipeline.gates import bypassed_gates, stopping_verdict
 from agent_pipeline.store.models import Base, Operation, OperationStatus, OperationType, aware
 
 if TYPE_CHECKING:
-    from agent_pipeline.store.operations import OperationsStore
+    from agent_pipeline.store.base import StoreBase
 
 # Longest gate reason or error message kept in a row (the operation keeps the whole text).
 REASON_LENGTH = 500
@@ -196,7 +196,7 @@ def _to_result(row: CycleResultRow) -> CycleResult:
 
 
 def leaderboard(
-    store: OperationsStore,
+    store: StoreBase,
     *,
     symbol: str | None = None,
     timeframe: str | None = None,
@@ -220,7 +220,7 @@ def leaderboard(
         return [_to_result(row) for row in session.scalars(query)]
 
 
-def outcome_counts(store: OperationsStore) -> dict[str, int]:
+def outcome_counts(store: StoreBase) -> dict[str, int]:
     """Finished cycles per outcome family (one grouped count on an indexed column)."""
     from sqlalchemy import func
 
