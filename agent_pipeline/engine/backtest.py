@@ -267,15 +267,7 @@ def simulate(
     if not np.isfinite(signals).all() or np.abs(signals).max() > 1:
         raise BacktestError("signals must be finite positions in [-1, 1]")
     held = np.concatenate(([0.0], signals[:-1]))  # no look-ahead: bar t's signal trades at bar t+1's open
-    equity, side, factor = _equity_curve(opens, closes, held, commission + slippage)
-    ruin = np.flatnonzero(equity <= 0)
-    if len(ruin):
-        # A losing short can cost more than the account: it is ruined at that close, liquidated at the next open,
-        # and trades no more. Equity stays at 0 (a drawdown of 100%, never more).
-        held = held.copy()
-        held[ruin[0] + 1 :] = 0.0
-        equity, side, factor = _equity_curve(opens, closes, held, commission + slippage)
-        equity[ruin[0] :] = 0.0
+    held, equity, side, factor = _trade(opens, closes, held, commission + slippage)
     returns = bar_returns(equity)
     volatility, sharpe, sortino = _ratios(returns, periods_per_year)
     total = float(equity[-1] - 1.0)
@@ -284,27 +276,32 @@ def simulate(
     num_trades, win_rate, profit_factor = _trade_stats(side, factor)
     buy_and_hold = float(closes[-1] / opens[0] - 1.0)
     return BacktestResult(
-        total_return=total,
-        annualised_return=annualised,
-        volatility=volatility,
-        sharpe_ratio=sharpe,
-        sortino_ratio=sortino,
-        max_drawdown=max(drawdown, 0.0),
-        calmar_ratio=annualised / drawdown if drawdown > 0 else 0.0,
-        num_trades=num_trades,
-        win_rate=win_rate,
-        profit_factor=profit_factor,
-        exposure=float(np.mean(held != 0)),
-        buy_and_hold_return=buy_and_hold,
-        excess_return=total - buy_and_hold,
-        n_bars=len(bars),
-        start=str(bars.index[0]),
-        end=str(bars.index[-1]),
-        equity=pd.Series(equity, index=bars.index, name="equity"),
-        positions=held,
-        closes=closes,
+        total_return=total, annualised_return=annualised, volatility=volatility, sharpe_ratio=sharpe,
+        sortino_ratio=sortino, max_drawdown=max(drawdown, 0.0),
+        calmar_ratio=annualised / drawdown if drawdown > 0 else 0.0, num_trades=num_trades, win_rate=win_rate,
+        profit_factor=profit_factor, exposure=float(np.mean(held != 0)), buy_and_hold_return=buy_and_hold,
+        excess_return=total - buy_and_hold, n_bars=len(bars), start=str(bars.index[0]), end=str(bars.index[-1]),
+        equity=pd.Series(equity, index=bars.index, name="equity"), positions=held, closes=closes,
         first_open=float(opens[0]),
-    )
+    )  # fmt: skip
+
+
+def _trade(
+    opens: np.ndarray, closes: np.ndarray, held: np.ndarray, cost: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The positions actually held, the equity curve and the trades' sides and factors (`_equity_curve`).
+
+    A losing short can cost more than the account: it is ruined at that close, liquidated at the next open, and
+    trades no more. Equity stays at 0 (a drawdown of 100%, never more).
+    """
+    equity, side, factor = _equity_curve(opens, closes, held, cost)
+    ruin = np.flatnonzero(equity <= 0)
+    if len(ruin):
+        held = held.copy()
+        held[ruin[0] + 1 :] = 0.0
+        equity, side, factor = _equity_curve(opens, closes, held, cost)
+        equity[ruin[0] :] = 0.0
+    return held, equity, side, factor
 
 
 def run_backtest(strategy: Strategy, dataset: Dataset, model_path: Path, *, out_dir: Path) -> BacktestResult:

@@ -321,6 +321,7 @@ def _resume(run: _Run, path: Path, fingerprint: dict[str, Any], device: str) -> 
     run.generator.set_state(state["generator"].cpu())
     if state["cuda_rng"] and device.startswith("cuda"):
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    logger.info("resumed from checkpoint at epoch %d", run.epoch, extra={"checkpoint": str(path)})
     return True
 
 
@@ -420,6 +421,24 @@ def _new_run(spec: ModelSpec, strategy: Strategy, dataset: Dataset, seed: int, d
     return _Run(model=model, optimizer=optimizer, generator=generator)
 
 
+def _inputs(dataset: Dataset, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    """The training and validation tensors on `device`, and the class-weighted loss of the training labels."""
+    x_train, y_train = _tensors(dataset.x_train, dataset.y_train, device)
+    x_val, y_val = _tensors(dataset.x_val, dataset.y_val, device)
+    return x_train, y_train, x_val, y_val, loss_function(dataset.y_train, device)
+
+
+def _end_epoch(
+    run: Any, train_loss: float, validation: tuple[float, float], epochs: int, patience: int
+) -> EpochProgress:
+    """Record the epoch on the run, keep the best weights, and say how far the training is."""
+    val_loss, val_accuracy = validation
+    if run.add_epoch(train_loss, val_loss, val_accuracy, patience=patience, epochs=epochs):
+        run.best_state = copy.deepcopy(run.model.state_dict())
+    percentage = 100.0 if run.stopped_early else 100.0 * run.epoch / epochs
+    return EpochProgress(run.epoch, epochs, train_loss, val_loss, val_accuracy, percentage)
+
+
 def train(
     strategy: Strategy,
     dataset: Dataset,
@@ -437,12 +456,10 @@ def train(
         strategy: supplies model (hidden_layers, activation, dropout) and training settings.
         dataset: float32 features, int64 labels (SELL=0, HOLD=1, BUY=2), chronological splits.
         model_path: where the model file goes (written atomically, only on success).
-        checkpoint_path: written after every epoch; if it exists at start, training resumes from it.
-            It is kept after success, so a redelivered task resumes with nothing left to do.
-        seed: seeds torch (global RNG: weights, dropout) and the batch-order generator.
-        device: `cpu`, `cuda[:N]`, or None / `auto` for CUDA when available.
-        on_epoch: called after every epoch.
-        should_cancel: polled every epoch and every CANCEL_CHECK_BATCHES batches.
+        checkpoint_path: written after every epoch; if it exists at start, training resumes from it (kept after
+            success, so a redelivered task resumes with nothing left to do).
+        seed: seeds torch (weights, dropout) and the batch order; device: `cpu`, `cuda[:N]`, None / `auto`.
+        on_epoch: called after every epoch; should_cancel: polled every epoch and every CANCEL_CHECK_BATCHES batches.
 
     Raises:
         TrainingError: bad input (empty split, NaN, a single class, feature mismatch) or a diverging loss.
@@ -453,13 +470,9 @@ def train(
     spec = spec_from(strategy, dataset)
     device = pick_device(device)
     run = _new_run(spec, strategy, dataset, seed, device)
-    x_train, y_train = _tensors(dataset.x_train, dataset.y_train, device)
-    x_val, y_val = _tensors(dataset.x_val, dataset.y_val, device)
-    loss_fn = loss_function(dataset.y_train, device)
+    x_train, y_train, x_val, y_val, loss_fn = _inputs(dataset, device)
     run_id = fingerprint(spec, strategy, dataset, seed)
-    if checkpoint_path and checkpoint_path.exists() and _resume(run, checkpoint_path, run_id, device):
-        logger.info("resumed from checkpoint at epoch %d", run.epoch, extra={"checkpoint": str(checkpoint_path)})
-    else:
+    if not (checkpoint_path and checkpoint_path.exists() and _resume(run, checkpoint_path, run_id, device)):
         run.initial_loss = _evaluate(run.model, loss_fn, x_val, y_val)[0]
     epochs, patience = strategy.training.epochs, strategy.training.early_stopping_patience
     while run.epoch < epochs and not run.stopped_early:
@@ -468,14 +481,11 @@ def train(
         train_loss = _train_epoch(run, loss_fn, x_train, y_train, strategy.training.batch_size, should_cancel)
         if not np.isfinite(train_loss):
             raise TrainingError(f"training loss diverged at epoch {run.epoch + 1} (loss={train_loss})")
-        val_loss, val_accuracy = _evaluate(run.model, loss_fn, x_val, y_val)
-        if run.add_epoch(train_loss, val_loss, val_accuracy, patience=patience, epochs=epochs):
-            run.best_state = copy.deepcopy(run.model.state_dict())
+        progress = _end_epoch(run, train_loss, _evaluate(run.model, loss_fn, x_val, y_val), epochs, patience)
         if checkpoint_path is not None:
             _save_checkpoint(run, checkpoint_path, run_id)
         if on_epoch is not None:
-            percentage = 100.0 if run.stopped_early else 100.0 * run.epoch / epochs
-            on_epoch(EpochProgress(run.epoch, epochs, train_loss, val_loss, val_accuracy, percentage))
+            on_epoch(progress)
     if run.best_state is not None:
         run.model.load_state_dict(run.best_state)
     return finish(run.model, run, spec, dataset, model_path=model_path, device=device, started=started)

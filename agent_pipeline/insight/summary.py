@@ -245,8 +245,8 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
         ("strategy_path", "Strategy file"), ("model_path", "Model"), ("backtest_dir", "Backtest files"),
         ("assessment_path", "Assessment file"),
     ):  # fmt: skip
-        if meta.get(key):
-            rows.append((label, str(meta.get(key))))
+        if value := meta.get(key):
+            rows.append((label, str(value)))
     if meta.cost_usd:
         rows.append(("LLM cost", f"${meta.cost_usd:.4f}"))
     return rows

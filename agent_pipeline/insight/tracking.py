@@ -66,8 +66,8 @@ def log_cycle(store: OperationsStore, cycle_id: str, plots: Sequence[Path] = ())
 def _tags(cycle_id: str, status: str, meta: CycleRecord) -> dict[str, str]:
     tags = {"ktrdr.cycle_id": cycle_id, "ktrdr.status": status}
     for key in ("designer", "symbol", "timeframe", "strategy_checksum"):
-        if meta.get(key):
-            tags[f"ktrdr.{key}"] = str(meta.get(key))
+        if value := meta.get(key):
+            tags[f"ktrdr.{key}"] = str(value)
     return tags
 
 

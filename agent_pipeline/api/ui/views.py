@@ -106,11 +106,11 @@ def cycle_view(store: OperationsStore, cycle_id: str) -> dict[str, Any]:
         "active": not cycle.status.is_finished,
         "rows": report_rows(cycle),
         "phases": phases_of(store, cycle),
-        "gates": [(label, meta.get(key)) for key, label in GATES.items() if meta.get(key)],
+        "gates": [(label, gate) for key, label in GATES.items() if (gate := meta.get(key))],
         "assessment": meta.assessment,
         "strategy_yaml": strategy_text(meta.strategy_path),
         "plots": [path.name for path in plots if path.name in PLOT_NAMES],
-        "artifacts": [(label, meta.get(key)) for key, label in ARTIFACTS.items() if meta.get(key)],
+        "artifacts": [(label, where) for key, label in ARTIFACTS.items() if (where := meta.get(key))],
     }
 
 

@@ -115,7 +115,9 @@ def fold_count(strategy: Strategy, training: Mapping[str, Any], backtest: Mappin
     return len(folds) if isinstance(folds, list) and folds else strategy.evaluation.folds
 
 
-class _Rules:
+class _Findings:
+    """What the rules found so far, and the figures every rule reads."""
+
     def __init__(
         self,
         strategy: Strategy,
@@ -133,6 +135,53 @@ class _Rules:
         self.strengths: list[str] = []
         self.weaknesses: list[str] = []
         self.suggestions: list[str] = []
+
+    def _overfitting(self) -> int:
+        val = _get(self.training, "val_accuracy")
+        test = _get(self.training, "test_accuracy", _get(self.training, "accuracy"))
+        if val is None or test is None or abs(val - test) <= OVERFIT_GAP:
+            return 0
+        self.weaknesses.append(f"Overfitting: validation accuracy {_pct(val)} vs out-of-sample {_pct(test)}")
+        self.suggestions.append("Regularise: more dropout or weight decay, a smaller network, or fewer epochs")
+        return -1
+
+    def _skill(self) -> int:
+        """Balanced accuracy against chance for this cycle's classes, by its p-value when recorded."""
+        balanced = _get(self.training, "balanced_accuracy")
+        if balanced is None:
+            return self._accuracy()
+        pvalue = _get(self.training, "skill_pvalue")
+        figures = f"balanced accuracy {_pct(balanced)} vs chance {_pct(self.chance)} for {self.n_classes} classes"
+        if pvalue is not None:
+            figures += f", p = {format_p(pvalue)}"
+        over = f" over {self.folds} walk-forward folds" if self.folds else ""
+        skilled = pvalue <= SKILL_MAX_P if pvalue is not None else balanced >= self.chance + SKILL_MARGIN
+        if skilled:
+            self.strengths.append(f"Out-of-sample skill{over}: {figures}")
+            return 1
+        self.weaknesses.append(f"No skill{over}: {figures}")
+        self.suggestions.append("Revisit the labels or the features: the model does no better than chance")
+        return -1
+
+    def _accuracy(self) -> int:
+        """Plain accuracy, for results without balanced accuracy; shown against the majority class if known."""
+        accuracy = _get(self.training, "test_accuracy", _get(self.training, "accuracy"))
+        if accuracy is None:
+            return 0
+        baseline = _get(self.training, "baseline_accuracy")
+        against = f" (majority class {_pct(baseline)})" if baseline is not None else ""
+        if accuracy >= GOOD_ACCURACY and (baseline is None or accuracy > baseline):
+            self.strengths.append(f"Accuracy {_pct(accuracy)}{against}")
+            return 1
+        if accuracy < LOW_ACCURACY or (baseline is not None and accuracy <= baseline):
+            self.weaknesses.append(f"Low accuracy ({_pct(accuracy)}{against})")
+            self.suggestions.append("Revisit the labels: a different ZigZag threshold or lookahead")
+            return -1
+        return 0
+
+
+class _Rules(_Findings):
+    """The rules on the gates, the backtest and the evidence, on top of the training's (`_Findings`)."""
 
     def apply(self) -> int:
         # The gates, the edge and the skill first: they must not fall off a list that holds four items.
@@ -263,49 +312,6 @@ class _Rules:
             return -2 if drawdown > SEVERE_DRAWDOWN else -1
         if drawdown <= LOW_DRAWDOWN:
             self.strengths.append(f"Shallow maximum drawdown ({_pct(drawdown)})")
-        return 0
-
-    def _overfitting(self) -> int:
-        val = _get(self.training, "val_accuracy")
-        test = _get(self.training, "test_accuracy", _get(self.training, "accuracy"))
-        if val is None or test is None or abs(val - test) <= OVERFIT_GAP:
-            return 0
-        self.weaknesses.append(f"Overfitting: validation accuracy {_pct(val)} vs out-of-sample {_pct(test)}")
-        self.suggestions.append("Regularise: more dropout or weight decay, a smaller network, or fewer epochs")
-        return -1
-
-    def _skill(self) -> int:
-        """Balanced accuracy against chance for this cycle's classes, by its p-value when recorded."""
-        balanced = _get(self.training, "balanced_accuracy")
-        if balanced is None:
-            return self._accuracy()
-        pvalue = _get(self.training, "skill_pvalue")
-        figures = f"balanced accuracy {_pct(balanced)} vs chance {_pct(self.chance)} for {self.n_classes} classes"
-        if pvalue is not None:
-            figures += f", p = {format_p(pvalue)}"
-        over = f" over {self.folds} walk-forward folds" if self.folds else ""
-        skilled = pvalue <= SKILL_MAX_P if pvalue is not None else balanced >= self.chance + SKILL_MARGIN
-        if skilled:
-            self.strengths.append(f"Out-of-sample skill{over}: {figures}")
-            return 1
-        self.weaknesses.append(f"No skill{over}: {figures}")
-        self.suggestions.append("Revisit the labels or the features: the model does no better than chance")
-        return -1
-
-    def _accuracy(self) -> int:
-        """Plain accuracy, for results without balanced accuracy; shown against the majority class if known."""
-        accuracy = _get(self.training, "test_accuracy", _get(self.training, "accuracy"))
-        if accuracy is None:
-            return 0
-        baseline = _get(self.training, "baseline_accuracy")
-        against = f" (majority class {_pct(baseline)})" if baseline is not None else ""
-        if accuracy >= GOOD_ACCURACY and (baseline is None or accuracy > baseline):
-            self.strengths.append(f"Accuracy {_pct(accuracy)}{against}")
-            return 1
-        if accuracy < LOW_ACCURACY or (baseline is not None and accuracy <= baseline):
-            self.weaknesses.append(f"Low accuracy ({_pct(accuracy)}{against})")
-            self.suggestions.append("Revisit the labels: a different ZigZag threshold or lookahead")
-            return -1
         return 0
 
     def generic_strengths(self) -> list[str]:
