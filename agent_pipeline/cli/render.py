@@ -279,13 +279,13 @@ def evidence_tables(found: Any) -> list[Any]:
             f"{series.spa_models} {strategies}"
         )
         table = Table(title=title, title_justify="left")
-        for header in ("Cycle", "Strategy", "Status", "Deflated Sharpe", "PSR", "Sharpe", "Trades", "Excess"):
+        for header in ("Cycle", "Strategy", "Outcome", "Deflated Sharpe", "PSR", "Sharpe", "Trades", "Excess"):
             table.add_column(header)
         for trial in series.best:
             table.add_row(
                 trial.cycle_id,
                 trial.strategy_name or "-",
-                trial.status,
+                f"{trial.outcome}, discovery" if trial.discovery else trial.outcome,
                 num(trial.deflated_sharpe, 2),
                 num(trial.psr, 2),
                 num(trial.sharpe_ratio, 2),
