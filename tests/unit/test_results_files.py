@@ -3,7 +3,8 @@ which settings.
 
 A JSON file in `bench/results/` carries `command`, `commit`, `date` and `settings` (`gates`, a mapping of both gates'
 thresholds; `folds`; `lockbox_fraction`; `cycles`, null only with a `cycles_note` saying why). A `.log` or `.jsonl`
-file has such a JSON beside it (`X.json` or `X.log.json`). Every `bench/results/...` path the README names exists.
+file has such a JSON beside it (`X.json` or `X.log.json`). Every `bench/results/...` path that README.md or a page
+of docs/ names exists.
 """
 
 from __future__ import annotations
@@ -17,13 +18,22 @@ RESULTS = ROOT / "bench" / "results"
 PROVENANCE_KEYS = ("command", "commit", "date", "settings")
 SETTINGS_KEYS = ("gates", "folds", "lockbox_fraction", "cycles")
 GATES = ("training", "backtest")
-# A results path as the README writes it, possibly a glob (`probe_min_hold_*.jsonl`).
+# A results path as the pages write it, possibly a glob (`probe_min_hold_*.jsonl`).
 CITED = re.compile(r"bench/results/[\w.*-]*[\w*]")
 
 
 def cited(readme: str) -> list[str]:
-    """The results paths (relative to the repository) the README names, in order, once each."""
+    """The results paths (relative to the repository) a page names, in order, once each."""
     return list(dict.fromkeys(CITED.findall(readme)))
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """The pages whose figures must name their results files: README.md and every page of docs/."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def pages_text(root: Path = ROOT) -> str:
+    return "\n".join(page.read_text() for page in pages(root))
 
 
 def provenance_file(path: Path) -> Path | None:
@@ -68,7 +78,7 @@ def problems(path: Path) -> list[str]:
 
 
 def cited_problems(readme: str, root: Path) -> list[str]:
-    """Each README-cited results path that is missing (a glob matching nothing) or lacks its provenance."""
+    """Each cited results path that is missing (a glob matching nothing) or lacks its provenance."""
     found: list[str] = []
     for name in cited(readme):
         matches = sorted(root.glob(name)) if "*" in name else [root / name]
@@ -80,15 +90,17 @@ def results_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in {".json", ".log", ".jsonl"})
 
 
-def test_the_readme_cites_results_files() -> None:
-    # Guards the pattern: a README that names none would make the next test pass on nothing.
-    names = cited((ROOT / "README.md").read_text())
-    assert "bench/results/research.json" in names
+def test_the_pages_cite_results_files() -> None:
+    # Guards the pattern and the page list: pages that name none would make the next test pass on nothing.
+    names = cited(pages_text())
+    assert ROOT / "docs" / "research.md" in pages()
+    assert {"bench/results/research.json", "bench/results/skill_gate.json", "bench/results/scaling.json"} <= set(names)
     assert len(names) >= 5, names
 
 
-def test_every_results_file_the_readme_cites_exists_and_carries_its_provenance() -> None:
-    assert cited_problems((ROOT / "README.md").read_text(), ROOT) == []
+def test_every_results_file_the_readme_or_docs_cite_exists_and_carries_its_provenance() -> None:
+    problems_by_page = {page.name: cited_problems(page.read_text(), ROOT) for page in pages()}
+    assert {page: found for page, found in problems_by_page.items() if found} == {}
 
 
 def test_every_results_file_in_bench_results_carries_its_provenance() -> None:
