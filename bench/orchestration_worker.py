@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent_pipeline.pipeline.celery_app import app
+# The app with the worker's bootsteps and signals registered (pool-child replacement, preloads, patient broker
+# settings), as `celery -A agent_pipeline` loads it: the bare celery_app left a one-task child unreplaced for 5 s.
+from agent_pipeline.pipeline.worker import app
 from agent_pipeline.tasks import assess, backtest, cycle, design, gpu
 
 # While this Redis key exists, trivial trainings wait (checking for a cancel) instead of returning at once.
