@@ -6,11 +6,14 @@ applied from the `celeryd_init` signal (sent in the worker's main process before
 
 This module sits on top of the pipeline: importing it registers the worker's bootsteps on the app, which
 `agent_pipeline.app` (what `celery -A agent_pipeline` loads) and the embedded runner do before a worker starts.
+Any other app module a worker program runs must take `app` from here as well: the benches' took the bare
+`celery_app`, and their GPU worker, without PoolKeeper, waited up to 5 s for each training's pool child.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -18,6 +21,7 @@ import signal
 import sys
 from typing import Any
 
+import billiard.pool
 from celery import bootsteps, signals
 
 from agent_pipeline.config import get_settings
@@ -41,6 +45,9 @@ SOFT_SHUTDOWN_TIMEOUT_S = 15.0
 PATIENT_RETRY_POLICY = {"max_retries": 300, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 2.0}
 # Seconds between checks for an exited pool child to replace (see PoolKeeper).
 POOL_CHECK_S = 0.1
+# Seconds between a finished child's checks that the main process has read its last result, before it exits;
+# billiard polls every 0.1 s, and the main process has nearly always read it by the second look (see PoolKeeper).
+CHILD_EXIT_POLL_S = 0.01
 # Retries of a result-backend call outside a task body, at most 2 s apart: about 5 minutes of outage.
 BACKEND_MAX_RETRIES = 150
 
@@ -106,6 +113,11 @@ class PoolKeeper(bootsteps.StartStopStep):
     Celery's prefork pool here reaps a child that exited after its last task only at its 5 s maintenance
     timer (measured: the child is a zombie for 3.3 s before its replacement forks), so a training queued behind
     another waited up to 5 s for a process. Found by bench/bench_orchestration.py.
+
+    The rest of a replacement's delay is billiard's and Celery's: a finished child polls every 0.1 s until the
+    main process has read its result (`hasten_child_exit`), and AsynPool runs a full `gc.collect()` before each
+    fork (Celery issue #2927), 0.1-0.4 s over torch's, pandas' and matplotlib's objects unless they are frozen
+    (`_preload_task_modules`).
     """
 
     requires = {"celery.worker.components:Pool", "celery.worker.components:Timer"}
@@ -125,9 +137,25 @@ class PoolKeeper(bootsteps.StartStopStep):
             self.timer_ref = None
 
 
+def hasten_child_exit() -> None:
+    """A pool child that finished its last task exits within about 10 ms of its result being read, not 100 ms.
+
+    billiard's `_ensure_messages_consumed` checks a shared counter at once, finds that the main process has not yet
+    read the result it just sent, and sleeps a whole 0.1 s. Poll at CHILD_EXIT_POLL_S instead, as long in all (30 s).
+    """
+    total = (
+        billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_LIMIT
+        * billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL
+    )
+    if billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL > CHILD_EXIT_POLL_S:
+        billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL = CHILD_EXIT_POLL_S
+        billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_LIMIT = round(total / CHILD_EXIT_POLL_S)
+
+
 @signals.celeryd_init.connect
 def _patient_worker(sender: str, conf: Any, **_: Any) -> None:
     configure_worker(conf)
+    hasten_child_exit()
     patch_redis_restore(_broker_url)  # see kombu_restore: a kombu 5.7 bug
     _check_artifact_store()
     _worker["program"] = True  # the `celery worker` program (not the embedded run's in-process worker)
@@ -228,10 +256,15 @@ def _preload_task_modules(sender: str, instance: Any, **_: Any) -> None:
     A GPU worker trains each model in a fresh child (`--max-tasks-per-child 1`), so each training paid torch's
     import (1.5-3 s on 2 cores) before its first epoch; a research worker's first backtest and report paid torch's
     and matplotlib's. Importing torch initialises no CUDA and starts no thread: both stay in the children.
+
+    The imported objects are then frozen out of the collector: Celery's AsynPool runs `gc.collect()` before every
+    fork (Celery issue #2927), which walked them for 0.1-0.4 s each time a one-task child was replaced.
     """
     queues = set(instance.app.amqp.queues.consume_from or {}) or set(PRELOAD)
     for module in sorted({name for queue in queues & set(PRELOAD) for name in PRELOAD[queue]}):
         importlib.import_module(module)
+    gc.collect()  # what is garbage now is freed, not frozen
+    gc.freeze()
 
 
 @signals.worker_process_init.connect

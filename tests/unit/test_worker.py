@@ -51,3 +51,32 @@ def test_the_restore_hook_is_installed_once_and_keeps_kombus_own_method(monkeypa
     patch_redis_restore(lambda: "redis://127.0.0.1:6379/15")  # a second worker init changes nothing
     assert kombu_redis.QoS.restore_unacked is installed is not kombus
     assert installed.__wrapped__ is kombus  # what tests/integration/test_kombu_restore.py runs as kombu's own
+
+
+def test_a_finished_pool_child_checks_every_10_ms_that_its_result_was_read_for_as_long_in_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import billiard.pool
+
+    from agent_pipeline.pipeline.worker import CHILD_EXIT_POLL_S, hasten_child_exit
+
+    monkeypatch.setattr(billiard.pool, "GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL", 0.1)
+    monkeypatch.setattr(billiard.pool, "GUARANTEE_MESSAGE_CONSUMPTION_RETRY_LIMIT", 300)
+    hasten_child_exit()
+    hasten_child_exit()  # a second worker init changes nothing
+    assert billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL == CHILD_EXIT_POLL_S
+    assert round(billiard.pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_LIMIT * CHILD_EXIT_POLL_S) == 30
+
+
+def test_the_preloaded_modules_are_frozen_out_of_the_collection_run_before_each_fork() -> None:
+    import gc
+    from types import SimpleNamespace
+
+    from agent_pipeline.pipeline.worker import _preload_task_modules
+
+    instance = SimpleNamespace(app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(consume_from={"none"}))))
+    try:
+        _preload_task_modules("probe", instance)  # a queue with nothing to preload: only the freeze
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
