@@ -3,7 +3,14 @@
 Every series is stored as `<SYMBOL>_<timeframe>.csv.gz` (columns `date,open,high,low,close,volume`).
 Bundled files live in `engine/datasets/`; the user's in the data folder (`Settings.data_dir`,
 `.ktrdr/data` by default). A user file overrides a bundled one with the same symbol and timeframe.
-Symbols are case-insensitive and stored upper case.
+Symbols are case-insensitive and stored upper case. The series of a bundled universe (`engine.bundled`,
+e.g. `SP500_20.AAPL`) are read from their library on demand: `load_bars` and `available_pairs` know them,
+`list_datasets` (the designer's catalogue) and `available_pairs` leave them to their universe.
+
+Close-only series (issue 24): a series with closes and no open, high or low anywhere (a table of adjusted closes)
+is stored as `date,close`, loads with NaN open, high, low and volume, and says so (`is_close_only`,
+`DatasetInfo.close_only`). Nothing invents the missing prices: validation fills a missing open/high/low from
+the close only in a series that has them elsewhere.
 
 Accepted CSV layouts (`import_csv`):
 - Generic, with a header: a date column named `date`, `datetime`, `time`, `timestamp`, `gmt time` or
@@ -36,6 +43,7 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
+from agent_pipeline.engine.bundled import bundled_closes, bundled_symbols
 from agent_pipeline.engine.files import atomic_write_with
 from agent_pipeline.engine.strategy import TIMEFRAMES
 from agent_pipeline.errors import DataError
@@ -45,6 +53,8 @@ log = logging.getLogger(__name__)
 BUNDLED_DIR = Path(__file__).parent / "datasets"
 COLUMNS = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
+# The prices a close-only series lacks.
+RANGE_COLUMNS = ("open", "high", "low")
 # Same pattern as Strategy.symbol: no path separators, so `<SYMBOL>_<tf>.csv.gz` never escapes the folder.
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9_.^-]{1,32}$")
 SUFFIX = ".csv.gz"
@@ -86,6 +96,7 @@ class DatasetInfo:
     source: str  # "bundled" or "user"
     path: Path
     warnings: tuple[str, ...] = ()
+    close_only: bool = False  # closes only: no open, high, low or volume (issue 24)
 
 
 # --------------------------------------------------------------------------- naming
@@ -298,12 +309,25 @@ def _fix_order(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
     return frame
 
 
+def is_close_only(bars: pd.DataFrame) -> bool:
+    """True when the bars have closes and no open, high or low at all (a missing column counts as empty)."""
+    return len(bars) > 0 and all(column not in bars or bars[column].isna().all() for column in RANGE_COLUMNS)
+
+
+def close_bars(closes: pd.Series) -> pd.DataFrame:
+    """A close-only series (not yet validated) from closes on a date index; missing closes are no bars."""
+    closes = pd.to_numeric(closes, errors="coerce").dropna()
+    return pd.DataFrame({"close": closes.to_numpy(dtype=float)}, index=pd.DatetimeIndex(closes.index, name="date"))
+
+
 def _fix_values(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
     empty = frame[list(PRICE_COLUMNS)].isna().all(axis=1)
     if empty.any():
         warnings.append(f"{int(empty.sum())} rows without prices: dropped")
         frame = frame[~empty]
     frame = frame.copy()
+    if is_close_only(frame):
+        return frame  # nothing to fill from: its open, high, low and volume stay unknown (NaN)
     missing = int(frame[["open", "high", "low"]].isna().any(axis=1).sum())
     if missing:
         warnings.append(f"{missing} rows with NaN open/high/low: filled from close")
@@ -331,14 +355,15 @@ def validate_bars(frame: pd.DataFrame, timeframe: str) -> tuple[pd.DataFrame, Va
 
     Fixable problems are repaired and reported: unsorted rows (sorted), duplicate timestamps (last kept),
     rows with no prices (dropped), NaN open/high/low (filled from close), NaN volume (0), open/close
-    outside high-low (range widened), unusual gaps (only reported; see `count_gaps`).
+    outside high-low (range widened), unusual gaps (only reported; see `count_gaps`). A missing column is
+    empty; a close-only series (`is_close_only`) keeps its open, high, low and volume NaN.
 
     Raises:
         DataError: no rows, NaN closes, high < low, non-positive prices, or a bar spacing that does not
             match the timeframe; the message gives the counts.
     """
     warnings: list[str] = []
-    frame = _fix_values(_fix_order(frame[list(COLUMNS)].astype(float), warnings), warnings)
+    frame = _fix_values(_fix_order(frame.reindex(columns=list(COLUMNS)).astype(float), warnings), warnings)
     _check_fatal(frame, timeframe)
     frame = _fix_range(frame, warnings)
     gaps, largest = count_gaps(frame.index, timeframe)
@@ -351,7 +376,8 @@ def validate_bars(frame: pd.DataFrame, timeframe: str) -> tuple[pd.DataFrame, Va
 
 
 def _write_atomically(frame: pd.DataFrame, target: Path) -> None:
-    text = frame.to_csv(float_format="%.10g", date_format="%Y-%m-%d %H:%M:%S", index_label="date")
+    stored = frame[["close"]] if is_close_only(frame) else frame  # close-only: `date,close`, nothing invented
+    text = stored.to_csv(float_format="%.10g", date_format="%Y-%m-%d %H:%M:%S", index_label="date")
 
     def compress(raw: BinaryIO) -> None:
         # filename="": no name in the gzip header (the temp's would be); mtime=0: the same bytes each time.
@@ -382,7 +408,7 @@ def _info(pair: tuple[str, str], path: Path, source: str, warnings: tuple[str, .
     frame, report = _load_file(path, pair[1])
     start, end = frame.index[0].to_pydatetime(), frame.index[-1].to_pydatetime()
     found = report.warnings if warnings is None else warnings
-    return DatasetInfo(pair[0], pair[1], start, end, len(frame), source, path, found)
+    return DatasetInfo(pair[0], pair[1], start, end, len(frame), source, path, found, is_close_only(frame))
 
 
 def import_csv(path: Path, *, symbol: str, timeframe: str, data_dir: Path) -> DatasetInfo:
@@ -444,8 +470,32 @@ def list_datasets(data_dir: Path | None = None) -> list[DatasetInfo]:
 
 
 def available_pairs(data_dir: Path | None = None) -> set[tuple[str, str]]:
-    """The (symbol, timeframe) pairs that have data, for `parse_strategy(available=...)`."""
+    """The (symbol, timeframe) pairs that have data, for `parse_strategy(available=...)`.
+
+    A bundled universe's series are left to their universe (a strategy names `universe:`, the next step of issue
+    24), so a single-series strategy, and its error listing what is available, sees the files only.
+    """
     return set(_sources(data_dir))
+
+
+def close_only_pairs(data_dir: Path | None = None) -> set[tuple[str, str]]:
+    """The pairs of `available_pairs` whose series are close-only, for `parse_strategy(close_only=...)`."""
+    return {pair for pair in available_pairs(data_dir) if is_close_only(_load_pair(pair, data_dir))}
+
+
+@lru_cache(maxsize=64)
+def _bundled_bars(universe: str, column: str, timeframe: str) -> pd.DataFrame:
+    """A bundled universe's series, validated once per process; callers must copy the frame."""
+    frame, _ = validate_bars(close_bars(bundled_closes(universe)[column]), timeframe)
+    return frame
+
+
+def _load_pair(pair: tuple[str, str], data_dir: Path | None) -> pd.DataFrame:
+    """The cached bars of a pair that has data (a file, or a bundled universe's column); do not modify them."""
+    sources = _sources(data_dir)
+    if pair in sources:
+        return _load_file(sources[pair][0], pair[1])[0]
+    return _bundled_bars(*bundled_symbols()[pair], pair[1])
 
 
 def load_bars(symbol: str, timeframe: str, data_dir: Path | None = None) -> pd.DataFrame:
@@ -458,12 +508,10 @@ def load_bars(symbol: str, timeframe: str, data_dir: Path | None = None) -> pd.D
     """
     sources = _sources(data_dir)
     key = (symbol.upper(), timeframe)
-    if key not in sources:
+    if key not in sources and key not in bundled_symbols():
         offered = ", ".join(f"{s} {t}" for s, t in sorted(sources)) or "none"
-        raise DataError(f"no data for {symbol} {timeframe} (available: {offered})")
-    path, _ = sources[key]
-    frame, _ = _load_file(path, timeframe)
-    return frame.copy()
+        raise DataError(f"no data for {symbol} {timeframe} (available: {offered}, and the bundled universes' series)")
+    return _load_pair(key, data_dir).copy()
 
 
 def random_walk_bars(bars: int, *, seed: int, start: str = "1999-01-04") -> pd.DataFrame:
