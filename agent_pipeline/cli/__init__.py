@@ -5,8 +5,20 @@ Importing this package registers every group on the root `cli` group; `main` is 
 
 from __future__ import annotations
 
-from agent_pipeline.cli import agent, calibrate, data, db, operations, servers, strategy
+from agent_pipeline.cli import agent, calibrate, data, db, operations, servers, strategy, universe
 from agent_pipeline.cli.app import cli, main
 from agent_pipeline.cli.servers import worker_argv
 
-__all__ = ["agent", "calibrate", "cli", "data", "db", "main", "operations", "servers", "strategy", "worker_argv"]
+__all__ = [
+    "agent",
+    "calibrate",
+    "cli",
+    "data",
+    "db",
+    "main",
+    "operations",
+    "servers",
+    "strategy",
+    "universe",
+    "worker_argv",
+]

@@ -1,14 +1,15 @@
-"""`ktrdr data`: list, import and synthesise OHLCV market data."""
+"""`ktrdr data`: list, import and synthesise OHLCV market data, and import universes (issue 24)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from agent_pipeline.cli.app import cli, console, echo_json
+from agent_pipeline.cli.app import cli, console
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.datastore import publish_series
 
@@ -48,25 +49,42 @@ def json_safe(value: Any) -> Any:
 @data.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON as the API does.")
 def list_data(as_json: bool) -> None:
-    """List the datasets available for training and backtesting.
+    """List the datasets available for training and backtesting, and the universes.
 
     Synthetic series (`ktrdr data synth`) also show their kind and their planted rule's Sharpe on the research
-    period and on the lockbox; the other series leave those empty.
+    period and on the lockbox; the other series leave those empty. Each universe shows its symbols, the dates
+    all of them have (common dates) and whether it is close-only; `--json` adds them under `universes`, beside
+    `data`.
     """
     from agent_pipeline.engine.data import list_datasets  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.universe import list_universes  # lazy: start-up cost (pandas, skfolio)
 
     records = [with_synth(as_record(info), info.path) for info in list_datasets(data_folder())]
+    universes = [as_record(info) for info in list_universes(data_folder())]
     if as_json:
-        echo_json(records)
+        click.echo(json.dumps({"success": True, "data": records, "universes": universes}, indent=2, default=str))
         return
+    print_table("Datasets", TABLE_COLUMNS, records)
+    print_table("Universes", UNIVERSE_COLUMNS, [{**u, "symbols": symbols_cell(u["symbols"])} for u in universes])
+
+
+def print_table(title: str, columns: dict[str, str], records: list[dict[str, Any]]) -> None:
+    """A rich table of records: record key -> column title; text columns left, numbers right."""
     from rich.table import Table
 
-    table = Table(title="Datasets", title_justify="left")
-    for column, title in TABLE_COLUMNS.items():
-        table.add_column(title, justify="left" if column in TEXT_COLUMNS else "right")
+    table = Table(title=title, title_justify="left")
+    for column, heading in columns.items():
+        table.add_column(heading, justify="left" if column in TEXT_COLUMNS else "right")
     for record in records:
-        table.add_row(*(cell(record.get(column)) for column in TABLE_COLUMNS))
+        table.add_row(*(cell(record.get(column)) for column in columns))
     console().print(table)
+
+
+def symbols_cell(symbols: list[str]) -> str:
+    """`20: AAPL, AMD, ...` (the universe's prefix dropped, at most SHOWN_SYMBOLS names)."""
+    names = [symbol.split(".", 1)[-1] for symbol in symbols]
+    shown = ", ".join(names[:SHOWN_SYMBOLS]) + (", ..." if len(names) > SHOWN_SYMBOLS else "")
+    return f"{len(names)}: {shown}"
 
 
 # The `ktrdr data list` table: record key -> column title.
@@ -80,14 +98,31 @@ TABLE_COLUMNS = {
     "synth_kind": "Synthetic",
     "rule_research_sharpe": "Rule Sharpe (research)",
     "rule_lockbox_sharpe": "Rule Sharpe (lockbox)",
+    "close_only": "Close only",
 }
-TEXT_COLUMNS = ("symbol", "timeframe", "start", "end", "source", "synth_kind")
+# The universes table: record key -> column title.
+UNIVERSE_COLUMNS = {
+    "name": "Universe",
+    "timeframe": "Timeframe",
+    "symbols": "Symbols",
+    "common_start": "Common start",
+    "common_end": "Common end",
+    "common_bars": "Common bars",
+    "close_only": "Close only",
+    "source": "Source",
+}
+TEXT_COLUMNS = {"symbol", "timeframe", "start", "end", "source", "synth_kind", "close_only"}
+TEXT_COLUMNS |= {"name", "symbols", "common_start", "common_end"}  # the universes table's
+# Symbols a universe's table row names before `...`.
+SHOWN_SYMBOLS = 8
 
 
 def cell(value: Any) -> str:
     """A table cell: floats to two decimals, None empty."""
-    if value is None:
+    if value is None or value is False:
         return ""
+    if value is True:
+        return "yes"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
@@ -106,12 +141,27 @@ def with_synth(record: dict[str, Any], path: Path) -> dict[str, Any]:
 
 @data.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--symbol", required=True, help="Instrument symbol, e.g. EURUSD.")
+@click.option("--symbol", help="Instrument symbol, e.g. EURUSD (an OHLCV file).")
+@click.option("--universe", help="Universe name, e.g. STOCKS (a wide file: a date column, then closes per symbol).")
 @click.option("--timeframe", required=True, help="Bar timeframe, e.g. 1h or 1d.")
-def import_data(file: Path, symbol: str, timeframe: str) -> None:
-    """Validate an OHLCV CSV file and add it to the data folder."""
+@click.option("--replace", is_flag=True, help="With --universe: replace a universe of that name.")
+def import_data(file: Path, symbol: str | None, universe: str | None, timeframe: str, replace: bool) -> None:
+    """Validate an OHLCV CSV file (--symbol), or a wide CSV of closes (--universe), and add it to the data folder.
+
+    With --universe each column becomes a close-only series `<UNIVERSE>.<COLUMN>` of that universe. Bad input
+    (a ragged file, a duplicate name, a non-numeric price, a symbol with no bars in the common range) writes
+    nothing.
+    """
+    if (symbol is None) == (universe is None):
+        raise click.UsageError("give --symbol (an OHLCV file) or --universe (a wide file of closes), not both")
+    if replace and universe is None:
+        raise click.UsageError("--replace goes with --universe")
+    if universe is not None:
+        import_universe_file(file, universe, timeframe, replace)
+        return
     from agent_pipeline.engine.data import import_csv  # lazy: start-up cost (pandas)
 
+    assert symbol is not None
     stored = import_csv(file, symbol=symbol, timeframe=timeframe, data_dir=data_folder())
     info = as_record(stored)
     click.echo(
@@ -119,6 +169,27 @@ def import_data(file: Path, symbol: str, timeframe: str) -> None:
         f"({info.get('start')} to {info.get('end')}) into {info.get('path')}"
     )
     echo_published(stored.path)
+
+
+def import_universe_file(file: Path, name: str, timeframe: str, replace: bool) -> None:
+    """`ktrdr data import FILE --universe NAME`: store the universe's series and say what it holds."""
+    from agent_pipeline.engine.data import dataset_path  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.universe import import_universe  # lazy: start-up cost (pandas)
+
+    folder = data_folder()
+    info = import_universe(file, name=name, timeframe=timeframe, data_dir=folder, replace=replace)
+    click.echo(describe_universe(info, "Imported"))
+    echo_published(*(dataset_path(symbol, timeframe, folder) for symbol in info.symbols))
+
+
+def describe_universe(info: Any, verb: str) -> str:
+    """One line: `Imported universe DEMO 1d: 3 symbols (...), 500 common bars (... to ...), close-only`."""
+    record = as_record(info)
+    kind = "close-only" if info.close_only else "OHLC"
+    return (
+        f"{verb} universe {info.name} {info.timeframe}: {len(info.symbols)} symbols ({', '.join(info.symbols)}), "
+        f"{info.common_bars} common bars ({record['common_start']} to {record['common_end']}), {kind}"
+    )
 
 
 def echo_published(*paths: Path) -> None:
