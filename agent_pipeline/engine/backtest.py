@@ -8,7 +8,10 @@ many bars; after that it follows the latest confident call.
 
 Execution (`simulate`): a target position decided from bar t's close is executed at bar t+1's open; the
 last bar's target is never executed (there is no next open), and any open position is closed at the last
-bar's close. Costs: `commission + slippage` as a fraction of traded notional, charged on each exit and each
+bar's close. Close-only bars (issue 24: no open, high or low) trade close to close: bar t+1's "open" is bar
+t's close, so the target decided at that close is filled at it and earns bar t+1's close-to-close return, and
+buy-and-hold runs from the first close.
+Costs: `commission + slippage` as a fraction of traded notional, charged on each exit and each
 entry (a flip long -> short pays both). A trade is sized at the whole equity at its entry and held as a
 fixed quantity until its exit, so equity within a trade is E_entry * (1 - cost + side * (price/entry - 1)).
 
@@ -27,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from agent_pipeline.engine.data import is_close_only
 from agent_pipeline.engine.dataset import Dataset
 from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.engine.labels import BUY, SELL
@@ -188,8 +192,9 @@ def _prices(bars: pd.DataFrame, signals: np.ndarray) -> tuple[np.ndarray, np.nda
         raise BacktestError(f"a backtest needs at least 2 bars, got {len(bars)}")
     if len(signals) != len(bars):
         raise BacktestError(f"{len(signals)} signals for {len(bars)} bars")
-    opens = bars["open"].to_numpy(dtype=np.float64)
     closes = bars["close"].to_numpy(dtype=np.float64)
+    # close-only: each bar is entered at the close before it (the first bar, always flat, at its own close)
+    opens = np.concatenate((closes[:1], closes[:-1])) if is_close_only(bars) else bars["open"].to_numpy(dtype=float)
     if not (np.isfinite(opens).all() and np.isfinite(closes).all() and (opens > 0).all() and (closes > 0).all()):
         raise BacktestError("open and close prices must be positive and finite")
     return opens, closes

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from agent_pipeline.engine.strategy import FuzzySet, Strategy
+from agent_pipeline.engine.data import is_close_only
+from agent_pipeline.engine.strategy import FuzzySet, Strategy, check_close_only
 
 # Window of the OBV flow transform (OBV has no period in the strategy grammar).
 OBV_WINDOW = 20
@@ -240,7 +241,14 @@ def membership(fuzzy_set: FuzzySet, values: np.ndarray) -> np.ndarray:
 
 
 def compute_indicators(strategy: Strategy, bars: pd.DataFrame) -> pd.DataFrame:
-    """The primary series of every indicator of the strategy, one column per feature_id."""
+    """The primary series of every indicator of the strategy, one column per feature_id.
+
+    Raises:
+        StrategyValidationError: the bars are close-only and an indicator needs high, low or volume (issue 24):
+            nothing invents them, and an indicator of NaN would only fail later, with a vaguer reason.
+    """
+    if is_close_only(bars):
+        check_close_only(strategy)
     return pd.DataFrame({ind.feature_id: PRIMARY[ind.type](ind, bars) for ind in strategy.indicators})
 
 

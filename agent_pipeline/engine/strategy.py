@@ -108,6 +108,15 @@ Indicator = Annotated[
 INDICATOR_TYPES = (
     "rsi", "sma", "ema", "macd", "bollinger", "atr", "stochastic", "roc", "obv", "williams_r", "cci", "adx",
 )  # fmt: skip
+# The columns each indicator reads (engine.features.PRIMARY). A close-only series (issue 24) has the close alone,
+# so only the indicators that read nothing else apply to it.
+_RANGE = ("high", "low", "close")
+INDICATOR_INPUTS: dict[str, tuple[str, ...]] = {
+    "rsi": ("close",), "sma": ("close",), "ema": ("close",), "macd": ("close",), "bollinger": ("close",),
+    "roc": ("close",), "atr": _RANGE, "stochastic": _RANGE, "williams_r": _RANGE, "cci": _RANGE, "adx": _RANGE,
+    "obv": ("close", "volume"),
+}  # fmt: skip
+CLOSE_INDICATORS = tuple(kind for kind in INDICATOR_TYPES if INDICATOR_INPUTS[kind] == ("close",))
 
 
 class FuzzySet(_Strict):
@@ -272,12 +281,41 @@ def _format_error(error: Any) -> str:
     return f"{loc}: {message}" if loc else message
 
 
-def parse_strategy(document: dict[str, Any], available: Iterable[tuple[str, str]] | None = None) -> Strategy:
+def close_only_problems(strategy: Strategy) -> list[str]:
+    """One message per indicator that reads more than the close, which a close-only series does not have."""
+    series = f"{strategy.symbol.upper()} {strategy.timeframe}"
+    problems = []
+    for i, indicator in enumerate(strategy.indicators):
+        missing = [column for column in INDICATOR_INPUTS[indicator.type] if column != "close"]
+        if missing:
+            needs = " and ".join(missing)
+            problems.append(f"indicators[{i}]: {indicator.type} needs {needs}, and {series} is close-only")
+    return problems
+
+
+def check_close_only(strategy: Strategy) -> None:
+    """Refuse a strategy whose indicators need more than closes, for a close-only series.
+
+    Raises:
+        StrategyValidationError: one message per such indicator, naming it and what it needs.
+    """
+    problems = close_only_problems(strategy)
+    if problems:
+        raise StrategyValidationError(problems)
+
+
+def parse_strategy(
+    document: dict[str, Any],
+    available: Iterable[tuple[str, str]] | None = None,
+    close_only: Iterable[tuple[str, str]] = (),
+) -> Strategy:
     """Validate a strategy mapping.
 
     Args:
         document: the parsed YAML mapping.
         available: (symbol, timeframe) pairs that have data; when given, the strategy must use one of them.
+        close_only: (symbol, timeframe) pairs whose series are close-only (`engine.data.close_only_pairs`); a
+            strategy on one of them may use close-based indicators only (`CLOSE_INDICATORS`).
 
     Raises:
         StrategyValidationError: one precise message per problem, e.g. `indicators[2].period: must be >= 2`.
@@ -295,23 +333,29 @@ def parse_strategy(document: dict[str, Any], available: Iterable[tuple[str, str]
             offered = ", ".join(f"{s} {t}" for s, t in sorted(pairs)) or "none"
             wanted = f"{strategy.symbol} {strategy.timeframe}"
             raise StrategyValidationError([f"symbol/timeframe: no data for {wanted} (available: {offered})"])
+    if (strategy.symbol.upper(), strategy.timeframe) in {(s.upper(), t) for s, t in close_only}:
+        check_close_only(strategy)
     return strategy
 
 
-def load_strategy_text(text: str, available: Iterable[tuple[str, str]] | None = None) -> Strategy:
-    """Parse YAML text with `yaml.safe_load` only, then validate it."""
+def load_strategy_text(
+    text: str, available: Iterable[tuple[str, str]] | None = None, close_only: Iterable[tuple[str, str]] = ()
+) -> Strategy:
+    """Parse YAML text with `yaml.safe_load` only, then validate it (`parse_strategy`)."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise StrategyValidationError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_strategy(document, available)
+    return parse_strategy(document, available, close_only)
 
 
-def load_strategy(path: Path, available: Iterable[tuple[str, str]] | None = None) -> Strategy:
-    """Read and validate a strategy file."""
-    return load_strategy_text(Path(path).read_text(encoding="utf-8"), available)
+def load_strategy(
+    path: Path, available: Iterable[tuple[str, str]] | None = None, close_only: Iterable[tuple[str, str]] = ()
+) -> Strategy:
+    """Read and validate a strategy file (`parse_strategy`)."""
+    return load_strategy_text(Path(path).read_text(encoding="utf-8"), available, close_only)
 
 
 def dump_strategy(strategy: Strategy) -> str:

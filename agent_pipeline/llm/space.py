@@ -20,6 +20,9 @@ and learning rate, and the confidence threshold. Its bounds, and why:
   (win rates of 29-48% become 41-58%, at least 45% in 25 of 32 rows, on trend 1.5, seeds 2 and 3,
   `probe_power.py --only trend --min-holds 1,5,10,20`), at some cost in Sharpe, which lets a trend design through
   the default win-rate gate (45%) that stopped it.
+- on a close-only series (issue 24: adjusted closes, no open, high, low or volume) only the indicators that read the
+  close alone are drawn (`usable_indicators`): ATR, stochastic, Williams %R, CCI and ADX need highs and lows, and
+  nothing invents them.
 The figures behind each choice are in the README (Research power) and `bench/probe_power.py`. Volatility and the
 fuzzy cut points come from the research period only, never the lockbox.
 """
@@ -35,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent_pipeline.engine.data import load_bars
+from agent_pipeline.engine.data import is_close_only, load_bars
 from agent_pipeline.engine.features import PRIMARY
+from agent_pipeline.engine.strategy import CLOSE_INDICATORS
 from agent_pipeline.engine.walkforward import lockbox_start
 from agent_pipeline.llm.catalogue import DataSeries
 
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
 INDICATORS = ("atr", "rsi", "stochastic", "williams_r", "cci", "adx", "roc", "sma", "ema")
 # The indicators beside ATR.
 OSCILLATORS = INDICATORS[1:]
+# The indicators a close-only series allows (they read the close alone), in the order above.
+CLOSE_ONLY_INDICATORS = tuple(kind for kind in INDICATORS if kind in CLOSE_INDICATORS)
 # Fixed training choices: 30 epochs, batch 64 keep a cycle to about a minute on 2 CPU cores.
 TRAINING = {"epochs": 30, "batch_size": 64, "early_stopping_patience": 6, "weight_decay": 0.0}
 
@@ -91,7 +97,8 @@ def research_bars(symbol: str, timeframe: str, data_dir: Path | None, lockbox_fr
 
 def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, *, prefix: str) -> dict[str, Any]:
     """The strategy document of one trial's draws over `bars` (the research period)."""
-    kinds = [kind for kind in INDICATORS if _suggest(trial, f"use_{kind}")] or ["atr"]
+    usable = usable_indicators(bars)
+    kinds = [kind for kind in usable if _suggest(trial, f"use_{kind}")] or [usable[0]]
     indicators = [{"type": kind, "period": _suggest(trial, f"{kind}_period")} for kind in kinds]
     sets, width = _suggest(trial, "fuzzy_sets"), _suggest(trial, "fuzzy_width")
     lookahead = _suggest(trial, "lookahead")
@@ -124,6 +131,11 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
         "training": TRAINING | {"learning_rate": round(_suggest(trial, "learning_rate"), 6)},
         "backtest": {"confidence_threshold": round(confidence_threshold(hold, margin), 4), "min_hold": min_hold},
     }
+
+
+def usable_indicators(bars: pd.DataFrame) -> tuple[str, ...]:
+    """The indicators drawn for these bars: all of INDICATORS, or the close-based ones for close-only bars."""
+    return CLOSE_ONLY_INDICATORS if is_close_only(bars) else INDICATORS
 
 
 def confidence_threshold(hold: bool, margin: float) -> float:
