@@ -31,7 +31,8 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from agent_pipeline.engine.data import is_close_only
-from agent_pipeline.engine.strategy import FuzzySet, Strategy, check_close_only
+from agent_pipeline.engine.strategy import FuzzySet, Strategy, close_only_problems
+from agent_pipeline.errors import DataError
 
 # Window of the OBV flow transform (OBV has no period in the strategy grammar).
 OBV_WINDOW = 20
@@ -244,11 +245,13 @@ def compute_indicators(strategy: Strategy, bars: pd.DataFrame) -> pd.DataFrame:
     """The primary series of every indicator of the strategy, one column per feature_id.
 
     Raises:
-        StrategyValidationError: the bars are close-only and an indicator needs high, low or volume (issue 24):
-            nothing invents them, and an indicator of NaN would only fail later, with a vaguer reason.
+        DataError: the bars are close-only and an indicator needs high, low or volume (issue 24). Nothing invents
+            them, and pandas would skip the NaN highs and lows and compute an ATR of 0. A DataError, one plain
+            message, crosses the GPU queue intact; a StrategyValidationError rebuilt from its text would not.
     """
-    if is_close_only(bars):
-        check_close_only(strategy)
+    problems = close_only_problems(strategy) if is_close_only(bars) else []
+    if problems:
+        raise DataError("; ".join(problems))
     return pd.DataFrame({ind.feature_id: PRIMARY[ind.type](ind, bars) for ind in strategy.indicators})
 
 

@@ -14,7 +14,7 @@ from agent_pipeline.engine.backtest import simulate
 from agent_pipeline.engine.data import close_bars, load_bars, validate_bars
 from agent_pipeline.engine.features import PRIMARY, compute_features
 from agent_pipeline.engine.strategy import CLOSE_INDICATORS, INDICATOR_INPUTS, INDICATOR_TYPES, parse_strategy
-from agent_pipeline.errors import StrategyValidationError
+from agent_pipeline.errors import DataError, StrategyValidationError
 
 NEEDS_RANGE = ("atr", "stochastic", "williams_r", "cci", "adx")
 
@@ -71,7 +71,7 @@ def test_close_based_indicators_pass_on_close_only_data(document: Callable[..., 
 
 def test_features_refuse_an_atr_on_close_only_bars(document: Callable[..., dict[str, Any]], closes_only) -> None:
     strategy = parse_strategy(with_indicator(document, "atr"))
-    with pytest.raises(StrategyValidationError, match=r"indicators\[0\]: atr needs high and low, and DEMO.S00 1d"):
+    with pytest.raises(DataError, match=r"^indicators\[0\]: atr needs high and low, and DEMO.S00 1d is close-only$"):
         compute_features(strategy, closes_only)
     rsi = parse_strategy(with_indicator(document, "rsi"))
     assert compute_features(rsi, closes_only).iloc[20:].notna().all().all()
