@@ -225,11 +225,12 @@ def _check_free(name: str, registry: dict[str, Universe], replace: bool) -> None
         raise DataError(f"universe {name} exists already ({old.timeframe}, {len(old.symbols)} symbols): pass --replace")
 
 
-def _retire(old: Universe | None, keep: tuple[str, ...], data_dir: Path) -> None:
-    """Remove the series an imported universe owned that its replacement does not keep."""
+def _retire(old: Universe | None, new: Universe, data_dir: Path) -> None:
+    """Remove the series an imported universe owned that its replacement does not keep (same name and timeframe)."""
     if old is None or not old.owned:
         return
-    for symbol in sorted(set(old.symbols) - set(keep)):
+    keep = set(new.symbols) if new.timeframe == old.timeframe else set()
+    for symbol in sorted(set(old.symbols) - keep):
         dataset_path(symbol, old.timeframe, data_dir).unlink(missing_ok=True)
 
 
@@ -250,8 +251,9 @@ def import_universe(path: Path, *, name: str, timeframe: str, data_dir: Path, re
     series = universe_bars(name, read_closes_csv(path), timeframe)
     for symbol, frame in series.items():
         store_bars(frame, symbol=symbol, timeframe=timeframe, data_dir=data_dir)
-    _retire(registry.get(name), tuple(series), data_dir)
-    registry[name] = Universe(name, timeframe, tuple(series), owned=True)
+    new = Universe(name, timeframe, tuple(series), owned=True)
+    _retire(registry.get(name), new, data_dir)
+    registry[name] = new
     _write_registry(data_dir, registry)
     return describe(registry[name], data_dir)
 
@@ -275,8 +277,9 @@ def create_universe(
     if duplicates:
         raise DataError(f"duplicate symbol {duplicates[0]!r} in --symbols")
     check_common(pd.DataFrame({symbol: load_bars(symbol, timeframe, data_dir)["close"] for symbol in wanted}))
-    _retire(registry.get(name), wanted, data_dir)
-    registry[name] = Universe(name, timeframe, wanted)
+    new = Universe(name, timeframe, wanted)
+    _retire(registry.get(name), new, data_dir)
+    registry[name] = new
     _write_registry(data_dir, registry)
     return describe(registry[name], data_dir)
 

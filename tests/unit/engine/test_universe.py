@@ -76,6 +76,11 @@ def test_a_name_that_exists_is_refused_unless_replace_which_drops_the_old_series
     info = import_universe(narrower, name="demo", timeframe="1d", data_dir=data, replace=True)
     assert info.symbols == ("DEMO.S00", "DEMO.S09")
     assert not (data / "DEMO.S01_1d.csv.gz").exists() and not (data / "DEMO.S02_1d.csv.gz").exists()
+    weekly = ["2020-01-06,1,2", "2020-01-13,1.1,2.1", "2020-01-20,1.2,2.2"]
+    import_universe(
+        wide(tmp_path, header="date,S00,S09", rows=weekly), name="demo", timeframe="1w", data_dir=data, replace=True
+    )
+    assert sorted(p.name for p in data.glob("DEMO.*")) == ["DEMO.S00_1w.csv.gz", "DEMO.S09_1w.csv.gz"]
 
 
 def test_a_bundled_universe_cannot_be_replaced(tmp_path: Path) -> None:
