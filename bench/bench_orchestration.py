@@ -142,7 +142,7 @@ class Stack:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        from tests.conftest import forget_store
+        from tests.services import forget_store
 
         forget_store(self.env["DATABASE_URL"])
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:

@@ -17,6 +17,7 @@ SERVER_START_TIMEOUT = 30
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the suite's and the benches' one port picker)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

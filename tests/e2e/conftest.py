@@ -1,3 +1,3 @@
-"""End-to-end tests drive the same real stack as the cycle integration tests."""
+"""End-to-end tests drive the same real stack as the cycle integration tests (tests/stack.py)."""
 
-from tests.integration.cycle.conftest import make_module_stack, make_stack  # noqa: F401 - re-exported fixtures
+from tests.stack import make_module_stack, make_stack  # noqa: F401 - fixtures, used by name

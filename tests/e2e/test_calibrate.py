@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.e2e.test_embedded_and_docs import clean_env, ktrdr
+from tests.e2e.shell import clean_env, ktrdr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

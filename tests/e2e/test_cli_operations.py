@@ -243,7 +243,6 @@ def test_db_upgrade_masks_the_password(postgres_url: str, tmp_path: Path) -> Non
 
 
 def test_data_list_json_names_the_bundled_datasets() -> None:
-    pytest.importorskip("agent_pipeline.engine.data", reason="engine/data.py has not landed yet")
     result = invoke("data", "list", "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -252,7 +251,6 @@ def test_data_list_json_names_the_bundled_datasets() -> None:
 
 
 def test_data_import_of_garbage_is_one_line_exit_1(tmp_path: Path) -> None:
-    pytest.importorskip("agent_pipeline.engine.data", reason="engine/data.py has not landed yet")
     garbage = tmp_path / "garbage.csv"
     garbage.write_text("this is not,an ohlcv file\n1,2\n")
     result = invoke("data", "import", str(garbage), "--symbol", "ZZZ", "--timeframe", "1h")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,9 +22,10 @@ import pytest
 from agent_pipeline.insight.calibration import POWER_CURVE, SeriesOutcome, plot_power_curve, run_record, save_run
 from agent_pipeline.insight.report import write_plots
 from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
-from tests.conftest import forget_store
-from tests.e2e.test_embedded_and_docs import BIN, ROOT, clean_env
-from tests.e2e.test_report import HISTORY
+from tests.cycles import HISTORY
+from tests.e2e.shell import BIN, ROOT, clean_env
+from tests.private_servers import free_port
+from tests.services import forget_store, requirement_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -122,12 +122,6 @@ def seed(home: Path) -> dict[str, str]:
 # -- the server and the browser ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`ktrdr api --embedded` on the seeded home, with KTRDR_API_TOKEN set; yields its URL and the cycle ids."""
@@ -178,10 +172,7 @@ def wait_for(check: Any, seconds: float, what: str, *, process: Any = None, log:
 def browser() -> Iterator[Any]:
     """Headless Chromium (Debian's chromium + chromium-driver) with its console log kept."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        message = "chromium / chromium-driver are not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(f"SKIPPED LOUDLY: {message}")
+        requirement_missing("chromium / chromium-driver are not installed (apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,25 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cycle.test_cycle_stack import OPEN_GATES
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from tests.e2e.shell import ROOT, clean_env, ktrdr
+from tests.stack import OPEN_GATES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a fresh shell: none of the test stack's settings, no broker, no database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KTRDR_", "ANTHROPIC_", "DATABASE_URL"))}
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def ktrdr(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the installed `ktrdr` script as a user would."""
-    return subprocess.run(
-        [str(BIN / "ktrdr"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def test_agent_run_completes_a_cycle_in_process_without_servers(tmp_path: Path) -> None:

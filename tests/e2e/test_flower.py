@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import redis_test_url, service_missing
-from tests.integration.cycle.conftest import Stack, make_stack  # noqa: F401
-from tests.integration.cycle.test_cycle_stack import OPEN_GATES, QUICK, finished, start_stack, wait_until
+from tests.private_servers import free_port
+from tests.services import redis_test_url, service_missing
+from tests.stack import OPEN_GATES, QUICK, Stack, finished, start_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,12 +38,6 @@ FLOWER_START_TIMEOUT = 30
 # A Redis db of its own (the cycle stack's is 14): workers of a cycle test run at the same time elsewhere on
 # this machine would otherwise take this test's tasks, and Flower would show theirs.
 FLOWER_REDIS_URL = redis_test_url("flower")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Flower:
@@ -139,7 +132,7 @@ def wait_ready(flower: Flower, stack: Stack) -> None:
 
 
 def test_flower_lists_a_cycles_tasks_by_name_and_state(
-    make_stack,  # noqa: F811
+    make_stack,
     monkeypatch,
     private_redis,
     flower_on,

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from agent_pipeline.api.app import app as api_app
-from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database
+from tests.services import POSTGRES_URL_PREFIX, create_database, drop_database
 
 pytestmark = pytest.mark.e2e
 

@@ -14,14 +14,12 @@ from fastapi.testclient import TestClient
 from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
 from agent_pipeline.insight.report import PLOT_NAMES, write_plots
-from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
+from agent_pipeline.store.operations import OperationsStore, get_store
+from tests.cycles import cycle_with_artifacts
 
 pytestmark = pytest.mark.e2e
 
 PNG = b"\x89PNG\r\n\x1a\n"
-HISTORY = [
-    {"epoch": e, "train_loss": 1.1 - e / 20, "val_loss": 1.0 - e / 40, "val_accuracy": 0.3 + e / 50} for e in (1, 2, 3)
-]
 
 
 @pytest.fixture
@@ -31,35 +29,6 @@ def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Operatio
     store = get_store(sqlite_url)
     store.upgrade()
     yield store
-
-
-def cycle_with_artifacts(store: OperationsStore, folder: Path, *, folds: bool = True, backtest: bool = True) -> str:
-    """A finished cycle whose training op has fold histories and whose backtest dir has equity.csv."""
-    cycle = store.create_cycle(max_active=100)
-    summary = {"history": HISTORY, "accuracy": 0.4}
-    if folds:
-        summary["folds"] = [
-            {"fold": k, "history": HISTORY, "accuracy": 0.4, "balanced_accuracy": 0.38, "baseline_accuracy": 0.45}
-            | {"train_end": f"2017-0{k + 2}-01", "test_start": f"2017-0{k + 2}-02", "test_end": f"2017-0{k + 3}-01"}
-            for k in (1, 2)
-        ]
-    training = store.create(operation_type=OperationType.TRAINING, parent_operation_id=cycle.operation_id)
-    store.start(training.operation_id)
-    store.complete(training.operation_id, result_summary=summary)
-    meta = {"training_op_id": training.operation_id, "strategy_name": "s", "symbol": "EURUSD", "timeframe": "1h"}
-    if backtest:
-        folder.mkdir(parents=True)
-        rows = ["timestamp,equity,position,fold,buy_and_hold"]
-        for day in range(60):
-            position = [0, 1, -1][day // 20]
-            rows.append(f"2020-01-{1 + day % 28:02d},{1 + day / 100},{position},{1 + day // 30},{1 + day / 200}")
-        rows = [rows[0]] + [r.replace("2020-01-", f"2020-{2 + i // 28:02d}-") for i, r in enumerate(rows[1:])]
-        (folder / "equity.csv").write_text("\n".join(rows) + "\n")
-        meta["backtest_dir"] = str(folder)
-    store.merge_metadata(cycle.operation_id, meta)
-    store.start(cycle.operation_id)
-    store.complete(cycle.operation_id, result_summary={"lockbox": {"total_return": 0.01}})
-    return cycle.operation_id
 
 
 @pytest.mark.slow

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.integration.cycle.conftest import Stack
-from tests.integration.cycle.test_cycle_stack import OPEN_GATES, QUICK, start_stack
+from tests.e2e.shell import BIN, ktrdr_env, run_script
+from tests.stack import OPEN_GATES, QUICK, start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
-
-SCRIPTS = Path(__file__).parent / "scripts"
-BIN = Path(sys.executable).parent
-PLANTED_KEY = "sk-ant-api03-PLANTED-e2e-key-never-logged-000000"
-
-
-def ktrdr_env(stack: Stack) -> dict[str, str]:
-    return {**os.environ, **stack.env, "PATH": f"{BIN}:{os.environ['PATH']}"}
-
-
-def run_script(name: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPTS / name)], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def test_spec_e2e_commands_report_a_training_gate_failure(make_stack, monkeypatch) -> None:

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_spec_acceptance import BIN, PLANTED_KEY, ktrdr_env, run_script
+from tests.e2e.shell import BIN, ktrdr_env, run_script
 from tests.fake_anthropic import FakeAnthropic, Recorded, Scripted, message
-from tests.integration.cycle.conftest import Stack, use_stack_env
-from tests.integration.cycle.test_cycle_stack import OPEN_GATES, start_stack, wait_until
+from tests.stack import OPEN_GATES, Stack, start_stack, use_stack_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -29,6 +28,8 @@ API_PORT = 8000  # the spec's script calls localhost:8000
 # The spec's script polls the phase every 2 s and waits for "training" to appear: 3 epochs of batched
 # walk-forward training last well under that, so these cycles train long enough to be seen.
 TRAINING = {"KTRDR_TRAINING_EPOCHS": "60"}
+# An Anthropic key that must never appear in a log, a response or the database.
+PLANTED_KEY = "sk-ant-api03-PLANTED-e2e-key-never-logged-000000"
 
 STRATEGY = {
     "name": "claude_rsi_roc_probe",

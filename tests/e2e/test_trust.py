@@ -11,7 +11,7 @@ import pytest
 
 from agent_pipeline.engine.data import random_walk_bars
 from agent_pipeline.store.operations import OperationsStore, OperationType
-from tests.e2e.test_embedded_and_docs import clean_env, ktrdr
+from tests.e2e.shell import clean_env, ktrdr
 from tests.fake_anthropic import FakeAnthropic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -16,7 +16,7 @@ from agent_pipeline.config import reset_settings
 from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES
 from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
-from tests.e2e.test_embedded_and_docs import clean_env, ktrdr
+from tests.e2e.shell import clean_env, ktrdr
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from agent_pipeline.cli import worker_argv
-from tests.integration.cycle.conftest import use_stack_env
+from tests.stack import use_stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,52 +10,10 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from agent_pipeline.cli import cli
-from agent_pipeline.config import reset_settings
-from agent_pipeline.gates import Verdict
 from agent_pipeline.store.history import SortKey, leaderboard, outcome_counts
 from agent_pipeline.store.migrations import upgrade_database
 from agent_pipeline.store.operations import OperationsStore, OperationType
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[OperationsStore]:
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    monkeypatch.setenv("DATABASE_URL", url)
-    reset_settings()
-    store = OperationsStore(url)
-    store.upgrade()
-    yield store
-    store.engine.dispose()
-
-
-def finished_cycle(store: OperationsStore, how: str, *, dsr: float | None = None, symbol: str = "EURUSD") -> str:
-    """A cycle that went through design, training and backtest, then ended `how`."""
-    cycle = store.create_cycle(max_active=1000)
-    store.start(cycle.operation_id)
-    backtest = {"sharpe_ratio": 1.2, "num_trades": 14, "total_return": 0.05, "buy_and_hold_return": 0.02}
-    if dsr is not None:
-        backtest["deflated_sharpe"] = dsr
-    meta: dict[str, Any] = {
-        "strategy_name": f"s_{how}",
-        "symbol": symbol.lower(),
-        "timeframe": "1h",
-        "designer": "offline",
-        "training_result": {"balanced_accuracy": 0.41},
-        "backtest_result": backtest,
-        "cost_usd": 0.012,
-    }
-    store.merge_metadata(cycle.operation_id, meta)
-    if how == "passed":
-        store.complete(cycle.operation_id, result_summary={"discovery": False, "lockbox": {"total_return": -0.03}})
-    elif how == "training_gate":
-        verdict = Verdict("training", False, "no_skill", "no_skill (balanced accuracy 50.4% vs chance 50.0%, p = 0.41)")
-        store.merge_metadata(cycle.operation_id, {"training_gate": verdict.to_record()})
-        store.fail(cycle.operation_id, error_message=verdict.error_message)
-    elif how == "cancelled":
-        store.cancel(cycle.operation_id)
-    else:
-        store.fail(cycle.operation_id, error_message="Cycle failed: WorkerLostError: boom")
-    return cycle.operation_id
+from tests.cycles import finished_cycle
 
 
 def test_a_finished_cycle_gets_one_typed_row_with_its_outcome_family(store: OperationsStore) -> None:

@@ -20,8 +20,8 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.transport import redis as kombu_redis
 
 from agent_pipeline.pipeline.kombu_restore import patch_redis_restore
-from tests.conftest import service_missing
 from tests.private_servers import PrivateRedis
+from tests.services import service_missing
 
 QUEUE = Queue("canary", routing_key="canary")
 # An auto-delete fanout queue: a channel consuming one deletes it on close, which fails while Redis is down.

@@ -9,11 +9,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_pipeline.store.operations import OperationsStore, OperationType
-from tests.integration.test_history import finished_cycle, store  # noqa: F401 - the parametrised store fixture
+from tests.cycles import finished_cycle
 
 
 @pytest.fixture
-def client(store: OperationsStore) -> Iterator[TestClient]:  # noqa: F811
+def client(store: OperationsStore) -> Iterator[TestClient]:
     from agent_pipeline.api.app import app
 
     with TestClient(app) as test_client:
@@ -30,7 +30,7 @@ def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
     }
 
 
-def test_metrics_count_cycles_trainings_durations_and_llm_use(store: OperationsStore, client: TestClient) -> None:  # noqa: F811
+def test_metrics_count_cycles_trainings_durations_and_llm_use(store: OperationsStore, client: TestClient) -> None:
     # Given two passed cycles, a gate failure, a cancelled one, an error, and one cycle running a training
     for how in ("passed", "passed", "training_gate", "cancelled", "error"):
         finished_cycle(store, how, dsr=0.5)

@@ -6,8 +6,8 @@ import pytest
 
 from agent_pipeline.errors import ConfigurationError, InvalidOptionError
 from agent_pipeline.pipeline.context import Phase
+from agent_pipeline.store.operations import OperationStatus, OperationType
 from agent_pipeline.tasks.base import _is_ahead
-from agent_pipeline.store.operations import OperationsStore, OperationStatus, OperationType
 
 
 @pytest.mark.parametrize(
@@ -23,18 +23,6 @@ from agent_pipeline.store.operations import OperationsStore, OperationStatus, Op
 )
 def test_phases_only_move_forward(phase: Phase, current: str | None, ahead: bool) -> None:
     assert _is_ahead(phase, current) is ahead
-
-
-@pytest.fixture
-def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> OperationsStore:
-    from agent_pipeline.config import reset_settings
-    from agent_pipeline.store.operations import get_store
-
-    monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    reset_settings()
-    store = get_store(sqlite_url)
-    store.upgrade()
-    return store
 
 
 @pytest.mark.parametrize(

@@ -3,61 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.integration.cycle.conftest import Stack, use_stack_env
+from tests.stack import OPEN_GATES, QUICK, finished, start_stack, use_stack_env, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-# Gates that always pass, so a test can reach the later phases whatever the model learned.
-OPEN_GATES = {
-    "TRAINING_GATE_MIN_ACCURACY": "0",
-    "TRAINING_GATE_MAX_LOSS": "100",
-    "TRAINING_GATE_MIN_LOSS_DECREASE": "-1",
-    "BACKTEST_GATE_MIN_WIN_RATE": "0",
-    "BACKTEST_GATE_MAX_DRAWDOWN": "1",
-    "BACKTEST_GATE_MIN_SHARPE": "-1000",
-    "TRAINING_GATE_MAX_P": "1",
-    "BACKTEST_GATE_MIN_TRADES": "0",
-}
-# A few epochs keep the cycles short; the trainer's own tests cover long runs.
-QUICK = {"KTRDR_TRAINING_EPOCHS": "3"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def finished(cycle_id: str) -> Any:
-    from agent_pipeline.store.operations import get_store
-
-    def check() -> Any:
-        op = get_store().get(cycle_id)
-        return op if op.status.is_finished else None
-
-    return check
-
-
-def start_stack(make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch, **env: str) -> Stack:
-    stack = make_stack(**env)
-    use_stack_env(stack, monkeypatch)
-    from agent_pipeline.store.operations import get_store
-
-    get_store().upgrade()
-    stack.start_worker("research", "research", "-c", "1", wait=False)
-    stack.start_worker("gpu", "gpu", "-c", "1", "--max-tasks-per-child", "1", wait=False)
-    stack.wait_ready("research", "gpu")
-    return stack
 
 
 def test_passing_cycle_runs_every_phase_and_records_its_results(make_stack, monkeypatch) -> None:

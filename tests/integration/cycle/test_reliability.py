@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cycle.conftest import use_stack_env
-from tests.integration.cycle.test_cycle_stack import OPEN_GATES, finished, start_stack, wait_until
+from tests.stack import OPEN_GATES, finished, start_stack, use_stack_env, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cycle.test_cycle_stack import start_stack, wait_until
+from tests.stack import start_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

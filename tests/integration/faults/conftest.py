@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import service_missing
 from tests.private_servers import PrivatePostgres, PrivateRedis
+from tests.services import service_missing
 
 
 def _missing(tool: str) -> bool:

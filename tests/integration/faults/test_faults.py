@@ -19,9 +19,8 @@ import pytest
 from sqlalchemy import text
 
 from agent_pipeline.pipeline.context import CycleOptions
-from tests.integration.cycle.conftest import Stack, use_stack_env
-from tests.integration.cycle.test_cycle_stack import finished, wait_until
 from tests.private_servers import PrivatePostgres, PrivateRedis
+from tests.stack import Stack, finished, use_stack_env, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,7 +74,7 @@ def stack(
     built.wait_ready("research", "gpu1", "gpu2")
     yield built
     built.stop()
-    from tests.conftest import forget_store
+    from tests.services import forget_store
 
     forget_store(env["DATABASE_URL"])
 

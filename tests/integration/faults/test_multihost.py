@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from agent_pipeline.pipeline.context import CycleOptions
-from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database, forget_store
-from tests.integration.cycle.conftest import STACK_REDIS_URL, Stack, _flush_redis, use_stack_env
-from tests.integration.cycle.test_cycle_stack import finished, wait_until
 from tests.s3_server import S3Server, running_s3
+from tests.services import POSTGRES_URL_PREFIX, create_database, drop_database, forget_store
+from tests.stack import STACK_REDIS_URL, Stack, finished, flush_stack_redis, use_stack_env, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +48,7 @@ def s3() -> Iterator[S3Server]:
 @pytest.fixture(scope="module")
 def hosts(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Three worker "hosts": a home each, nothing shared but the services' URLs."""
-    _flush_redis()
+    flush_stack_redis()
     database = create_database("ktrdr_multihost")
     env = {
         **STACK_ENV,
@@ -75,7 +74,7 @@ def hosts(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     stack.stop()
     forget_store(env["DATABASE_URL"])
     drop_database(database)
-    _flush_redis()
+    flush_stack_redis()
 
 
 @pytest.fixture
@@ -142,8 +141,8 @@ def test_a_training_handed_back_resumes_on_the_other_host_and_the_api_serves_the
 def test_a_missing_model_object_fails_the_backtest_naming_its_url(cluster: Stack) -> None:
     from agent_pipeline.errors import ArtifactNotFoundError
     from agent_pipeline.pipeline.context import CycleContext
-    from agent_pipeline.tasks.backtest import _backtest
     from agent_pipeline.store.operations import OperationType, get_store
+    from agent_pipeline.tasks.backtest import _backtest
 
     store = get_store()
     folder = f"s3://{BUCKET}/cluster/models/op_training_gone/eurusd_rsi_atr"

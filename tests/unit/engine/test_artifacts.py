@@ -119,7 +119,8 @@ def test_a_missing_bucket_is_one_line_naming_it(s3_env: S3Server) -> None:
 
 
 def test_an_unreachable_endpoint_is_one_line_and_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.s3_server import S3_ENV, free_port
+    from tests.private_servers import free_port
+    from tests.s3_server import S3_ENV
 
     for name, value in S3_ENV.items():
         monkeypatch.setenv(name, value)

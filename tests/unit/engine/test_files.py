@@ -184,7 +184,6 @@ def test_a_path_writer_fills_the_temp_and_its_error_removes_it(tmp_path: Path) -
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_a_write_killed_half_way_leaves_the_old_content_whole_and_a_temp_readers_ignore(tmp_path: Path) -> None:
     # Given a stored series, and a writer replacing it that is SIGKILLed with half of the new file written
     target = tmp_path / "KILLED_1h.csv.gz"

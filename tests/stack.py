@@ -1,4 +1,8 @@
-"""A real stack for cycle tests: Postgres, Redis, and `research` and `gpu` Celery worker processes."""
+"""A real stack for cycle tests: Postgres, Redis, and `research` and `gpu` Celery worker processes.
+
+The integration and e2e conftests re-export the `make_stack` and `make_module_stack` fixtures; tests import the
+rest (`start_stack`, `wait_until`, `finished`, the gate settings).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,29 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import POSTGRES_URL_PREFIX, create_database, drop_database, redis_test_url, service_missing
+from tests.services import POSTGRES_URL_PREFIX, create_database, drop_database, redis_test_url, service_missing
 
-# A Redis database of its own for the worker stack (see tests/conftest.py REDIS_ROLES).
+# A Redis database of its own for the worker stack (see tests/services.py REDIS_ROLES).
 STACK_REDIS_URL = redis_test_url("stack")
 # Seconds to wait for a worker to answer a ping.
 WORKER_START_TIMEOUT = 60
+# Gates that always pass, so a test can reach the later phases whatever the model learned.
+OPEN_GATES = {
+    "TRAINING_GATE_MIN_ACCURACY": "0",
+    "TRAINING_GATE_MAX_LOSS": "100",
+    "TRAINING_GATE_MIN_LOSS_DECREASE": "-1",
+    "BACKTEST_GATE_MIN_WIN_RATE": "0",
+    "BACKTEST_GATE_MAX_DRAWDOWN": "1",
+    "BACKTEST_GATE_MIN_SHARPE": "-1000",
+    "TRAINING_GATE_MAX_P": "1",
+    "BACKTEST_GATE_MIN_TRADES": "0",
+}
+# A few epochs keep the cycles short; the trainer's own tests cover long runs.
+QUICK = {"KTRDR_TRAINING_EPOCHS": "3"}
 
 
 @dataclass
@@ -105,7 +123,8 @@ class Stack:
         return self.logs[name].read_text(errors="replace")
 
 
-def _flush_redis() -> None:
+def flush_stack_redis() -> None:
+    """Empty the stack's Redis db (its broker and result backend)."""
     import redis
 
     client = redis.Redis.from_url(STACK_REDIS_URL, socket_connect_timeout=2)
@@ -124,7 +143,7 @@ def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., S
     created: list[tuple[Stack, str]] = []
 
     def build(**settings: str) -> Stack:
-        _flush_redis()
+        flush_stack_redis()
         name = create_database("ktrdr_stack")
         home = tmp_path_factory.mktemp("stack")
         env = {
@@ -147,7 +166,7 @@ def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., S
         for stack, name in created:
             stack.stop()
             drop_database(name)
-        _flush_redis()
+        flush_stack_redis()
 
 
 @pytest.fixture
@@ -174,3 +193,38 @@ def use_stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
     reset_settings()
     configure(app, get_settings())
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.25) -> Any:
+    """Poll `predicate` until it returns something truthy, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def finished(cycle_id: str) -> Callable[[], Any]:
+    """A `wait_until` predicate: the operation once it has finished, else None."""
+    from agent_pipeline.store.operations import get_store
+
+    def check() -> Any:
+        op = get_store().get(cycle_id)
+        return op if op.status.is_finished else None
+
+    return check
+
+
+def start_stack(make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch, **env: str) -> Stack:
+    """A stack with `env`, this process pointed at it, its database migrated, a research and a gpu worker ready."""
+    stack = make_stack(**env)
+    use_stack_env(stack, monkeypatch)
+    from agent_pipeline.store.operations import get_store
+
+    get_store().upgrade()
+    stack.start_worker("research", "research", "-c", "1", wait=False)
+    stack.start_worker("gpu", "gpu", "-c", "1", "--max-tasks-per-child", "1", wait=False)
+    stack.wait_ready("research", "gpu")
+    return stack
