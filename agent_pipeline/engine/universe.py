@@ -183,9 +183,11 @@ def universe_bars(name: str, closes: pd.DataFrame, timeframe: str) -> dict[str, 
         symbol = f"{name}.{column}"
         dataset_path(symbol, timeframe, Path("."))  # a name too long, or a bad timeframe, before anything is written
         try:
-            found[symbol], _ = validate_bars(close_bars(closes[column]), timeframe)
+            found[symbol], report = validate_bars(close_bars(closes[column]), timeframe)
         except DataError as exc:
             raise DataError(f"{symbol}: {exc}") from None
+        for warning in report.warnings:
+            log.warning("import %s %s: %s", symbol, timeframe, warning)
     return found
 
 
