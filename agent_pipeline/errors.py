@@ -64,9 +64,11 @@ class DataError(KtrdrError):
 class StrategyValidationError(KtrdrError):
     """Raised when a strategy document violates the grammar; carries one message per problem."""
 
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(errors))
+    def __init__(self, errors: list[str] | str) -> None:
+        # A str is this error rebuilt from its message (Celery's result backend keeps exceptions as their text):
+        # taken whole, never joined character by character.
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("; ".join(self.errors))
 
 
 class DesignError(KtrdrError):

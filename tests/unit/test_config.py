@@ -101,3 +101,11 @@ def test_settings_are_cached_until_reset(monkeypatch: pytest.MonkeyPatch) -> Non
     assert get_settings() is first
     reset_settings()
     assert get_settings().seed == 99
+
+
+def test_a_strategy_error_rebuilt_from_its_message_keeps_the_message_whole() -> None:
+    from agent_pipeline.errors import StrategyValidationError
+
+    original = StrategyValidationError(["indicators[0]: atr needs high and low", "labels: lookahead must be >= 1"])
+    rebuilt = StrategyValidationError(str(original))  # what a result backend does with the exception's text
+    assert str(rebuilt) == str(original) and rebuilt.errors == [str(original)]
