@@ -11,7 +11,13 @@ import click
 from agent_pipeline.cli.app import cli
 from agent_pipeline.config import get_settings
 from agent_pipeline.errors import StrategyValidationError
-from agent_pipeline.pipeline.user_strategy import available_series, checksum, problems, read_strategy_file
+from agent_pipeline.pipeline.user_strategy import (
+    available_series,
+    checksum,
+    close_only_series,
+    problems,
+    read_strategy_file,
+)
 
 
 @cli.group()
@@ -27,7 +33,8 @@ def validate_strategy(file: Path, as_json: bool) -> None:
 
     try:
         text = read_strategy_file(file)
-        found = problems(text, available_series(get_settings().data_dir))
+        data_dir = get_settings().data_dir
+        found = problems(text, available_series(data_dir), close_only=close_only_series(data_dir))
     except StrategyValidationError as exc:
         text, found = "", list(exc.errors)
     if as_json:

@@ -116,7 +116,12 @@ def _check_user_strategy(options: CycleOptions, settings: Settings) -> None:
     if options.strategy is not None:
         if options.symbol or options.timeframe:
             raise InvalidOptionError("a user strategy names its own symbol and timeframe; leave out symbol/timeframe")
-        user_strategy.check(options.strategy, user_strategy.available_series(synced_data_dir()))
+        data_dir = synced_data_dir()
+        user_strategy.check(
+            options.strategy,
+            user_strategy.available_series(data_dir),
+            close_only=user_strategy.close_only_series(data_dir),
+        )
 
 
 def _check_budget(store: OperationsStore, settings: Settings) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import publish_strategy
 from agent_pipeline.engine.datastore import synced_data_dir
-from agent_pipeline.engine.strategy import load_strategy_text, save_strategy
+from agent_pipeline.engine.strategy import close_only_problems, load_strategy_text, save_strategy
 from agent_pipeline.errors import StrategyValidationError
 from agent_pipeline.pipeline.context import MAX_STRATEGY_BYTES, CycleContext
 
@@ -59,11 +59,14 @@ def decode_strategy(data: bytes, *, name: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as a file read in text mode
 
 
-def problems(text: str, available: Iterable[tuple[str, str]] | None = None) -> list[str]:
+def problems(
+    text: str, available: Iterable[tuple[str, str]] | None = None, *, close_only: Iterable[tuple[str, str]] = ()
+) -> list[str]:
     """Every problem of a strategy document, in document order; empty when it is valid.
 
     The data check runs on the raw `symbol`/`timeframe` even when other fields are wrong, so one pass
-    reports all it can (pydantic's own cross-field checks run only once the fields are valid).
+    reports all it can (pydantic's own cross-field checks run only once the fields are valid). `close_only`: the
+    pairs whose series have closes only (`close_only_series`); an indicator that needs more is a problem there.
     """
     import yaml
 
@@ -71,8 +74,10 @@ def problems(text: str, available: Iterable[tuple[str, str]] | None = None) -> l
     if size > MAX_STRATEGY_BYTES:
         return [f"{size} bytes is larger than the {MAX_STRATEGY_BYTES} byte limit"]
     try:
-        load_strategy_text(text)
+        strategy = load_strategy_text(text)
         found: list[str] = []
+        if (strategy.symbol.upper(), strategy.timeframe) in {(s.upper(), t) for s, t in close_only}:
+            found = close_only_problems(strategy)
     except StrategyValidationError as exc:
         found = list(exc.errors)
         if found and found[0].startswith("not valid YAML"):
@@ -94,14 +99,16 @@ def _data_problems(document: dict[str, Any], available: Iterable[tuple[str, str]
     return [f"symbol/timeframe: no data for {symbol} {timeframe} (available: {offered})"]
 
 
-def check(text: str, available: Iterable[tuple[str, str]] | None = None) -> Strategy:
+def check(
+    text: str, available: Iterable[tuple[str, str]] | None = None, *, close_only: Iterable[tuple[str, str]] = ()
+) -> Strategy:
     """The validated strategy.
 
     Raises:
         StrategyValidationError: with every problem `problems` finds.
     """
 
-    found = problems(text, available)
+    found = problems(text, available, close_only=close_only)
     if found:
         raise StrategyValidationError(found)
     return load_strategy_text(text)
@@ -114,6 +121,13 @@ def available_series(data_dir: Path | None) -> set[tuple[str, str]]:
     return available_pairs(data_dir)
 
 
+def close_only_series(data_dir: Path | None) -> set[tuple[str, str]]:
+    """The pairs of `available_series` whose series have closes only (a universe's)."""
+    from agent_pipeline.engine.data import close_only_pairs  # lazy: start-up cost (pandas)
+
+    return close_only_pairs(data_dir)
+
+
 def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     """The design phase for a user's strategy: check it again, save it, record `designer: user` and its checksum.
 
@@ -124,7 +138,8 @@ def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str
 
     assert context.strategy is not None
     config = get_settings()
-    strategy = check(context.strategy, available_series(synced_data_dir()))
+    data_dir = synced_data_dir()
+    strategy = check(context.strategy, available_series(data_dir), close_only=close_only_series(data_dir))
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     path = str(save_strategy(strategy, Path(config.strategies_dir or "."), stamp=stamp).resolve())
     digest = checksum(context.strategy)
