@@ -22,6 +22,7 @@ from agent_pipeline.engine import stats
 from agent_pipeline.engine.backtest import (
     BacktestResult,
     periods_per_year,
+    positions_from_classes,
     run_backtest,
     save_walk_forward,
     simulate,
@@ -30,6 +31,9 @@ from agent_pipeline.engine.backtest import (
 from agent_pipeline.engine.batch_trainer import train_together
 from agent_pipeline.engine.data import available_pairs, load_bars
 from agent_pipeline.engine.dataset import Dataset, build_dataset
+from agent_pipeline.engine.pooled import PooledWalkForward, build_pooled_walk_forward, universe_series
+from agent_pipeline.engine.pooled import lockbox_rows as universe_lockbox_rows
+from agent_pipeline.engine.portfolio import timing_portfolio
 from agent_pipeline.engine.strategy import Strategy, load_strategy
 from agent_pipeline.engine.trainer import EpochProgress, TrainingResult, predict_probabilities, train
 from agent_pipeline.engine.walkforward import Fold, WalkForward, build_walk_forward, lockbox_rows
@@ -113,11 +117,18 @@ class Evaluation:
     folds: int = 4
 
 
-def _walk_forward(strategy_path: Path, data_dir: Path | None, evaluation: Evaluation) -> tuple[Strategy, WalkForward]:
+# A walk-forward plan: one series', or a universe's pooled one (issue 24); both train and summarise alike.
+Plan = WalkForward | PooledWalkForward
+
+
+def _walk_forward(strategy_path: Path, data_dir: Path | None, evaluation: Evaluation) -> tuple[Strategy, Plan]:
     strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
+    fraction, folds = evaluation.lockbox_fraction, evaluation.folds
+    if strategy.universe is not None:
+        series = universe_series(strategy.universe, strategy.timeframe, data_dir)
+        return strategy, build_pooled_walk_forward(strategy, series, lockbox_fraction=fraction, folds=folds)
     bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
-    plan = build_walk_forward(strategy, bars, lockbox_fraction=evaluation.lockbox_fraction, folds=evaluation.folds)
-    return strategy, plan
+    return strategy, build_walk_forward(strategy, bars, lockbox_fraction=fraction, folds=folds)
 
 
 def model_path(folder: Path, fold: Fold) -> Path:
@@ -138,6 +149,9 @@ def train_walk_forward(
     batched: bool = True,
 ) -> dict[str, Any]:
     """Train the K fold models and the final model of a strategy, in one call, with progress across all.
+
+    A universe strategy (`universe:`) trains one model per fold on the rows of every symbol pooled
+    (`engine.pooled`); its summary has the same keys, over every symbol's out-of-sample rows.
 
     The summary is the final model's (spec fields `final_loss`, `initial_loss`, `model_path`), with `accuracy`
     and the honest metrics computed on the stitched out-of-sample rows of the folds. A redelivered task resumes
@@ -165,7 +179,7 @@ def train_walk_forward(
 
 def _train_together(
     strategy: Strategy,
-    plan: WalkForward,
+    plan: Plan,
     folder: Path,
     seed: int,
     device: str | None,
@@ -187,7 +201,7 @@ def _train_together(
 
 def _train_one_by_one(
     strategy: Strategy,
-    plan: WalkForward,
+    plan: Plan,
     folder: Path,
     seed: int,
     device: str | None,
@@ -221,9 +235,8 @@ def _train_one_by_one(
 
 
 def _training_summary(
-    plan: WalkForward, results: list[TrainingResult], evaluation: Evaluation, *, lookahead: int, duration_s: float
+    plan: Plan, results: list[TrainingResult], evaluation: Evaluation, *, lookahead: int, duration_s: float
 ) -> dict[str, Any]:
-    final = results[-1]
     actual, probabilities, prior_losses, folds = [], [], [], []
     for fold, result in zip(plan.folds, results, strict=False):
         y = plan.labels[fold.test_labelled]
@@ -232,33 +245,39 @@ def _training_summary(
         prior_losses.append(-np.log(prior / prior.sum())[y])
         actual.append(y)
         probabilities.append(p)
-        folds.append(
-            {
-                "fold": fold.index,
-                **plan.dates(fold),
-                "n_train": len(fold.train),
-                "n_test": len(fold.test),
-                **classification_metrics(y, p),
-                "epochs_run": result.epochs_run,
-                "history": result.history,
-            }
-        )
+        folds.append(_fold_training(plan, fold, result, y, p))
     y_all, p_all = np.concatenate(actual), np.concatenate(probabilities)
-    summary = final.to_summary()
+    summary = results[-1].to_summary()
     summary.update(classification_metrics(y_all, p_all))
     summary["prior_log_loss"] = float(np.concatenate(prior_losses).mean())
     summary["log_loss_skill"] = 1.0 - summary["log_loss"] / summary["prior_log_loss"]
-    summary.update(skill_against_chance(y_all, p_all, lookahead=lookahead))
+    # A pooled plan's rows are time-major: blocks of lookahead x symbols rows are whole dates.
+    summary.update(skill_against_chance(y_all, p_all, lookahead=lookahead, rows_per_date=plan.rows_per_date))
     summary["folds"] = folds
+    start, end = plan.span
     summary["walk_forward"] = {
         "folds": len(plan.folds),
         "lockbox_fraction": evaluation.lockbox_fraction,
-        "research_start": str(plan.bars.index[0]),
-        "research_end": str(plan.bars.index[-1]),
+        "research_start": start,
+        "research_end": end,
         "oos_rows": int(len(y_all)),
     }
+    if isinstance(plan, PooledWalkForward):
+        summary["walk_forward"]["symbols"] = list(plan.symbols)
     summary["duration_s"] = round(duration_s, 3)  # the models' training, however it was done
     return summary
+
+
+def _fold_training(plan: Plan, fold: Fold, result: TrainingResult, y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    return {
+        "fold": fold.index,
+        **plan.dates(fold),
+        "n_train": len(fold.train),
+        "n_test": len(fold.test),
+        **classification_metrics(y, p),
+        "epochs_run": result.epochs_run,
+        "history": result.history,
+    }
 
 
 def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -286,15 +305,24 @@ def classification_metrics(actual: np.ndarray, probabilities: np.ndarray) -> dic
     }
 
 
-def skill_against_chance(actual: np.ndarray, probabilities: np.ndarray, *, lookahead: int) -> dict[str, Any]:
+def skill_against_chance(
+    actual: np.ndarray, probabilities: np.ndarray, *, lookahead: int, rows_per_date: int = 1
+) -> dict[str, Any]:
     """The training gate's evidence of skill: how many classes the out-of-sample labels hold, chance for them
     (what balanced accuracy scores with no skill), and the one-sided block-permutation p-value that the stitched
-    out-of-sample balanced accuracy beats it, in blocks of the labels' look-ahead (`stats.skill_pvalue`)."""
+    out-of-sample balanced accuracy beats it, in blocks of the labels' look-ahead (`stats.skill_pvalue`).
+
+    A universe's rows (`rows_per_date` symbols per date, time-major) are permuted in blocks of `lookahead` whole
+    dates: every symbol's labels move together. Permuting each symbol on its own would count correlated symbols
+    (stocks share a market factor) as independent evidence and find skill in a common move, as a plain permutation
+    of overlapping labels does (issue 24). Where a symbol lacks a date, a block is a few rows off a date's edge.
+    """
     n_classes = int(len(np.unique(actual)))
+    block = int(lookahead) * max(1, int(rows_per_date))
     return {
         "n_classes": n_classes,
         "chance": 1.0 / max(n_classes, 1),
-        "skill_pvalue": stats.skill_pvalue(actual, probabilities.argmax(axis=1), block=lookahead),
+        "skill_pvalue": stats.skill_pvalue(actual, probabilities.argmax(axis=1), block=block),
         "skill_block": int(lookahead),
     }
 
@@ -318,6 +346,9 @@ def backtest_walk_forward(
 ) -> dict[str, Any]:
     """Each fold model trades its own fold; the stitched out-of-sample record is the backtest.
 
+    A universe strategy trades `portfolio.mode: timing` (`engine.portfolio`): each symbol its own stitched signal,
+    the portfolio their equal-weight mean; the summary is the portfolio's, with each symbol's under `symbols`.
+
     Writes `equity.csv` (timestamp, equity, position, fold, buy_and_hold), `oos_returns.csv` (timestamp,
     return, buy_and_hold) and `metrics.json` to `out_dir`.
 
@@ -329,6 +360,8 @@ def backtest_walk_forward(
         StrategyValidationError, DataError, BacktestError.
     """
     strategy, plan = _walk_forward(strategy_path, data_dir, evaluation)
+    if isinstance(plan, PooledWalkForward):
+        return _backtest_universe(strategy, plan, Path(model_dir), trials, Path(out_dir))
     signals, fold_ids = [], []
     for fold in plan.folds:
         signals.append(strategy_signals(model_path(Path(model_dir), fold), plan.x[fold.test], strategy.backtest))
@@ -351,6 +384,58 @@ def _simulate(strategy: Strategy, bars: pd.DataFrame, signals: np.ndarray) -> Ba
         slippage=costs.slippage,
         periods_per_year=periods_per_year(strategy.timeframe),
     )
+
+
+def _universe_signals(strategy: Strategy, plan: PooledWalkForward, model_dir: Path, fold: Fold) -> list[np.ndarray]:
+    """Each symbol's target positions on the fold's test dates: one prediction over the pooled rows, then each
+    symbol's positions from its own calls (a position never carries from one symbol to the next)."""
+    rules = strategy.backtest
+    probabilities = predict_probabilities(model_path(model_dir, fold), plan.x[fold.test])
+    owner = plan.symbol_ids[fold.test]
+    signals = []
+    for s in range(len(plan.symbols)):
+        mine = probabilities[owner == s]
+        confident = mine.max(axis=1) >= rules.confidence_threshold
+        signals.append(positions_from_classes(mine.argmax(axis=1), confident, rules.min_hold))
+    return signals
+
+
+def _universe_results(
+    strategy: Strategy, plan: PooledWalkForward, folds: list[Fold], signals: list[list[np.ndarray]]
+) -> list[BacktestResult]:
+    """Each symbol's stitched backtest over `folds` (`signals[fold][symbol]`)."""
+    owner = plan.symbol_ids
+    results = []
+    for s in range(len(plan.symbols)):
+        rows = np.concatenate([fold.test[owner[fold.test] == s] for fold in folds])
+        mine = np.concatenate([fold_signals[s] for fold_signals in signals])
+        results.append(_simulate(strategy, plan.bars.iloc[rows], mine))
+    return results
+
+
+def _backtest_universe(
+    strategy: Strategy, plan: PooledWalkForward, model_dir: Path, trials: Trials, out_dir: Path
+) -> dict[str, Any]:
+    signals = [_universe_signals(strategy, plan, model_dir, fold) for fold in plan.folds]
+    per_year = periods_per_year(strategy.timeframe)
+    symbols = _universe_results(strategy, plan, plan.folds, signals)
+    result = timing_portfolio(symbols, periods_per_year=per_year)
+    summary = {**result.to_summary(), "portfolio_mode": "timing"}
+    keys = ("start", "end", "total_return", "buy_and_hold_return", "sharpe_ratio", "num_trades", "win_rate")
+    summary["folds"] = []
+    for fold, fold_signals in zip(plan.folds, signals, strict=True):
+        alone = timing_portfolio(_universe_results(strategy, plan, [fold], [fold_signals]), periods_per_year=per_year)
+        summary["folds"].append({"fold": fold.index, **{k: alone.to_summary()[k] for k in keys}})
+    summary["symbols"] = {name: r.to_summary() for name, r in zip(plan.symbols, symbols, strict=True)}
+    summary.update(_sharpe_evidence(result, strategy.timeframe, trials))
+    save_walk_forward(result, _fold_ids(plan, result.equity.index), summary, out_dir)
+    return summary
+
+
+def _fold_ids(plan: PooledWalkForward, dates: pd.Index) -> np.ndarray:
+    """The fold that traded each portfolio date."""
+    owner = pd.concat([pd.Series(fold.index, index=plan.bars.index[fold.test].unique()) for fold in plan.folds])
+    return owner.reindex(dates).fillna(0).to_numpy(dtype=np.int64)
 
 
 def _fold_summary(strategy: Strategy, plan: WalkForward, fold: Fold, signals: np.ndarray) -> dict[str, Any]:
@@ -391,8 +476,20 @@ def trade_lockbox(
         StrategyValidationError, DataError, BacktestError.
     """
     strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
+    if strategy.universe is not None:
+        summary = _universe_lockbox(strategy, Path(model_path), evaluation, data_dir).to_summary()
+        return {k: summary[k] for k in LOCKBOX_KEYS}
     bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
     x, lockbox = lockbox_rows(strategy, bars, lockbox_fraction=evaluation.lockbox_fraction)
     signals = strategy_signals(Path(model_path), x, strategy.backtest)
     summary = _simulate(strategy, lockbox, signals).to_summary()
     return {k: summary[k] for k in LOCKBOX_KEYS}
+
+
+def _universe_lockbox(strategy: Strategy, path: Path, evaluation: Evaluation, data_dir: Path | None) -> BacktestResult:
+    """The final model trades every symbol's lockbox; the equal-weight timing portfolio of them."""
+    assert strategy.universe is not None
+    series = universe_series(strategy.universe, strategy.timeframe, data_dir)
+    rows = universe_lockbox_rows(strategy, series, lockbox_fraction=evaluation.lockbox_fraction)
+    results = [_simulate(strategy, bars, strategy_signals(path, x, strategy.backtest)) for x, bars in rows.values()]
+    return timing_portfolio(results, periods_per_year=periods_per_year(strategy.timeframe))

@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.errors import StrategyValidationError
@@ -16,6 +25,8 @@ from agent_pipeline.errors import StrategyValidationError
 # Names become file names: a strict pattern keeps `../../etc/passwd` and friends from ever reaching a path.
 NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
 TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
+# A universe's name (engine.universe.NAME_PATTERN: no dot, which separates it from a column in `NAME.S00`).
+UNIVERSE_PATTERN = r"^[A-Za-z0-9_-]{1,20}$"
 
 
 class _Strict(BaseModel):
@@ -195,12 +206,17 @@ class Evaluation(_Strict):
 
 
 class Strategy(_Strict):
-    """A complete strategy document."""
+    """A complete strategy document, on one series (`symbol:`) or on a universe (`universe:`, issue 24).
+
+    A universe strategy's `symbol` is its universe's name (set on validation, never written out): everything keyed
+    by a strategy's series (history, trials, evidence) then treats the universe as one series, as issue 24 asks.
+    """
 
     name: str = Field(pattern=NAME_PATTERN.pattern)
     description: str = Field(default="", max_length=2000)
     hypothesis: str = Field(default="", max_length=2000)
     symbol: str = Field(pattern=r"^[A-Za-z0-9_.^-]{1,32}$")
+    universe: str | None = Field(default=None, pattern=UNIVERSE_PATTERN)
     timeframe: str
     indicators: list[Indicator] = Field(min_length=1, max_length=20)
     fuzzy_sets: dict[str, dict[str, FuzzySet]] = Field(min_length=1)
@@ -210,6 +226,26 @@ class Strategy(_Strict):
     training: Training = Training()
     backtest: Backtest = Backtest()
     evaluation: Evaluation = Evaluation()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_series(cls, data: Any) -> Any:
+        """Exactly one of `symbol` and `universe`; a universe's name stands in as the symbol."""
+        if not isinstance(data, dict) or "universe" not in data:
+            return data
+        if data["universe"] is None:  # `universe: null` is no universe
+            return {key: value for key, value in data.items() if key != "universe"}
+        if "symbol" in data:
+            raise ValueError("give either symbol or universe, not both")
+        return {**data, "symbol": data["universe"]}
+
+    @model_serializer(mode="wrap")
+    def _drop_stand_in(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A universe strategy is written with `universe:` only, so that it reads back unchanged."""
+        data = handler(self)
+        if self.universe is not None and isinstance(data, dict):
+            data.pop("symbol", None)
+        return data
 
     @field_validator("timeframe")
     @classmethod
@@ -258,6 +294,8 @@ def _message(error: Any) -> str:
         return f"missing indicator type (known: {known})"
     if kind == "string_pattern_mismatch":
         return f"{error['input']!r} must match {ctx.get('pattern')}"
+    if kind == "missing" and tuple(error["loc"]) == ("symbol",):
+        return "required (or universe: NAME instead)"
     simple = {"extra_forbidden": "unknown field", "missing": "required"}
     return simple.get(kind, error["msg"].removeprefix("Value error, "))
 
@@ -308,14 +346,19 @@ def parse_strategy(
     document: dict[str, Any],
     available: Iterable[tuple[str, str]] | None = None,
     close_only: Iterable[tuple[str, str]] = (),
+    *,
+    universes: Iterable[tuple[str, str]] | None = None,
 ) -> Strategy:
     """Validate a strategy mapping.
 
     Args:
         document: the parsed YAML mapping.
-        available: (symbol, timeframe) pairs that have data; when given, the strategy must use one of them.
+        available: (symbol, timeframe) pairs that have data; when given, a single-series strategy must use one.
         close_only: (symbol, timeframe) pairs whose series are close-only (`engine.data.close_only_pairs`); a
-            strategy on one of them may use close-based indicators only (`CLOSE_INDICATORS`).
+            strategy on one of them may use close-based indicators only (`CLOSE_INDICATORS`). A universe is named
+            here by its own name when one of its symbols is close-only.
+        universes: (universe, timeframe) pairs; when given, a universe strategy must use one of them (unchecked
+            otherwise: loading the universe's bars refuses an unknown one).
 
     Raises:
         StrategyValidationError: one precise message per problem, e.g. `indicators[2].period: must be >= 2`.
@@ -326,16 +369,20 @@ def parse_strategy(
         strategy = Strategy.model_validate(document)
     except ValidationError as exc:
         raise StrategyValidationError([_format_error(e) for e in exc.errors()]) from None
-    if available is not None:
-        pairs = set(available)
-        # Stored symbols are upper case (engine.data); a strategy may spell them either way.
-        if (strategy.symbol.upper(), strategy.timeframe) not in {(s.upper(), t) for s, t in pairs}:
-            offered = ", ".join(f"{s} {t}" for s, t in sorted(pairs)) or "none"
-            wanted = f"{strategy.symbol} {strategy.timeframe}"
-            raise StrategyValidationError([f"symbol/timeframe: no data for {wanted} (available: {offered})"])
+    field, known = ("universe", universes) if strategy.universe is not None else ("symbol", available)
+    if known is not None:
+        _check_known(strategy, field, set(known))
     if (strategy.symbol.upper(), strategy.timeframe) in {(s.upper(), t) for s, t in close_only}:
         check_close_only(strategy)
     return strategy
+
+
+def _check_known(strategy: Strategy, field: str, pairs: set[tuple[str, str]]) -> None:
+    # Stored symbols and universes are upper case (engine.data, engine.universe); a strategy may spell them either way.
+    if (strategy.symbol.upper(), strategy.timeframe) not in {(s.upper(), t) for s, t in pairs}:
+        offered = ", ".join(f"{s} {t}" for s, t in sorted(pairs)) or "none"
+        wanted = f"{strategy.symbol} {strategy.timeframe}"
+        raise StrategyValidationError([f"{field}/timeframe: no data for {wanted} (available: {offered})"])
 
 
 def load_strategy_text(

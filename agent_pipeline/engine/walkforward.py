@@ -71,6 +71,16 @@ class WalkForward:
         """Every model to train, in order: the folds, then the final model."""
         return [*self.folds, self.final]
 
+    @property
+    def rows_per_date(self) -> int:
+        """Rows per bar: one series has one (a universe's pooled plan has one per symbol)."""
+        return 1
+
+    @property
+    def span(self) -> tuple[str, str]:
+        """The research period's first and last bar."""
+        return str(self.bars.index[0]), str(self.bars.index[-1])
+
     def dataset(self, fold: Fold) -> Dataset:
         return Dataset(
             list(self.feature_names),
