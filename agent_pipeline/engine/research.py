@@ -22,7 +22,6 @@ from agent_pipeline.engine import stats
 from agent_pipeline.engine.backtest import (
     BacktestResult,
     periods_per_year,
-    positions_from_classes,
     run_backtest,
     save_walk_forward,
     simulate,
@@ -33,7 +32,8 @@ from agent_pipeline.engine.data import available_pairs, load_bars
 from agent_pipeline.engine.dataset import Dataset, build_dataset
 from agent_pipeline.engine.pooled import PooledWalkForward, build_pooled_walk_forward, universe_series
 from agent_pipeline.engine.pooled import lockbox_rows as universe_lockbox_rows
-from agent_pipeline.engine.portfolio import timing_portfolio
+from agent_pipeline.engine.portfolio import FOLD_KEYS, trade_plan
+from agent_pipeline.engine.portfolio import trade_lockbox as trade_portfolio_lockbox
 from agent_pipeline.engine.strategy import Strategy, load_strategy
 from agent_pipeline.engine.trainer import EpochProgress, TrainingResult, predict_probabilities, train
 from agent_pipeline.engine.walkforward import Fold, WalkForward, build_walk_forward, lockbox_rows
@@ -386,47 +386,20 @@ def _simulate(strategy: Strategy, bars: pd.DataFrame, signals: np.ndarray) -> Ba
     )
 
 
-def _universe_signals(strategy: Strategy, plan: PooledWalkForward, model_dir: Path, fold: Fold) -> list[np.ndarray]:
-    """Each symbol's target positions on the fold's test dates: one prediction over the pooled rows, then each
-    symbol's positions from its own calls (a position never carries from one symbol to the next)."""
-    rules = strategy.backtest
-    probabilities = predict_probabilities(model_path(model_dir, fold), plan.x[fold.test])
-    owner = plan.symbol_ids[fold.test]
-    signals = []
-    for s in range(len(plan.symbols)):
-        mine = probabilities[owner == s]
-        confident = mine.max(axis=1) >= rules.confidence_threshold
-        signals.append(positions_from_classes(mine.argmax(axis=1), confident, rules.min_hold))
-    return signals
-
-
-def _universe_results(
-    strategy: Strategy, plan: PooledWalkForward, folds: list[Fold], signals: list[list[np.ndarray]]
-) -> list[BacktestResult]:
-    """Each symbol's stitched backtest over `folds` (`signals[fold][symbol]`)."""
-    owner = plan.symbol_ids
-    results = []
-    for s in range(len(plan.symbols)):
-        rows = np.concatenate([fold.test[owner[fold.test] == s] for fold in folds])
-        mine = np.concatenate([fold_signals[s] for fold_signals in signals])
-        results.append(_simulate(strategy, plan.bars.iloc[rows], mine))
-    return results
-
-
 def _backtest_universe(
     strategy: Strategy, plan: PooledWalkForward, model_dir: Path, trials: Trials, out_dir: Path
 ) -> dict[str, Any]:
-    signals = [_universe_signals(strategy, plan, model_dir, fold) for fold in plan.folds]
-    per_year = periods_per_year(strategy.timeframe)
-    symbols = _universe_results(strategy, plan, plan.folds, signals)
-    result = timing_portfolio(symbols, periods_per_year=per_year)
-    summary = {**result.to_summary(), "portfolio_mode": "timing"}
-    keys = ("start", "end", "total_return", "buy_and_hold_return", "sharpe_ratio", "num_trades", "win_rate")
+    """The universe's portfolio over the stitched folds (`portfolio.trade_plan`), each fold's alone, the evidence."""
+    probabilities = [predict_probabilities(model_path(model_dir, f), plan.x[f.test]) for f in plan.folds]
+    result, ic, symbols = trade_plan(strategy, plan, plan.folds, probabilities)
+    mode = strategy.portfolio.mode if strategy.portfolio is not None else "timing"
+    summary = {**result.to_summary(), "portfolio_mode": mode, **ic}
     summary["folds"] = []
-    for fold, fold_signals in zip(plan.folds, signals, strict=True):
-        alone = timing_portfolio(_universe_results(strategy, plan, [fold], [fold_signals]), periods_per_year=per_year)
-        summary["folds"].append({"fold": fold.index, **{k: alone.to_summary()[k] for k in keys}})
-    summary["symbols"] = {name: r.to_summary() for name, r in zip(plan.symbols, symbols, strict=True)}
+    for fold, p in zip(plan.folds, probabilities, strict=True):
+        alone = trade_plan(strategy, plan, [fold], [p])[0].to_summary()
+        summary["folds"].append({"fold": fold.index, **{k: alone[k] for k in FOLD_KEYS}})
+    if symbols:
+        summary["symbols"] = {name: r.to_summary() for name, r in zip(plan.symbols, symbols, strict=True)}
     summary.update(_sharpe_evidence(result, strategy.timeframe, trials))
     save_walk_forward(result, _fold_ids(plan, result.equity.index), summary, out_dir)
     return summary
@@ -487,9 +460,8 @@ def trade_lockbox(
 
 
 def _universe_lockbox(strategy: Strategy, path: Path, evaluation: Evaluation, data_dir: Path | None) -> BacktestResult:
-    """The final model trades every symbol's lockbox; the equal-weight timing portfolio of them."""
+    """The final model trades every symbol's lockbox once, as the strategy's portfolio."""
     assert strategy.universe is not None
     series = universe_series(strategy.universe, strategy.timeframe, data_dir)
     rows = universe_lockbox_rows(strategy, series, lockbox_fraction=evaluation.lockbox_fraction)
-    results = [_simulate(strategy, bars, strategy_signals(path, x, strategy.backtest)) for x, bars in rows.values()]
-    return timing_portfolio(results, periods_per_year=periods_per_year(strategy.timeframe))
+    return trade_portfolio_lockbox(strategy, rows, [predict_probabilities(path, x) for x, _ in rows.values()])

@@ -199,6 +199,18 @@ class Backtest(_Strict):
     )
 
 
+class Portfolio(_Strict):
+    """How a universe strategy trades its symbols (issue 24; `engine.portfolio`).
+
+    timing: each symbol trades its own signal, the portfolio is their equal-weight mean. rank: each bar, long the
+    top `fraction` of symbols by predicted up-probability and short the bottom `fraction`, equal-weight and
+    dollar-neutral.
+    """
+
+    mode: Literal["timing", "rank"] = "timing"
+    fraction: float = Field(default=0.2, gt=0, le=0.5)
+
+
 class Evaluation(_Strict):
     """Walk-forward evaluation; `folds` unset takes KTRDR_WALK_FORWARD_FOLDS (default 4)."""
 
@@ -226,6 +238,8 @@ class Strategy(_Strict):
     training: Training = Training()
     backtest: Backtest = Backtest()
     evaluation: Evaluation = Evaluation()
+    # None on a single series (and left out of its YAML); a universe strategy without it trades `timing`.
+    portfolio: Portfolio | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -256,6 +270,8 @@ class Strategy(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> Strategy:
+        if self.portfolio is not None and self.universe is None:
+            raise ValueError("portfolio applies to a universe strategy only (universe: NAME)")
         ids = [ind.feature_id for ind in self.indicators]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:

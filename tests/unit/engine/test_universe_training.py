@@ -17,7 +17,7 @@ import yaml
 from agent_pipeline.engine import research
 from agent_pipeline.engine.backtest import bar_returns, simulate
 from agent_pipeline.engine.pooled import build_pooled_walk_forward, common_calendar, universe_series
-from agent_pipeline.engine.portfolio import timing_portfolio
+from agent_pipeline.engine.portfolio import rank_ic, rank_portfolio, rank_weights, timing_portfolio
 from agent_pipeline.engine.strategy import dump_strategy, load_strategy_text, parse_strategy
 from agent_pipeline.engine.synth import synth_bars
 from agent_pipeline.engine.universe import import_universe
@@ -80,6 +80,9 @@ def test_a_strategy_names_a_symbol_or_a_universe_and_never_both() -> None:
         parse_strategy(document(symbol="EURUSD"))
     with pytest.raises(StrategyValidationError, match=r"^symbol: required \(or universe: NAME instead\)$"):
         parse_strategy({k: v for k, v in document().items() if k != "universe"})
+    single = {k: v for k, v in document(symbol="EURUSD", portfolio={"mode": "rank"}).items() if k != "universe"}
+    with pytest.raises(StrategyValidationError, match=r"^portfolio applies to a universe strategy only"):
+        parse_strategy(single)
     with pytest.raises(StrategyValidationError, match=r"^universe/timeframe: no data for PLANT 1d"):
         parse_strategy(document(), universes=[("SP500_20", "1d")])
 
@@ -147,37 +150,92 @@ def test_the_timing_portfolio_earns_the_mean_of_its_symbols_returns() -> None:
     assert portfolio.excess_return == pytest.approx(portfolio.total_return - portfolio.buy_and_hold_return)
 
 
-def test_one_model_trains_on_the_pooled_universe_and_its_portfolio_is_backtested(
-    data_dir: Path, tmp_path: Path
-) -> None:
-    # Given a universe strategy file
-    path = tmp_path / "pooled.yaml"
-    path.write_text(yaml.safe_dump(document()))
-    evaluation = research.Evaluation(lockbox_fraction=0.2, folds=3)
-    # When it is trained walk-forward
-    summary = research.train_walk_forward(path, model_dir=tmp_path / "m", evaluation=evaluation, data_dir=data_dir)
-    # Then one summary holds the stitched out-of-sample figures over every symbol, as for one series
+EVALUATION = research.Evaluation(lockbox_fraction=0.2, folds=3)
+
+
+def write(folder: Path, **overrides: Any) -> Path:
+    path = folder / f"pooled_{len(overrides)}.yaml"
+    path.write_text(yaml.safe_dump(document(**overrides)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The planted universe's strategy trained walk-forward once: its folder and training summary."""
+    folder = tmp_path_factory.mktemp("trained")
+    summary = research.train_walk_forward(
+        write(folder), model_dir=folder / "m", evaluation=EVALUATION, data_dir=data_dir
+    )
+    return folder, summary
+
+
+def test_one_model_trains_on_the_pooled_universe_with_the_summary_of_one_series(trained: Any) -> None:
+    _, summary = trained
     assert {"accuracy", "balanced_accuracy", "n_classes", "chance", "skill_pvalue", "model_path"} <= set(summary)
     assert summary["n_classes"] == 2 and summary["chance"] == 0.5
     assert summary["walk_forward"]["symbols"] == [f"PLANT.S{i:02d}" for i in range(SYMBOLS)]
     # every symbol's test rows are scored, but the last `lookahead` dates, whose labels run past the research period
     assert summary["walk_forward"]["oos_rows"] == sum(f["n_test"] for f in summary["folds"]) - LOOKAHEAD * SYMBOLS
     assert summary["balanced_accuracy"] > 0.55 and summary["skill_pvalue"] <= 0.01  # the planted reversal
-    # And the backtest trades each symbol and reports the equal-weight portfolio
+
+
+def test_the_timing_portfolio_trades_each_symbol_and_the_lockbox_once(trained: Any, data_dir: Path) -> None:
+    folder, summary = trained
+    models = Path(summary["model_path"]).parent
     backtest = research.backtest_walk_forward(
-        path,
-        model_dir=Path(summary["model_path"]).parent,
-        evaluation=evaluation,
-        out_dir=tmp_path / "b",
-        data_dir=data_dir,
+        write(folder), model_dir=models, evaluation=EVALUATION, out_dir=folder / "timing", data_dir=data_dir
     )
     assert backtest["portfolio_mode"] == "timing" and len(backtest["symbols"]) == SYMBOLS
     assert backtest["num_trades"] == sum(s["num_trades"] for s in backtest["symbols"].values())
     assert [f["fold"] for f in backtest["folds"]] == [1, 2, 3] and 0 <= backtest["deflated_sharpe"] <= 1
-    returns = pd.read_csv(tmp_path / "b" / "oos_returns.csv")
+    assert backtest["sharpe_ratio"] > 1 and backtest["rank_ic"] > 0  # the planted reversal, after costs
+    returns = pd.read_csv(folder / "timing" / "oos_returns.csv")
     assert len(returns) == backtest["n_bars"]
-    # And the final model trades every symbol's lockbox once
     lockbox = research.trade_lockbox(
-        path, model_path=Path(summary["model_path"]), evaluation=evaluation, data_dir=data_dir
+        write(folder), model_path=Path(summary["model_path"]), evaluation=EVALUATION, data_dir=data_dir
     )
     assert set(lockbox) == set(research.LOCKBOX_KEYS) and lockbox["num_trades"] > 0
+
+
+def test_the_rank_portfolio_is_dollar_neutral_and_reports_the_rank_ic(trained: Any, data_dir: Path) -> None:
+    # Given the same models, traded long-short on the daily ranks
+    folder, summary = trained
+    path = write(folder, portfolio={"mode": "rank", "fraction": 0.25})
+    models = Path(summary["model_path"]).parent
+    backtest = research.backtest_walk_forward(
+        path, model_dir=models, evaluation=EVALUATION, out_dir=folder / "rank", data_dir=data_dir
+    )
+    # Then the portfolio holds one symbol long and one short, and the ranks carry the planted reversal
+    assert backtest["portfolio_mode"] == "rank" and "symbols" not in backtest
+    equity = pd.read_csv(folder / "rank" / "equity.csv")
+    assert np.allclose(equity["position"], 0.0)  # dollar-neutral: the net exposure is nil
+    assert backtest["rank_ic"] > 0.05 and backtest["icir"] > 0 and backtest["ic_days"] > 0.9 * backtest["n_bars"]
+    assert backtest["num_trades"] > 0 and 0 <= backtest["psr"] <= 1
+    lockbox = research.trade_lockbox(
+        path, model_path=Path(summary["model_path"]), evaluation=EVALUATION, data_dir=data_dir
+    )
+    assert lockbox["num_trades"] > 0
+
+
+def test_rank_weights_go_long_the_top_and_short_the_bottom_fraction() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.3], [0.2, np.nan, np.nan, np.nan], [0.4, 0.4, 0.1, 0.8]])
+    weights = rank_weights(scores, 0.25)
+    np.testing.assert_array_equal(weights[0], [-0.5, 0.5, 0.0, 0.0])
+    np.testing.assert_array_equal(weights[1], [0.0, 0.0, 0.0, 0.0])  # one symbol ranked: flat
+    np.testing.assert_array_equal(weights[2], [0.0, 0.0, -0.5, 0.5])
+    wide = rank_weights(np.arange(10.0)[None, :], 0.2)[0]
+    np.testing.assert_array_equal(wide, [-0.25, -0.25, 0, 0, 0, 0, 0, 0, 0.25, 0.25])
+
+
+def test_the_rank_portfolio_earns_its_weights_times_the_next_returns_less_costs() -> None:
+    # Given two symbols over three dates; B ranks above A after the first close, A above B after the second
+    closes = np.array([[100.0, 100.0], [110.0, 90.0], [99.0, 99.0]])
+    scores = np.array([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]])
+    index = pd.bdate_range("2020-01-01", periods=3)
+    result = rank_portfolio(scores, closes, index, fraction=0.5, cost=0.01, periods=252)
+    # Then bar 1 holds B long, A short (0.5 each): 0.5 * -0.1 - 0.5 * 0.1, less entering both (0.01 * 1.0)
+    # and bar 2 flips both (traded 2.0) and liquidates (1.0): 0.5 * -0.1 - 0.5 * 0.1 - 0.01 * 3.0
+    np.testing.assert_allclose(result.returns, [0.0, -0.11, -0.13], atol=1e-12)
+    assert result.num_trades == 4 and result.win_rate == 0.0
+    ic = rank_ic(scores, closes)
+    assert ic["ic_days"] == 0  # two symbols: no rank correlation
