@@ -346,8 +346,9 @@ def backtest_walk_forward(
 ) -> dict[str, Any]:
     """Each fold model trades its own fold; the stitched out-of-sample record is the backtest.
 
-    A universe strategy trades `portfolio.mode: timing` (`engine.portfolio`): each symbol its own stitched signal,
-    the portfolio their equal-weight mean; the summary is the portfolio's, with each symbol's under `symbols`.
+    A universe strategy trades its `portfolio.mode` (`engine.portfolio`): `timing` (each symbol its own stitched
+    signal, the portfolio their equal-weight mean; each symbol's summary under `symbols`) or `rank` (long-short on
+    the daily ranks). The summary is the portfolio's, with `portfolio_mode`, `rank_ic`, `icir` and `ic_days`.
 
     Writes `equity.csv` (timestamp, equity, position, fold, buy_and_hold), `oos_returns.csv` (timestamp,
     return, buy_and_hold) and `metrics.json` to `out_dir`.
