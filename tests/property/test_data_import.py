@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agent_pipeline.cli import cli
-from agent_pipeline.engine.data import PRICE_COLUMNS, DatasetInfo, import_csv, load_bars
+from agent_pipeline.engine.data import PRICE_COLUMNS, DatasetInfo, import_csv, is_close_only, load_bars
 from agent_pipeline.errors import DataError
 
 # pandas falls back to dateutil on odd date text, and says so for every such file.
@@ -81,6 +81,10 @@ def _assert_valid_store(data_dir: Path) -> None:
     bars = load_bars("FUZZ", "1h", data_dir)
     assert len(bars) > 0
     assert bars.index.is_monotonic_increasing and bars.index.is_unique
+    if is_close_only(bars):  # a file with closes alone: kept as closes, nothing invents the rest (issue 24)
+        assert bars[["open", "high", "low"]].isna().all().all()
+        assert (bars["close"] > 0).all() and all(math.isfinite(v) for v in bars["close"])
+        return
     prices = bars[list(PRICE_COLUMNS)]
     assert (prices > 0).all().all() and all(math.isfinite(v) for v in prices.to_numpy().ravel())
     assert (bars["high"] >= bars[["open", "close", "low"]].max(axis=1) - 1e-12).all()
