@@ -9,6 +9,7 @@ writing: `ktrdr data list` shows the universe and `engine.data.load_bars("SP500_
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import cache
 
 import pandas as pd
@@ -44,14 +45,17 @@ def bundled_closes(name: str) -> pd.DataFrame:
     return closes.sort_index()
 
 
-def bundled_symbols() -> dict[tuple[str, str], tuple[str, str]]:
-    """Every bundled universe's series: (symbol, timeframe) -> (universe, column); none where skfolio is missing."""
-    found: dict[tuple[str, str], tuple[str, str]] = {}
+def bundled_columns() -> Iterator[tuple[str, str, list[str]]]:
+    """(universe, timeframe, columns) of every bundled universe whose library is installed."""
     for name, timeframe in BUNDLED_UNIVERSES.items():
         try:
             columns = bundled_closes(name).columns
         except DataError as exc:
             log.warning("skipping the bundled universe %s: %s", name, exc)
             continue
-        found |= {(f"{name}.{column}", timeframe): (name, column) for column in columns}
-    return found
+        yield name, timeframe, [str(column) for column in columns]
+
+
+def bundled_symbols() -> dict[tuple[str, str], tuple[str, str]]:
+    """Every bundled universe's series: (symbol, timeframe) -> (universe, column); none where skfolio is missing."""
+    return {(f"{name}.{c}", timeframe): (name, c) for name, timeframe, columns in bundled_columns() for c in columns}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agent_pipeline.engine.bundled import BUNDLED_UNIVERSES, bundled_closes
+from agent_pipeline.engine.bundled import BUNDLED_UNIVERSES, bundled_columns
 from agent_pipeline.engine.data import (
     SYMBOL_PATTERN,
     close_bars,
@@ -303,15 +303,10 @@ def describe(universe: Universe, data_dir: Path | None) -> UniverseInfo:
 
 def bundled_universes() -> list[Universe]:
     """The bundled universes whose library is installed."""
-    found = []
-    for name, timeframe in BUNDLED_UNIVERSES.items():
-        try:
-            columns = bundled_closes(name).columns
-        except DataError as exc:
-            log.warning("skipping the bundled universe %s: %s", name, exc)
-            continue
-        found.append(Universe(name, timeframe, tuple(f"{name}.{c}" for c in columns), source="bundled"))
-    return found
+    return [
+        Universe(name, timeframe, tuple(f"{name}.{c}" for c in columns), source="bundled")
+        for name, timeframe, columns in bundled_columns()
+    ]
 
 
 def list_universes(data_dir: Path | None) -> list[UniverseInfo]:
