@@ -11,9 +11,11 @@ TEST_WORKERS ?= 2
 $(BIN)/ktrdr: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first and pinned: an open requirement lets pip pull a multi-GB CUDA build.
+	# torch first and pinned, and held at the pin while the rest resolves: left open, pip replaced the CPU build with
+	# torch 2.14.1 and its CUDA libraries (several GB of nvidia-* wheels) when the project was installed.
 	$(BIN)/python -m pip install -q $(TORCH_PIN)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	echo '$(TORCH_PIN)' > $(VENV)/torch-pin.txt
+	$(BIN)/python -m pip install -q -c $(VENV)/torch-pin.txt -e '.[dev]'
 	touch $(BIN)/ktrdr
 
 venv: $(BIN)/ktrdr
