@@ -13,6 +13,7 @@ from agent_pipeline.config import get_settings
 from agent_pipeline.errors import StrategyValidationError
 from agent_pipeline.pipeline.user_strategy import (
     available_series,
+    available_universes,
     checksum,
     close_only_series,
     problems,
@@ -34,7 +35,12 @@ def validate_strategy(file: Path, as_json: bool) -> None:
     try:
         text = read_strategy_file(file)
         data_dir = get_settings().data_dir
-        found = problems(text, available_series(data_dir), close_only=close_only_series(data_dir))
+        found = problems(
+            text,
+            available_series(data_dir),
+            close_only=close_only_series(data_dir),
+            universes=available_universes(data_dir),
+        )
     except StrategyValidationError as exc:
         text, found = "", list(exc.errors)
     if as_json:

@@ -4,7 +4,8 @@
 - `training_curves.png`: loss and accuracy per epoch, one panel per walk-forward fold and the final model;
 - `fold_metrics.png`: out-of-sample accuracy and balanced accuracy per fold against the majority baseline and
   chance for the classes the out-of-sample labels hold (1/2 for two classes, 1/3 for three);
-- `walk_forward.png`: the price with each fold's training span and out-of-sample window;
+- `walk_forward.png`: the price (a universe's equal-weight index) with each fold's training span and out-of-sample
+  window;
 - `equity.png`: out-of-sample equity against buy-and-hold, with the fold boundaries;
 - `drawdown.png`: the strategy's drawdown (and buy-and-hold's, faint);
 - `trades.png`: the normalised price with the strategy's entries and exits.
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import child_of, fetch, publish_folder, work_folder
 from agent_pipeline.engine.files import atomic_write_with
-from agent_pipeline.errors import ArtifactNotFoundError, KtrdrError, OperationNotFoundError
+from agent_pipeline.errors import ArtifactNotFoundError, DataError, KtrdrError, OperationNotFoundError
 from agent_pipeline.insight.summary import report_rows
 from agent_pipeline.insight.tracking import log_cycle
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationType
@@ -225,11 +226,24 @@ def _series(cycle: Operation) -> dict[str, Any]:
     if not symbol or not timeframe:
         return {}
     try:
-        from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
-
-        return {"close": load_bars(str(symbol), str(timeframe), get_settings().data_dir)["close"]}
+        return {"close": _close(str(symbol), str(timeframe))}
     except (KtrdrError, KeyError, OSError):
         return {}
+
+
+def _close(symbol: str, timeframe: str) -> pd.Series:
+    """A series' close, or a universe's equal-weight index (each symbol from 1) on its common calendar."""
+    from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.pooled import common_calendar, universe_series  # lazy: start-up cost (pandas)
+
+    data_dir = get_settings().data_dir
+    try:
+        return load_bars(symbol, timeframe, data_dir)["close"]
+    except DataError:
+        series = universe_series(symbol, timeframe, data_dir)  # a universe strategy's symbol is its name
+    calendar = common_calendar(series)
+    closes = [frame["close"].reindex(calendar) for frame in series.values()]
+    return sum(close / close.iloc[0] for close in closes) / len(closes)
 
 
 def _draw_walk_forward(data: dict[str, Any], path: Path) -> bool:

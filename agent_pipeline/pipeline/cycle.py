@@ -121,6 +121,7 @@ def _check_user_strategy(options: CycleOptions, settings: Settings) -> None:
             options.strategy,
             user_strategy.available_series(data_dir),
             close_only=user_strategy.close_only_series(data_dir),
+            universes=user_strategy.available_universes(data_dir),
         )
 
 

@@ -60,13 +60,18 @@ def decode_strategy(data: bytes, *, name: str) -> str:
 
 
 def problems(
-    text: str, available: Iterable[tuple[str, str]] | None = None, *, close_only: Iterable[tuple[str, str]] = ()
+    text: str,
+    available: Iterable[tuple[str, str]] | None = None,
+    *,
+    close_only: Iterable[tuple[str, str]] = (),
+    universes: Iterable[tuple[str, str]] | None = None,
 ) -> list[str]:
     """Every problem of a strategy document, in document order; empty when it is valid.
 
-    The data check runs on the raw `symbol`/`timeframe` even when other fields are wrong, so one pass
-    reports all it can (pydantic's own cross-field checks run only once the fields are valid). `close_only`: the
-    pairs whose series have closes only (`close_only_series`); an indicator that needs more is a problem there.
+    The data check runs on the raw `symbol` (or `universe`) and `timeframe` even when other fields are wrong, so one
+    pass reports all it can (pydantic's own cross-field checks run only once the fields are valid). `close_only`: the
+    pairs whose series have closes only (`close_only_series`, a close-only universe by its name); an indicator that
+    needs more is a problem there. `universes`: the (universe, timeframe) pairs a `universe:` strategy may name.
     """
     import yaml
 
@@ -83,24 +88,33 @@ def problems(
         if found and found[0].startswith("not valid YAML"):
             return found
     document = yaml.safe_load(text)
-    if available is not None and isinstance(document, dict):
-        found += _data_problems(document, available)
+    if isinstance(document, dict):
+        found += _data_problems(document, available, universes)
     return found
 
 
-def _data_problems(document: dict[str, Any], available: Iterable[tuple[str, str]]) -> list[str]:
-    symbol, timeframe = document.get("symbol"), document.get("timeframe")
-    if not isinstance(symbol, str) or not isinstance(timeframe, str):
-        return []  # already reported as a field error
-    pairs = {(s.upper(), t) for s, t in available}
-    if (symbol.upper(), timeframe) in pairs:
+def _data_problems(
+    document: dict[str, Any],
+    available: Iterable[tuple[str, str]] | None,
+    universes: Iterable[tuple[str, str]] | None,
+) -> list[str]:
+    field, known = ("universe", universes) if document.get("universe") is not None else ("symbol", available)
+    name, timeframe = document.get(field), document.get("timeframe")
+    if known is None or not isinstance(name, str) or not isinstance(timeframe, str):
+        return []  # unchecked, or already reported as a field error
+    pairs = {(s.upper(), t) for s, t in known}
+    if (name.upper(), timeframe) in pairs:
         return []
     offered = ", ".join(f"{s} {t}" for s, t in sorted(pairs)) or "none"
-    return [f"symbol/timeframe: no data for {symbol} {timeframe} (available: {offered})"]
+    return [f"{field}/timeframe: no data for {name} {timeframe} (available: {offered})"]
 
 
 def check(
-    text: str, available: Iterable[tuple[str, str]] | None = None, *, close_only: Iterable[tuple[str, str]] = ()
+    text: str,
+    available: Iterable[tuple[str, str]] | None = None,
+    *,
+    close_only: Iterable[tuple[str, str]] = (),
+    universes: Iterable[tuple[str, str]] | None = None,
 ) -> Strategy:
     """The validated strategy.
 
@@ -108,7 +122,7 @@ def check(
         StrategyValidationError: with every problem `problems` finds.
     """
 
-    found = problems(text, available, close_only=close_only)
+    found = problems(text, available, close_only=close_only, universes=universes)
     if found:
         raise StrategyValidationError(found)
     return load_strategy_text(text)
@@ -122,10 +136,19 @@ def available_series(data_dir: Path | None) -> set[tuple[str, str]]:
 
 
 def close_only_series(data_dir: Path | None) -> set[tuple[str, str]]:
-    """The pairs of `available_series` whose series have closes only (a universe's)."""
+    """The pairs of `available_series` whose series have closes only, and the close-only universes by name."""
     from agent_pipeline.engine.data import close_only_pairs  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.universe import list_universes  # lazy: start-up cost (pandas)
 
-    return close_only_pairs(data_dir)
+    universes = {(u.name, u.timeframe) for u in list_universes(data_dir) if u.close_only}
+    return close_only_pairs(data_dir) | universes
+
+
+def available_universes(data_dir: Path | None) -> set[tuple[str, str]]:
+    """The (universe, timeframe) pairs a `universe:` strategy may name: the bundled ones and the user's."""
+    from agent_pipeline.engine.universe import list_universes  # lazy: start-up cost (pandas)
+
+    return {(u.name, u.timeframe) for u in list_universes(data_dir)}
 
 
 def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
@@ -139,7 +162,12 @@ def use_user_strategy(store: OperationsStore, context: CycleContext) -> dict[str
     assert context.strategy is not None
     config = get_settings()
     data_dir = synced_data_dir()
-    strategy = check(context.strategy, available_series(data_dir), close_only=close_only_series(data_dir))
+    strategy = check(
+        context.strategy,
+        available_series(data_dir),
+        close_only=close_only_series(data_dir),
+        universes=available_universes(data_dir),
+    )
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     path = str(save_strategy(strategy, Path(config.strategies_dir or "."), stamp=stamp).resolve())
     digest = checksum(context.strategy)

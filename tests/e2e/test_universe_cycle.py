@@ -1,0 +1,124 @@
+"""A user's universe strategy through a whole research cycle: `ktrdr agent run --strategy FILE` (issue 24).
+
+Three planted close-only series are imported as one universe, and the embedded run trains one model pooled across
+them, backtests the walk-forward timing portfolio, trades the lockbox, applies the gates, assesses and reports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from agent_pipeline.cli import cli
+from agent_pipeline.config import reset_settings
+from agent_pipeline.engine.synth import synth_bars
+from agent_pipeline.store.operations import OperationsStore, OperationType
+from tests.e2e.shell import clean_env, ktrdr
+
+pytestmark = pytest.mark.e2e
+
+SYMBOLS = 3
+BARS = 1000
+STRATEGY = {
+    "name": "demo_pooled",
+    "description": "Short RSI and rate of change on a planted universe.",
+    "hypothesis": "A one-day move reverts on every symbol of the universe.",
+    "universe": "DEMO",
+    "timeframe": "1d",
+    "indicators": [{"type": "rsi", "period": 2}, {"type": "roc", "period": 2}],
+    "fuzzy_sets": {
+        "rsi_2": {
+            "low": {"type": "trapezoidal", "parameters": [0, 0, 30, 50]},
+            "high": {"type": "trapezoidal", "parameters": [50, 70, 100, 100]},
+        },
+        "roc_2": {
+            "up": {"type": "gaussian", "parameters": [1.5, 1.5]},
+            "down": {"type": "gaussian", "parameters": [-1.5, 1.5]},
+        },
+    },
+    "model": {"hidden_layers": [16]},
+    "labels": {"zigzag_threshold": 0.002, "lookahead": 2, "hold": False},
+    "training": {"epochs": 6, "batch_size": 256, "learning_rate": 0.005},
+}
+
+
+def wide_closes(path: Path) -> Path:
+    """A wide CSV of planted one-day-reversal closes: a date column, then one column per symbol."""
+    frames = [synth_bars("reversal", 3.0, seed, BARS)[0] for seed in range(1, SYMBOLS + 1)]
+    closes = pd.DataFrame({f"S{i:02d}": frame["close"] for i, frame in enumerate(frames)})
+    closes.index = closes.index.strftime("%Y-%m-%d")
+    closes.to_csv(path, index_label="date")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"universe": "NOPE"}, "universe/timeframe: no data for NOPE 1d (available: DEMO 1d, SP500_20 1d)"),
+        (
+            {"indicators": [{"type": "rsi", "period": 2}, {"type": "atr", "period": 14}]},
+            "indicators[1]: atr needs high and low, and DEMO 1d is close-only",
+        ),
+    ],
+    ids=["unknown-universe", "close-only"],
+)
+def test_a_universe_strategy_is_checked_against_the_universes(
+    tmp_path: Path, change: dict[str, object], problem: str
+) -> None:
+    # Given the universe imported, and the strategy with an unknown universe or an indicator that needs highs
+    reset_settings()
+    imported = CliRunner().invoke(
+        cli, ["data", "import", str(wide_closes(tmp_path / "closes.csv")), "--universe", "demo", "--timeframe", "1d"]
+    )
+    assert imported.exit_code == 0, imported.output
+    document = {**STRATEGY, **change}
+    if "indicators" in change:
+        document["fuzzy_sets"] = {"rsi_2": STRATEGY["fuzzy_sets"]["rsi_2"]}  # type: ignore[index]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(document, sort_keys=False))
+    # When it is validated, and given to a run
+    validated = CliRunner().invoke(cli, ["strategy", "validate", str(bad)])
+    run = CliRunner().invoke(cli, ["agent", "run", "--strategy", str(bad)])
+    # Then both name the problem, and nothing ran
+    assert validated.exit_code == 1 and validated.stdout == f"{bad}: {problem}\n"
+    assert run.exit_code == 1 and problem in run.stderr
+
+
+@pytest.mark.slow
+def test_agent_run_runs_a_universe_strategy_through_the_whole_cycle(tmp_path: Path) -> None:
+    # Given a private home with a three-symbol universe imported and a user's strategy on it
+    home = tmp_path / "home"
+    env = clean_env(KTRDR_HOME=str(home), KTRDR_TRAINING_EPOCHS="2", KTRDR_WALK_FORWARD_FOLDS="2")
+    imported = ktrdr(
+        "data", "import", str(wide_closes(tmp_path / "closes.csv")), "--universe", "demo", "--timeframe", "1d",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    strategy = tmp_path / "my_universe.yaml"
+    strategy.write_text(yaml.safe_dump(STRATEGY, sort_keys=False))
+    # When the embedded run is given the file
+    done = ktrdr("agent", "run", "--strategy", str(strategy), "--bypass-gates", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Then the cycle completed under the universe's name, trained pooled and backtested the timing portfolio
+    store = OperationsStore(f"sqlite:///{home / 'ktrdr.db'}")
+    (cycle,) = store.list(operation_type=OperationType.AGENT_RESEARCH)
+    assert cycle.status == "completed" and cycle.metadata["symbol"] == "DEMO"
+    training = store.get(cycle.metadata["training_op_id"]).result_summary
+    assert training["walk_forward"]["symbols"] == ["DEMO.S00", "DEMO.S01", "DEMO.S02"]
+    assert training["n_classes"] == 2
+    backtest = store.get(cycle.metadata["backtest_op_id"]).result_summary
+    assert backtest["portfolio_mode"] == "timing"
+    store.engine.dispose()
+    # And the lockbox was traded and every plot drawn, the walk-forward layout on the universe's index included
+    assert "Lockbox" in done.stdout and "demo_pooled" in done.stdout
+    assert f"Report: 6 plot(s) in {home / 'artifacts' / 'reports' / cycle.operation_id}" in done.stdout
+    # And history lists the cycle under the universe's name
+    history = ktrdr("agent", "history", "--json", "--symbol", "DEMO", env=env, cwd=tmp_path)
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)["data"]
+    assert [(row["operation_id"], row["symbol"]) for row in rows] == [(cycle.operation_id, "DEMO")]
