@@ -190,8 +190,11 @@ def _proposal(meta: CycleRecord) -> dict[str, Any]:
     path, settings = Path(str(meta.strategy_path or "")), get_settings()
     if not path.is_file():
         return {}
+    strategy = load_strategy(path)
+    if strategy.universe:  # the space draws single-series designs: a universe's has no place in it yet
+        return {}
     bars = research_bars(meta.symbol, meta.timeframe, settings.data_dir, settings.lockbox_fraction)
-    return params_of(load_strategy(path).model_dump(mode="json"), bars)
+    return params_of(strategy.model_dump(mode="json"), bars)
 
 
 def study_view(url: str, pairs: Iterable[tuple[str, str]], *, best: int = 3) -> str:

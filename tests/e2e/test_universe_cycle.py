@@ -104,6 +104,7 @@ def test_agent_run_runs_a_universe_strategy_through_the_whole_cycle(tmp_path: Pa
     # When the embedded run is given the file
     done = ktrdr("agent", "run", "--strategy", str(strategy), "--bypass-gates", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "study not told" not in done.stderr  # the optimiser is told quietly
     # Then the cycle completed under the universe's name, trained pooled and backtested the timing portfolio
     store = OperationsStore(f"sqlite:///{home / 'ktrdr.db'}")
     (cycle,) = store.list(operation_type=OperationType.AGENT_RESEARCH)
