@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from agent_pipeline.engine.data import COLUMNS, load_bars
-from agent_pipeline.engine.dataset import MIN_ROWS, Dataset
+from agent_pipeline.engine.dataset import MIN_ROWS
 from agent_pipeline.engine.features import compute_features
 from agent_pipeline.engine.labels import zigzag_labels
 from agent_pipeline.engine.strategy import Strategy
 from agent_pipeline.engine.universe import check_common, get_universe
-from agent_pipeline.engine.walkforward import MIN_LOCKBOX_BARS, Fold, lockbox_start, plan_folds
+from agent_pipeline.engine.walkforward import MIN_LOCKBOX_BARS, Fold, Plan, lockbox_start, plan_folds
 from agent_pipeline.errors import DataError
 
 
@@ -48,26 +48,15 @@ def common_calendar(series: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
     return check_common(pd.DataFrame({symbol: frame["close"] for symbol, frame in series.items()}))
 
 
-@dataclass(frozen=True)
-class PooledWalkForward:
+@dataclass(frozen=True, kw_only=True)
+class PooledWalkForward(Plan):
     """The research period of a universe, pooled: one row per (date, symbol), time-major; see the module docstring.
 
-    `x`, `labels`, `bars` and `symbol_ids` are row-aligned; a fold's arrays are row numbers into them.
+    `bars` is indexed by date, each date repeated once per symbol; `symbol_ids` gives each row's symbol.
     """
 
     symbols: tuple[str, ...]
-    feature_names: list[str]
-    x: np.ndarray  # float32, one row per (date, symbol); NaN during warm-up
-    labels: np.ndarray  # int64 per row; -1 where the look-ahead runs past the research period
-    bars: pd.DataFrame  # OHLCV per row, indexed by date (each date repeated once per symbol)
     calendar: pd.DatetimeIndex  # the research period's common dates
-    folds: list[Fold]
-    final: Fold
-
-    @property
-    def models(self) -> list[Fold]:
-        """Every model to train, in order: the folds, then the final model."""
-        return [*self.folds, self.final]
 
     @property
     def rows_per_date(self) -> int:
@@ -83,28 +72,8 @@ class PooledWalkForward:
         """The research period's first and last date."""
         return str(self.calendar[0]), str(self.calendar[-1])
 
-    def dataset(self, fold: Fold) -> Dataset:
-        return Dataset(
-            list(self.feature_names),
-            self.x[fold.train],
-            self.labels[fold.train],
-            self.x[fold.val],
-            self.labels[fold.val],
-            self.x[fold.test_labelled],
-            self.labels[fold.test_labelled],
-            self.bars.iloc[fold.test_labelled].copy(),
-        )
-
-    def dates(self, fold: Fold) -> dict[str, str | None]:
-        def at(rows: np.ndarray, i: int) -> str | None:
-            return str(self.calendar[rows[i] // len(self.symbols)]) if len(rows) else None
-
-        return {
-            "train_start": at(fold.train, 0),
-            "train_end": at(fold.val, -1) if len(fold.val) else at(fold.train, -1),
-            "test_start": at(fold.test, 0),
-            "test_end": at(fold.test, -1),
-        }
+    def date_of(self, row: int) -> str:
+        return str(self.calendar[row // len(self.symbols)])
 
 
 def symbol_arrays(strategy: Strategy, bars: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:

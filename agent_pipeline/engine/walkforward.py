@@ -55,14 +55,22 @@ class Fold:
         return f"fold_{self.index}" if self.index else "final"
 
 
-@dataclass(frozen=True)
-class WalkForward:
-    """The research period's features, labels and fold plan; `dataset(fold)` gives the trainer's input."""
+# The bar columns a model's rows carry into its dataset and its backtest.
+OHLCV = ["open", "high", "low", "close", "volume"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What every walk-forward plan holds: row-aligned features, labels and bars, the folds and the final model.
+
+    A fold's arrays are row numbers into `x`, `labels` and `bars`. `WalkForward` has one row per bar of one series;
+    `pooled.PooledWalkForward` one per (date, symbol) of a universe. Each says how a row maps to its date.
+    """
 
     feature_names: list[str]
-    x: np.ndarray  # float32, one row per research bar (NaN during warm-up)
-    labels: np.ndarray  # int64 per research bar; -1 where the look-ahead runs past the research period
-    bars: pd.DataFrame  # the research period's OHLCV bars
+    x: np.ndarray  # float32, one row per research row (NaN during warm-up)
+    labels: np.ndarray  # int64 per row; -1 where the look-ahead runs past the research period
+    bars: pd.DataFrame  # the research period's OHLCV bars, one per row
     folds: list[Fold]
     final: Fold
 
@@ -70,6 +78,38 @@ class WalkForward:
     def models(self) -> list[Fold]:
         """Every model to train, in order: the folds, then the final model."""
         return [*self.folds, self.final]
+
+    def date_of(self, row: int) -> str:
+        """The date of a row."""
+        return str(self.bars.index[row])
+
+    def dataset(self, fold: Fold) -> Dataset:
+        return Dataset(
+            list(self.feature_names),
+            self.x[fold.train],
+            self.labels[fold.train],
+            self.x[fold.val],
+            self.labels[fold.val],
+            self.x[fold.test_labelled],
+            self.labels[fold.test_labelled],
+            self.bars.iloc[fold.test_labelled][OHLCV].copy(),
+        )
+
+    def dates(self, fold: Fold) -> dict[str, str | None]:
+        def at(rows: np.ndarray, i: int) -> str | None:
+            return self.date_of(int(rows[i])) if len(rows) else None
+
+        return {
+            "train_start": at(fold.train, 0),
+            "train_end": at(fold.val, -1) if len(fold.val) else at(fold.train, -1),
+            "test_start": at(fold.test, 0),
+            "test_end": at(fold.test, -1),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class WalkForward(Plan):
+    """One series' research period and fold plan; `dataset(fold)` gives the trainer's input."""
 
     @property
     def rows_per_date(self) -> int:
@@ -81,34 +121,9 @@ class WalkForward:
         """The research period's first and last bar."""
         return str(self.bars.index[0]), str(self.bars.index[-1])
 
-    def dataset(self, fold: Fold) -> Dataset:
-        return Dataset(
-            list(self.feature_names),
-            self.x[fold.train],
-            self.labels[fold.train],
-            self.x[fold.val],
-            self.labels[fold.val],
-            self.x[fold.test_labelled],
-            self.labels[fold.test_labelled],
-            self.bars.iloc[fold.test_labelled][["open", "high", "low", "close", "volume"]].copy(),
-        )
-
     def test_bars(self, fold: Fold) -> pd.DataFrame:
         """The OHLCV bars the fold's model trades."""
-        return self.bars.iloc[fold.test][["open", "high", "low", "close", "volume"]]
-
-    def dates(self, fold: Fold) -> dict[str, str | None]:
-        index = self.bars.index
-
-        def at(positions: np.ndarray, i: int) -> str | None:
-            return str(index[positions[i]]) if len(positions) else None
-
-        return {
-            "train_start": at(fold.train, 0),
-            "train_end": at(fold.val, -1) if len(fold.val) else at(fold.train, -1),
-            "test_start": at(fold.test, 0),
-            "test_end": at(fold.test, -1),
-        }
+        return self.bars.iloc[fold.test][OHLCV]
 
 
 def _train_val(labelled: np.ndarray, before: int, ratio: float, lookahead: int) -> tuple[np.ndarray, np.ndarray]:

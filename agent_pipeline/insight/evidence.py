@@ -112,13 +112,6 @@ def _trial(cycle: Operation, judgement: Judgement) -> Trial:
     )
 
 
-def deflate_now(result: dict[str, Any], *, trials: int, sharpes: list[float], timeframe: str) -> float | None:
-    """The DSR of a recorded backtest against every trial on its series now (`engine.stats.deflate_recorded`)."""
-    from agent_pipeline.engine import stats  # lazy: start-up cost
-
-    return stats.deflate_recorded(result, trials=trials, sharpes=sharpes, timeframe=timeframe)
-
-
 def spa_pvalue(backtest_dirs: list[str | None]) -> tuple[float | None, int]:
     """Hansen's SPA p-value (consistent) of the strategies' OOS returns against buy-and-hold on the same bars.
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from click.testing import Result
+
     from tests.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,3 +42,23 @@ def run_script(name: str, env: dict[str, str], timeout: float = 300) -> subproce
     return subprocess.run(
         ["bash", str(SCRIPTS / name)], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def invoke(*args: str) -> Result:
+    """Run the CLI in-process, settings read afresh from the (monkeypatched) environment."""
+    from click.testing import CliRunner
+
+    from agent_pipeline.cli import cli
+    from agent_pipeline.config import reset_settings
+
+    reset_settings()
+    return CliRunner().invoke(cli, list(args), prog_name="ktrdr")
+
+
+def data_dir() -> Path:
+    """The data folder the settings name now (tests set KTRDR_DATA_DIR)."""
+    from agent_pipeline.config import get_settings
+
+    folder = get_settings().data_dir
+    assert folder is not None
+    return folder

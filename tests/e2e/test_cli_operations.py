@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
 from agent_pipeline.store.operations import OperationsStore, OperationStatus, OperationType
+from tests.e2e.shell import invoke
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +36,6 @@ def store(db_url: str) -> Iterator[OperationsStore]:
     store.upgrade()
     yield store
     store.engine.dispose()
-
-
-def invoke(*args: str) -> Result:
-    """Run the CLI in-process, settings read afresh from the (monkeypatched) environment."""
-    reset_settings()
-    return CliRunner().invoke(cli, list(args), prog_name="ktrdr")
 
 
 def ktrdr(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

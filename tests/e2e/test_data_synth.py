@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from agent_pipeline.cli import cli
-from agent_pipeline.config import get_settings, reset_settings
+from agent_pipeline.config import get_settings
 from agent_pipeline.engine.data import load_bars
 from agent_pipeline.engine.synth import rule_sharpe
 from agent_pipeline.engine.walkforward import lockbox_start
+from tests.e2e.shell import data_dir, invoke
 
 pytestmark = pytest.mark.e2e
-
-
-def invoke(*args: str) -> Result:
-    """Run the CLI in-process, settings read afresh from the (monkeypatched) environment."""
-    reset_settings()
-    return CliRunner().invoke(cli, list(args), prog_name="ktrdr")
-
-
-def data_dir() -> Path:
-    folder = get_settings().data_dir
-    assert folder is not None
-    return folder
 
 
 def listed(symbol: str) -> dict:

@@ -6,27 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from agent_pipeline.cli import cli
-from agent_pipeline.config import get_settings, reset_settings
+from tests.e2e.shell import data_dir, invoke
 
 pytestmark = pytest.mark.e2e
 
 HEADER = "date,S00,S01,S02"
 ROWS = ["2020-01-01,1,2,3", "2020-01-02,1.1,2.1,3.1", "2020-01-03,1.2,,3.2", "2020-01-06,1.3,2.2,3.3"]
-
-
-def invoke(*args: str) -> Result:
-    """Run the CLI in-process, settings read afresh from the (monkeypatched) environment."""
-    reset_settings()
-    return CliRunner().invoke(cli, list(args), prog_name="ktrdr")
-
-
-def data_dir() -> Path:
-    folder = get_settings().data_dir
-    assert folder is not None
-    return folder
 
 
 def wide(tmp_path: Path, header: str = HEADER, rows: list[str] = ROWS) -> Path:

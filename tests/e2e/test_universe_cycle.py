@@ -19,32 +19,18 @@ from agent_pipeline.config import reset_settings
 from agent_pipeline.engine.synth import synth_bars
 from agent_pipeline.store.operations import OperationsStore, OperationType
 from tests.e2e.shell import clean_env, ktrdr
+from tests.universes import pooled_strategy
 
 pytestmark = pytest.mark.e2e
 
 SYMBOLS = 3
 BARS = 1000
-STRATEGY = {
-    "name": "demo_pooled",
-    "description": "Short RSI and rate of change on a planted universe.",
-    "hypothesis": "A one-day move reverts on every symbol of the universe.",
-    "universe": "DEMO",
-    "timeframe": "1d",
-    "indicators": [{"type": "rsi", "period": 2}, {"type": "roc", "period": 2}],
-    "fuzzy_sets": {
-        "rsi_2": {
-            "low": {"type": "trapezoidal", "parameters": [0, 0, 30, 50]},
-            "high": {"type": "trapezoidal", "parameters": [50, 70, 100, 100]},
-        },
-        "roc_2": {
-            "up": {"type": "gaussian", "parameters": [1.5, 1.5]},
-            "down": {"type": "gaussian", "parameters": [-1.5, 1.5]},
-        },
-    },
-    "model": {"hidden_layers": [16]},
-    "labels": {"zigzag_threshold": 0.002, "lookahead": 2, "hold": False},
-    "training": {"epochs": 6, "batch_size": 256, "learning_rate": 0.005},
-}
+STRATEGY = pooled_strategy(
+    "DEMO",
+    name="demo_pooled",
+    description="Short RSI and rate of change on a planted universe.",
+    hypothesis="A one-day move reverts on every symbol of the universe.",
+)
 
 
 def wide_closes(path: Path) -> Path:

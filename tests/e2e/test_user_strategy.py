@@ -8,15 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 
-from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
 from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES
 from agent_pipeline.store.operations import OperationsStore, OperationType, get_store
-from tests.e2e.shell import clean_env, ktrdr
+from tests.e2e.shell import clean_env, invoke, ktrdr
 
 pytestmark = pytest.mark.e2e
 
@@ -29,11 +27,6 @@ BROKEN = (
     .replace("activation: relu", "activation: sigmoid")
     .replace("symbol: EURUSD", "symbol: GBPJPY")
 )
-
-
-def invoke(*args: str) -> Result:
-    reset_settings()
-    return CliRunner().invoke(cli, list(args), prog_name="ktrdr")
 
 
 def test_validate_accepts_the_example_and_prints_its_checksum() -> None:

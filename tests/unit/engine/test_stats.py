@@ -96,7 +96,7 @@ def test_classification_metrics_against_hand_computed_values() -> None:
 
 
 def test_evidence_deflates_a_recorded_backtest_against_every_trial_on_its_series_now() -> None:
-    from agent_pipeline.insight.evidence import deflate_now
+    deflate_now = stats.deflate_recorded
 
     recorded = {"sharpe_ratio": 1.2, "n_bars": 1500, "skewness": -0.3, "kurtosis": 5.0, "deflated_sharpe": 0.93}
     alone = deflate_now(recorded, trials=1, sharpes=[1.2], timeframe="1d")

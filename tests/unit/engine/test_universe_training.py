@@ -23,36 +23,19 @@ from agent_pipeline.engine.synth import synth_bars
 from agent_pipeline.engine.universe import import_universe
 from agent_pipeline.engine.walkforward import lockbox_start
 from agent_pipeline.errors import StrategyValidationError
+from tests.universes import pooled_strategy
 
 SYMBOLS = 4
 BARS = 1200
-LOOKAHEAD = 2
+LOOKAHEAD = pooled_strategy("PLANT")["labels"]["lookahead"]
 # Dates the last symbol has no bar on: the common calendar skips them for every symbol.
 MISSING = [300, 301, 777]
 
 
 def document(**overrides: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "name": "pooled",
-        "universe": "PLANT",
-        "timeframe": "1d",
-        "indicators": [{"type": "rsi", "period": 2}, {"type": "roc", "period": 2}],
-        "fuzzy_sets": {
-            "rsi_2": {
-                "low": {"type": "trapezoidal", "parameters": [0, 0, 30, 50]},
-                "high": {"type": "trapezoidal", "parameters": [50, 70, 100, 100]},
-            },
-            "roc_2": {
-                "up": {"type": "gaussian", "parameters": [1.5, 1.5]},
-                "down": {"type": "gaussian", "parameters": [-1.5, 1.5]},
-            },
-        },
-        "model": {"hidden_layers": [16]},
-        "labels": {"zigzag_threshold": 0.002, "lookahead": LOOKAHEAD, "hold": False},
-        "training": {"epochs": 6, "batch_size": 256, "learning_rate": 0.005},
-    }
-    found.update(overrides)
-    return found
+    return (
+        pooled_strategy("PLANT", labels={"zigzag_threshold": 0.002, "lookahead": LOOKAHEAD, "hold": False}) | overrides
+    )
 
 
 @pytest.fixture(scope="module")
