@@ -236,7 +236,8 @@ def history_table(results: Sequence[Any]) -> Any:
     """The leaderboard: one line per finished cycle, the lockbox return in its own marked column."""
     from rich.table import Table
 
-    table = Table(title="Research history", title_justify="left", caption=LOCKBOX_NOTE, caption_justify="left")
+    caption = "\n".join([LOCKBOX_NOTE, *lockbox_lines(results)])
+    table = Table(title="Research history", title_justify="left", caption=caption, caption_justify="left")
     table.add_column("Cycle", no_wrap=True, min_width=42)  # full ids: `ktrdr agent report <id>` takes them
     for header in ("Strategy", "Series", "Designer", "Outcome"):
         table.add_column(header)
@@ -260,6 +261,16 @@ def history_table(results: Sequence[Any]) -> Any:
             pct(result.lockbox_return),
         )
     return table
+
+
+def lockbox_lines(results: Sequence[Any]) -> list[str]:
+    """Per series on the page: its lockbox reads, and the best lockbox Sharpe deflated over them (issue 25)."""
+    seen = {(r.symbol, r.timeframe): r.series_lockbox for r in results if r.series_lockbox is not None}
+    return [
+        f"{LOCKBOX_MARK} {symbol} {timeframe}: {plural(box.reads, 'lockbox read')}; best lockbox Sharpe "
+        f"{num(box.best_sharpe, 2)}, deflated over the reads (DSR) {num(box.deflated_sharpe, 2)}"
+        for (symbol, timeframe), box in seen.items()
+    ]
 
 
 def evidence_tables(found: Any) -> list[Any]:

@@ -3,14 +3,15 @@
 The operations table keeps every figure inside JSON; sorting 100,000 cycles by a JSON field would read every
 row on every call. So when a cycle reaches a finished status, the store writes its figures here in the same
 transaction (`Transitions._transition` -> `record_result`), and `ktrdr agent history` and
-`GET /api/v1/agent/history` read one indexed page of this table.
+`GET /api/v1/agent/history` read one indexed page of this table. Each line also carries its series' lockbox
+reads and the best lockbox Sharpe deflated over them (`store.lockbox`), for people: the loop never reads this.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from agent_pipeline.gates import bypassed_gates, stopping_verdict
+from agent_pipeline.store.lockbox import SeriesLockbox, series_lockbox
 from agent_pipeline.store.models import Base, Operation, OperationStatus, OperationType, aware
 
 if TYPE_CHECKING:
@@ -79,7 +81,8 @@ class CycleResultRow(Base):
 
 @dataclass(frozen=True)
 class CycleResult:
-    """One leaderboard line. `lockbox_return` is shown to people only: nothing that feeds the loop reads it."""
+    """One leaderboard line. `lockbox_return` and `series_lockbox` are shown to people only: nothing that feeds the
+    loop reads them."""
 
     operation_id: str
     created_at: datetime
@@ -100,6 +103,7 @@ class CycleResult:
     cost_usd: float | None
     discovery: bool | None
     lockbox_return: float | None
+    series_lockbox: SeriesLockbox | None = None  # the series' lockbox reads, its best read deflated over them
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -189,7 +193,7 @@ def record_result(session: Session, operation: Operation) -> None:
 
 
 def _to_result(row: CycleResultRow) -> CycleResult:
-    values = {column: getattr(row, column) for column in CycleResult.__dataclass_fields__}
+    values = {column.key: getattr(row, column.key) for column in CycleResultRow.__table__.columns}
     values["created_at"] = aware(row.created_at)
     values["completed_at"] = aware(row.completed_at)
     return CycleResult(**values)
@@ -206,7 +210,8 @@ def leaderboard(
 ) -> list[CycleResult]:
     """One page of finished cycles, best first by `sort` (cycles without that figure last), newest on ties.
 
-    One indexed range scan: `(symbol, timeframe, <sort column> DESC NULLS LAST, operation_id DESC)`.
+    One indexed range scan: `(symbol, timeframe, <sort column> DESC NULLS LAST, operation_id DESC)`, then one
+    query of the lockbox reads of the page's series (`store.lockbox.series_lockbox`).
     """
     column = SORT_COLUMNS[SortKey(sort)]
     query = select(CycleResultRow)
@@ -217,7 +222,9 @@ def leaderboard(
     query = query.order_by(column.desc().nulls_last(), CycleResultRow.operation_id.desc())
     query = query.limit(max(1, min(limit, MAX_HISTORY_LIMIT))).offset(max(0, offset))
     with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
-        return [_to_result(row) for row in session.scalars(query)]
+        results = [_to_result(row) for row in session.scalars(query)]
+    lockboxes = series_lockbox(store, {(r.symbol, r.timeframe) for r in results if r.symbol and r.timeframe})
+    return [replace(r, series_lockbox=lockboxes.get((r.symbol or "", r.timeframe or ""))) for r in results]
 
 
 def outcome_counts(store: StoreBase) -> dict[str, int]:

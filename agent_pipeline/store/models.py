@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, String, Text
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -73,6 +73,31 @@ class OperationRow(Base):
         Index("ix_operations_status_type", "status", "operation_type"),
         Index("ix_operations_created", "created_at"),
         Index("ix_operations_parent", "parent_operation_id"),
+    )
+
+
+class LockboxReadRow(Base):
+    """One read of a series' lockbox: a cycle's final model traded it (issue 25; see store/lockbox.py).
+
+    `figures` keeps what the read showed, so a refused repeat shows it again and the leaderboard deflates the best
+    lockbox Sharpe over the reads without opening the cycles' JSON. The checksums are null on the reads backfilled
+    from cycles that finished before reads were logged (migration 0004).
+    """
+
+    __tablename__ = "lockbox_reads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    cycle_id: Mapped[str] = mapped_column(String(80), unique=True)
+    strategy_checksum: Mapped[str | None] = mapped_column(String(64))
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    figures: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
+
+    __table_args__ = (
+        Index("ux_lockbox_reads_strategy_model", "strategy_checksum", "model_sha256", unique=True),
+        Index("ix_lockbox_reads_series", "symbol", "timeframe", "at"),
     )
 
 
