@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from agent_pipeline.cli.app import cli, console
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.datastore import publish_series
+
+if TYPE_CHECKING:
+    from agent_pipeline.engine.synth_universe import UniverseRecipe
 
 
 @cli.group()
@@ -204,17 +207,55 @@ def echo_published(*paths: Path) -> None:
 @click.option("--kind", required=True, help="trend, reversal or noise.")
 @click.option("--strength", type=float, default=0.0, show_default=True, help="Annualised Sharpe of the planted rule.")
 @click.option("--seed", type=int, required=True, help="Random seed: the same seed gives the same bars.")
-@click.option("--symbol", required=True, help="Symbol to store the series under, e.g. SYNTH_TREND.")
+@click.option("--symbol", help="Symbol to store one series under, e.g. SYNTH_TREND.")
+@click.option("--universe", help="Universe name, e.g. PLANTED: store --size series NAME.S00, NAME.S01, ...")
+@click.option("--size", type=int, help="With --universe: number of symbols (2 to 500).")
+@click.option(
+    "--correlation", type=float, help="With --universe: pairwise correlation of returns, in [0, 1); 0 if left out."
+)
+@click.option("--replace", is_flag=True, help="With --universe: replace a universe of that name.")
 @click.option("--timeframe", default="1d", show_default=True, help="Bar timeframe.")
 @click.option("--bars", type=int, default=5031, show_default=True, help="Number of bars.")
-def synth_data(kind: str, strength: float, seed: int, symbol: str, timeframe: str, bars: int) -> None:
-    """Write a synthetic series with a planted edge of known size into the data folder.
+def synth_data(
+    kind: str,
+    strength: float,
+    seed: int,
+    symbol: str | None,
+    universe: str | None,
+    size: int | None,
+    correlation: float | None,
+    replace: bool,
+    timeframe: str,
+    bars: int,
+) -> None:
+    """Write a synthetic series (--symbol), or a universe of them (--universe), with a planted edge of known size.
 
     trend: a slowly wandering drift, exploited by 20-bar momentum; reversal: returns that are AR(1) with a
     negative coefficient, exploited by the one-bar contrarian rule; noise: a random walk (strength 0). The
     strength is the rule's expected annualised Sharpe on the research period; a sidecar `.synth.json` beside
-    the series records how it was made and what the rule earned.
+    each series records how it was made and what the rule earned. With --universe every symbol has its own
+    planted rule of that strength, and its noise shares a market factor so that returns correlate by
+    --correlation (engine.synth_universe says how).
     """
+    if (symbol is None) == (universe is None):
+        raise click.UsageError("give --symbol (one series) or --universe (a universe of --size series), not both")
+    if universe is None and (size is not None or correlation is not None or replace):
+        raise click.UsageError("--size, --correlation and --replace go with --universe")
+    if universe is not None:
+        if size is None:
+            raise click.UsageError("--universe needs --size (the number of symbols)")
+        from agent_pipeline.engine.synth_universe import UniverseRecipe  # lazy: start-up cost (pandas, numpy, scipy)
+
+        lockbox_fraction = get_settings().lockbox_fraction
+        recipe = UniverseRecipe(kind, strength, seed, size, correlation or 0.0, bars, timeframe, lockbox_fraction)
+        synth_universe_data(universe, recipe, replace)
+        return
+    assert symbol is not None
+    synth_series(kind, strength, seed, symbol, timeframe, bars)
+
+
+def synth_series(kind: str, strength: float, seed: int, symbol: str, timeframe: str, bars: int) -> None:
+    """`ktrdr data synth --symbol`: one series and its sidecar."""
     from agent_pipeline.engine.synth import sidecar_path, write_synth  # lazy: start-up cost (pandas, numpy, scipy)
 
     stored, info = write_synth(
@@ -234,3 +275,24 @@ def synth_data(kind: str, strength: float, seed: int, symbol: str, timeframe: st
         f"Rule Sharpe: {info.research_sharpe:.2f} on the research period, {info.lockbox_sharpe:.2f} on the lockbox"
     )
     echo_published(stored.path, sidecar_path(stored.path))
+
+
+def synth_universe_data(name: str, recipe: UniverseRecipe, replace: bool) -> None:
+    """`ktrdr data synth --universe NAME`: the universe's series, their sidecars and its registry entry."""
+    from agent_pipeline.engine.data import dataset_path  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.synth import sidecar_path  # lazy: start-up cost (pandas, numpy, scipy)
+    from agent_pipeline.engine.synth_universe import synth_universe  # lazy: start-up cost (pandas, numpy, scipy)
+
+    folder = data_folder()
+    made = synth_universe(name, recipe, data_dir=folder, replace=replace)
+    research = sum(info.research_sharpe for info in made.series) / len(made.series)
+    lockbox = sum(info.lockbox_sharpe for info in made.series) / len(made.series)
+    click.echo(
+        f"{describe_universe(made.info, 'Synthesised')}\n"
+        f"Kind {recipe.kind}, strength {recipe.strength:g}, correlation {recipe.correlation:g}, seed {recipe.seed}\n"
+        f"Rule: {made.series[0].rule}\n"
+        f"Rule Sharpe, mean of {len(made.series)} symbols: {research:.2f} on the research period, "
+        f"{lockbox:.2f} on the lockbox"
+    )
+    paths = [dataset_path(symbol, recipe.timeframe, folder) for symbol in made.info.symbols]
+    echo_published(*(p for path in paths for p in (path, sidecar_path(path))))

@@ -15,7 +15,8 @@ rho, E[sign(X) r] = sqrt(2/pi) rho sd(r) and E[(sign(X) r)^2] = var(r), so the p
 with k = strength / sqrt(bars per year). `reversal` sets its AR coefficient to -rho; `trend` solves its drift's
 share of the variance so that corr(sum of the last 20 returns, next return) = rho (a quadratic). Every series
 is written beside a sidecar (`<SYMBOL>_<tf>.synth.json`) that records how it was made and the rule's realised
-Sharpe on the research period and on the lockbox (`write_synth`, `read_sidecar`).
+Sharpe on the research period and on the lockbox (`write_synth`, `read_sidecar`). The generators take their noise
+shocks from the caller when asked, so a universe (`engine.synth_universe`) can mix a market factor into them.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class SynthInfo:
     lockbox_fraction: float
     lockbox_start: int  # position of the first lockbox bar
     process: Process = field(default_factory=dict)
+    correlation: float = 0.0  # pairwise correlation of returns with the other series of its universe (if any)
 
 
 # --------------------------------------------------------------------------- calibration
@@ -130,12 +132,15 @@ def bar_volatility(timeframe: str) -> float:
 # --------------------------------------------------------------------------- generators
 
 
-def trend_returns(strength: float, rng: np.random.Generator, bars: int, timeframe: str) -> tuple[np.ndarray, Process]:
+def trend_returns(
+    strength: float, rng: np.random.Generator, bars: int, timeframe: str, *, shocks: np.ndarray | None = None
+) -> tuple[np.ndarray, Process]:
     """Log returns r_t = mu_t + sigma e_t with a slow AR(1) drift mu_t = phi mu_{t-1} + tau eta_t.
 
     Exploited by momentum: hold sign(sum of the last 20 returns) over the next bar. The drift's share of the
     variance is solved (`trend_signal_share`) so that this rule's expected annualised Sharpe is `strength`;
-    the total variance of a return is bar_volatility(timeframe)^2 whatever the strength.
+    the total variance of a return is bar_volatility(timeframe)^2 whatever the strength. `shocks`, when given,
+    are the noise e_t (i.i.d. standard normal); otherwise they are drawn from `rng`.
     """
     share = trend_signal_share(rule_correlation(strength, timeframe))
     sigma = bar_volatility(timeframe) / math.sqrt(1 + share)
@@ -143,26 +148,40 @@ def trend_returns(strength: float, rng: np.random.Generator, bars: int, timefram
     tau = drift_sd * math.sqrt(1 - TREND_PHI**2)
     start = rng.normal(0.0, drift_sd)  # the drift starts from its stationary distribution
     drift = lfilter([1.0], [1.0, -TREND_PHI], tau * rng.normal(0.0, 1.0, bars), zi=[TREND_PHI * start])[0]
-    returns = drift + sigma * rng.normal(0.0, 1.0, bars)
+    returns = drift + sigma * (rng.normal(0.0, 1.0, bars) if shocks is None else shocks)
     return returns, {"phi": TREND_PHI, "drift_sd": drift_sd, "drift_innovation_sd": tau, "noise_sd": sigma}
 
 
 def reversal_returns(
-    strength: float, rng: np.random.Generator, bars: int, timeframe: str
+    strength: float, rng: np.random.Generator, bars: int, timeframe: str, *, shocks: np.ndarray | None = None
 ) -> tuple[np.ndarray, Process]:
     """Log returns that are AR(1) with a negative coefficient: r_t = -a r_{t-1} + s e_t.
 
     Exploited by the one-bar contrarian rule: hold -sign(r_t) over bar t + 1. Its correlation with the next
     return is a, so a = rho (`rule_correlation`) makes its expected annualised Sharpe `strength`; s keeps the
-    variance of a return at bar_volatility(timeframe)^2.
+    variance of a return at bar_volatility(timeframe)^2. `shocks`, when given, are the innovations e_t (i.i.d.
+    standard normal); otherwise they are drawn from `rng`.
     """
     coefficient = rule_correlation(strength, timeframe)
     volatility = bar_volatility(timeframe)
     innovation = volatility * math.sqrt(1 - coefficient**2)
     start = rng.normal(0.0, volatility)  # the previous return, drawn from the stationary distribution
-    noise = innovation * rng.normal(0.0, 1.0, bars)
+    noise = innovation * (rng.normal(0.0, 1.0, bars) if shocks is None else shocks)
     returns = lfilter([1.0], [1.0, coefficient], noise, zi=[-coefficient * start])[0]
     return returns, {"ar_coefficient": -coefficient, "innovation_sd": innovation}
+
+
+def noise_returns(
+    strength: float, rng: np.random.Generator, bars: int, timeframe: str, *, shocks: np.ndarray | None = None
+) -> tuple[np.ndarray, Process]:
+    """Driftless log returns bar_volatility(timeframe) e_t: the random walk of a universe's `noise` series.
+
+    A one-series `noise` keeps `noise_frame`; a universe needs its noise from `shocks` (i.i.d. standard normal,
+    drawn from `rng` when None) so that a market factor can enter. `strength` is 0 (`check_request`).
+    """
+    volatility = bar_volatility(timeframe)
+    returns = volatility * (rng.normal(0.0, 1.0, bars) if shocks is None else shocks)
+    return returns, {"bar_sd": volatility, "spread_sd": SPREAD_FRACTION}
 
 
 def noise_frame(bars: int, seed: int) -> tuple[pd.DataFrame, Process]:
@@ -219,6 +238,16 @@ def check_request(kind: str, strength: float, bars: int) -> None:
         raise DataError(f"a synthetic series needs at least {MIN_BARS} bars, got {bars}")
 
 
+def check_timeframe(timeframe: str) -> None:
+    """Refuse a timeframe the bar dates cannot be laid out on.
+
+    Raises:
+        DataError: with the one-line reason.
+    """
+    if timeframe not in TIMEFRAME_STEPS:
+        raise DataError(f"invalid timeframe {timeframe!r}: must be one of {', '.join(TIMEFRAME_STEPS)}")
+
+
 def synth_bars(
     kind: str,
     strength: float,
@@ -238,8 +267,7 @@ def synth_bars(
         DataError: a bad kind, strength, bar count or timeframe.
     """
     check_request(kind, strength, bars)
-    if timeframe not in TIMEFRAME_STEPS:
-        raise DataError(f"invalid timeframe {timeframe!r}: must be one of {', '.join(TIMEFRAME_STEPS)}")
+    check_timeframe(timeframe)
     if kind == "noise":
         frame, process = noise_frame(bars, seed)
     else:
@@ -346,10 +374,19 @@ def write_synth(
     """
     dataset_path(symbol, timeframe, data_dir)  # a bad name fails before anything is generated
     frame, info = synth_bars(kind, strength, seed, bars, timeframe=timeframe, lockbox_fraction=lockbox_fraction)
-    stored = store_bars(frame, symbol=symbol, timeframe=timeframe, data_dir=data_dir)
+    return store_synth(frame, info, symbol=symbol, data_dir=data_dir), info
+
+
+def store_synth(frame: pd.DataFrame, info: SynthInfo, *, symbol: str, data_dir: Path) -> DatasetInfo:
+    """Store generated bars as `ktrdr data import` would, with the sidecar that says how they were made.
+
+    Raises:
+        DataError: a bad symbol or timeframe, or bars that fail validation.
+    """
+    stored = store_bars(frame, symbol=symbol, timeframe=info.timeframe, data_dir=data_dir)
     record = {**asdict(info), "symbol": stored.symbol, "data_sha256": _fingerprint(stored.path)}
     atomic_write(sidecar_path(stored.path), json.dumps(record, indent=2, sort_keys=True))
-    return stored, info
+    return stored
 
 
 def read_sidecar(data_file: Path) -> SynthInfo | None:

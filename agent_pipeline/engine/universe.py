@@ -286,6 +286,36 @@ def create_universe(
     return describe(registry[name], data_dir)
 
 
+def claim_name(name: str, *, data_dir: Path, replace: bool = False) -> str:
+    """The universe's name, upper case, once it is known to be free (or `replace` allows taking it).
+
+    For makers of owned universes besides `import_universe` (`engine.synth_universe`): claim, store the series
+    as `<NAME>.<COLUMN>`, then `register_owned`.
+
+    Raises:
+        DataError: a malformed name, a bundled one, or one that exists and `replace` is False.
+    """
+    name = check_name(name)
+    _check_free(name, read_registry(data_dir), replace)
+    return name
+
+
+def register_owned(name: str, *, timeframe: str, symbols: list[str], data_dir: Path) -> UniverseInfo:
+    """Record a universe whose series were just stored under its name, as `import_universe` does.
+
+    The universe owns them: the old universe of that name loses the series the new one does not keep.
+
+    Raises:
+        DataError: the registry is unreadable, or a series is missing.
+    """
+    registry = read_registry(data_dir)
+    new = Universe(name, timeframe, tuple(symbols), owned=True)
+    _retire(registry.get(name), new, data_dir)
+    registry[name] = new
+    _write_registry(data_dir, registry)
+    return describe(new, data_dir)
+
+
 def describe(universe: Universe, data_dir: Path | None) -> UniverseInfo:
     """The universe with its common dates and whether it is close-only.
 
