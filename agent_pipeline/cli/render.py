@@ -274,7 +274,7 @@ def lockbox_lines(results: Sequence[Any]) -> list[str]:
 
 
 def evidence_tables(found: Any) -> list[Any]:
-    """One table per series: its trials, SPA p-value and best strategies (an `evidence.Evidence`)."""
+    """One table per series: its trials, SPA p-value, PBO and best strategies (an `evidence.Evidence`)."""
     from rich.table import Table
 
     if not found.series:
@@ -287,7 +287,7 @@ def evidence_tables(found: Any) -> list[Any]:
         title = (
             f"{series.symbol} {series.timeframe}: {plural(series.trials, 'trial')}, "
             f"{len(series.discoveries)} {discoveries}, SPA p-value vs buy-and-hold {spa} over "
-            f"{series.spa_models} {strategies}"
+            f"{series.spa_models} {strategies}\n{overfitting_line(series)}"
         )
         table = Table(title=title, title_justify="left")
         for header in ("Cycle", "Strategy", "Outcome", "Deflated Sharpe", "PSR", "Sharpe", "Trades", "Excess"):
@@ -305,3 +305,15 @@ def evidence_tables(found: Any) -> list[Any]:
             )
         tables.append(table)
     return tables
+
+
+def overfitting_line(series: Any) -> str:
+    """The series' probability of backtest overfitting (an `evidence.SeriesEvidence`), or why there is none yet."""
+    found = series.pbo
+    if found is None:
+        return f"Probability of backtest overfitting: - ({series.pbo_reason})"
+    return (
+        f"Probability of backtest overfitting (CSCV, {plural(found.n_trials, 'trial')}, {found.blocks} blocks): "
+        f"{pct(found.pbo)}; median logit {num(found.logit_quantiles.get('q50'), 2)}; in-sample best loses out of "
+        f"sample in {pct(found.probability_of_loss)} of splits"
+    )

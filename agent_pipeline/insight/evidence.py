@@ -1,24 +1,32 @@
 """Evidence across trials: for each series, how many strategies were tried, the best by deflated Sharpe, the
-discoveries, and Hansen's SPA p-value of the whole set against buy-and-hold.
+discoveries, Hansen's SPA p-value of the whole set against buy-and-hold, and the probability of backtest overfitting.
 
-Everything here is research-period, out-of-sample figures; the lockbox is never read.
+Everything here is research-period, out-of-sample figures; the lockbox is never read. Both tests across trials
+read every backtested cycle's stitched out-of-sample record (`oos_returns.csv` in its backtest folder, written by
+`engine.backtest.save_walk_forward`), aligned on the bars all of them share (`aligned_returns`).
 SPA: Hansen, P. R. (2005), "A Test for Superior Predictive Ability", Journal of Business & Economic Statistics
-23(4), computed by `arch.bootstrap.SPA` (stationary bootstrap, studentized) on per-bar losses (minus returns)
-of every strategy's stitched out-of-sample record, aligned on the bars they share.
+23(4), computed by `arch.bootstrap.SPA` (stationary bootstrap, studentized) on per-bar losses (minus returns).
+PBO: Bailey, Borwein, López de Prado and Zhu (2017), "The probability of backtest overfitting", Journal of
+Computational Finance 20(4), by CSCV over the trials' per-bar returns (`engine.pbo`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from agent_pipeline.engine.artifacts import child_of, fetch
+from agent_pipeline.engine.pbo import DEFAULT_BLOCKS, measure_overfitting
 from agent_pipeline.errors import ArtifactNotFoundError
 from agent_pipeline.store.discoveries import Judgement, judge
 from agent_pipeline.store.history import outcome_of
 from agent_pipeline.store.operations import Operation, OperationsStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +37,10 @@ MIN_COMMON_BARS = 50
 # Bootstrap replications of the SPA test, and its seed (a repeatable p-value for the same records).
 SPA_REPS = 1000
 SPA_SEED = 7
+# PBO ranks the trials against each other: below this many trials with out-of-sample returns it says nothing.
+PBO_MIN_TRIALS = 8
+# ... and each of its CSCV blocks needs this many shared bars for a Sharpe ratio of its own.
+PBO_MIN_BLOCK_BARS = 4
 
 
 class Trial(BaseModel):
@@ -52,12 +64,33 @@ class Trial(BaseModel):
     excess_return: float | None
 
 
+class OverfittingSummary(BaseModel):
+    """A series' probability of backtest overfitting by CSCV (`engine.pbo`) and its summary.
+
+    `pbo` is the share of the C(blocks, blocks/2) splits in which the in-sample best trial ranks at or below the
+    median out of sample (logit <= 0); near 0.5 the selection is no better than chance, near 0 it holds up.
+    """
+
+    pbo: float
+    logit_mean: float
+    logit_quantiles: dict[str, float]  # q05, q25, q50, q75, q95
+    degradation_slope: float | None  # out-of-sample Sharpe of the in-sample best on its in-sample Sharpe, per bar
+    degradation_intercept: float | None
+    probability_of_loss: float  # share of splits where the in-sample best loses out of sample
+    n_trials: int
+    blocks: int
+    bars: int  # shared bars used (the earliest bars % blocks dropped)
+    splits: int
+
+
 class SeriesEvidence(BaseModel):
     symbol: str
     timeframe: str
     trials: int
     spa_pvalue: float | None  # None when fewer than one backtested strategy or too few common bars
     spa_models: int  # strategies the SPA test compared against buy-and-hold
+    pbo: OverfittingSummary | None  # None until PBO_MIN_TRIALS trials with enough shared bars; pbo_reason says why
+    pbo_reason: str | None
     best: list[Trial]
     discoveries: list[Trial]
 
@@ -83,13 +116,17 @@ def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> Seri
     judged = judge(cycles, timeframe)
     found = [_trial(c, judged[c.operation_id]) for c in tested]
     trials = sorted(found, key=lambda t: t.deflated_sharpe or 0.0, reverse=True)
-    pvalue, models = spa_pvalue([c.record.backtest_dir for c in tested])
+    frames = oos_returns([c.record.backtest_dir for c in tested])
+    pvalue, models = spa_pvalue(frames)
+    overfitting, reason = overfitting_of(frames)
     return SeriesEvidence(
         symbol=symbol,
         timeframe=timeframe,
         trials=len(cycles),
         spa_pvalue=pvalue,
         spa_models=models,
+        pbo=overfitting,
+        pbo_reason=reason,
         best=trials[:BEST_LIMIT],
         discoveries=[t for t in trials if t.discovery],
     )
@@ -112,12 +149,8 @@ def _trial(cycle: Operation, judgement: Judgement) -> Trial:
     )
 
 
-def spa_pvalue(backtest_dirs: list[str | None]) -> tuple[float | None, int]:
-    """Hansen's SPA p-value (consistent) of the strategies' OOS returns against buy-and-hold on the same bars.
-
-    Returns:
-        (p-value, number of strategies compared); (None, n) when no strategy or too few common bars.
-    """
+def oos_returns(backtest_dirs: list[str | None]) -> list[pd.DataFrame]:
+    """The `oos_returns.csv` (timestamp index; return, buy_and_hold) of each backtest folder that has one."""
     import pandas as pd
 
     frames = []
@@ -128,18 +161,67 @@ def spa_pvalue(backtest_dirs: list[str | None]) -> tuple[float | None, int]:
             path = fetch(child_of(folder, "oos_returns.csv"))
         except ArtifactNotFoundError:
             continue
-        frames.append(pd.read_csv(path, index_col="timestamp"))
+        frame = pd.read_csv(path, index_col="timestamp", parse_dates=["timestamp"])
+        frames.append(frame[~frame.index.duplicated(keep="last")])
+    return frames
+
+
+def aligned_returns(frames: list[pd.DataFrame], column: str = "return") -> pd.DataFrame:
+    """The T x N matrix of the frames' `column` on the bars all of them share, in time order; rows with a gap
+    dropped. Column k is frames[k]."""
+    import pandas as pd
+
     if not frames:
-        return None, 0
+        return pd.DataFrame()
     common = frames[0].index
     for frame in frames[1:]:
         common = common.intersection(frame.index)
-    if len(common) < MIN_COMMON_BARS:
-        logger.info("SPA skipped: %d common out-of-sample bars (minimum %d)", len(common), MIN_COMMON_BARS)
+    matrix = pd.concat([frame[column].reindex(common) for frame in frames], axis=1)
+    matrix.columns = range(len(frames))
+    return matrix.sort_index().dropna()
+
+
+def spa_pvalue(frames: list[pd.DataFrame]) -> tuple[float | None, int]:
+    """Hansen's SPA p-value (consistent) of the strategies' OOS returns against buy-and-hold on the same bars.
+
+    Returns:
+        (p-value, number of strategies compared); (None, n) when no strategy or too few common bars.
+    """
+    if not frames:
+        return None, 0
+    models = aligned_returns(frames)
+    if len(models) < MIN_COMMON_BARS:
+        logger.info("SPA skipped: %d common out-of-sample bars (minimum %d)", len(models), MIN_COMMON_BARS)
         return None, len(frames)
-    benchmark = frames[0].loc[common, "buy_and_hold"].to_numpy()
-    models = pd.concat([f.loc[common, "return"] for f in frames], axis=1).to_numpy()
-    return _spa(-benchmark, -models), len(frames)
+    benchmark = frames[0]["buy_and_hold"].loc[models.index].to_numpy()
+    return _spa(-benchmark, -models.to_numpy()), len(frames)
+
+
+def overfitting_of(frames: list[pd.DataFrame]) -> tuple[OverfittingSummary | None, str | None]:
+    """The CSCV probability of backtest overfitting over the trials' shared bars, or None and the reason why not."""
+    if len(frames) < PBO_MIN_TRIALS:
+        return None, f"too few trials: {len(frames)} < {PBO_MIN_TRIALS}"
+    matrix = aligned_returns(frames)
+    needed = DEFAULT_BLOCKS * PBO_MIN_BLOCK_BARS
+    if len(matrix) < needed:
+        return None, f"too few shared bars: {len(matrix)} < {needed}"
+    found = measure_overfitting(matrix.to_numpy(), DEFAULT_BLOCKS)
+    return OverfittingSummary(
+        pbo=found.pbo,
+        logit_mean=float(found.logits.mean()),
+        logit_quantiles=found.logit_quantiles(),
+        degradation_slope=_finite(found.degradation_slope),
+        degradation_intercept=_finite(found.degradation_intercept),
+        probability_of_loss=found.probability_of_loss,
+        n_trials=found.trials,
+        blocks=found.blocks,
+        bars=found.bars,
+        splits=found.splits,
+    ), None
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _spa(benchmark_losses: Any, model_losses: Any) -> float:
