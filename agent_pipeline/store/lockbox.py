@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
@@ -80,7 +80,7 @@ def _to_read(row: LockboxReadRow) -> LockboxRead:
         cycle_id=row.cycle_id,
         strategy_checksum=row.strategy_checksum,
         model_sha256=row.model_sha256,
-        at=aware(row.at) or utcnow(),
+        at=(aware(row.at) or utcnow()).astimezone(UTC),  # Postgres answers in its session's zone
         figures=dict(row.figures or {}),
     )
 
