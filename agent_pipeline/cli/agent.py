@@ -51,6 +51,12 @@ def cycle_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", envvar="KTRDR_MODEL", help="LLM model or alias (opus, sonnet, haiku)."),
         click.option("--symbol", help="Ask the designer for this symbol."),
         click.option("--timeframe", help="Ask the designer for this timeframe."),
+        click.option("--universe", help="Research one model across this universe's symbols (`ktrdr data list`)."),
+        click.option(
+            "--portfolio",
+            type=click.Choice(["timing", "rank"]),
+            help="With --universe: each symbol times itself (timing, the default), or long-short ranks (rank).",
+        ),  # fmt: skip
         click.option(
             "--strategy",
             "strategy_file",

@@ -48,6 +48,13 @@ def common_calendar(series: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
     return check_common(pd.DataFrame({symbol: frame["close"] for symbol, frame in series.items()}))
 
 
+def research_period(series: dict[str, pd.DataFrame], lockbox_fraction: float) -> dict[str, pd.DataFrame]:
+    """Every symbol's bars on the common dates before the lockbox (the last `lockbox_fraction` of those dates)."""
+    common = common_calendar(series)
+    calendar = common[: lockbox_start(len(common), lockbox_fraction)]
+    return {symbol: frame.reindex(calendar) for symbol, frame in series.items()}
+
+
 @dataclass(frozen=True, kw_only=True)
 class PooledWalkForward(Plan):
     """The research period of a universe, pooled: one row per (date, symbol), time-major; see the module docstring.
@@ -117,9 +124,8 @@ def build_pooled_walk_forward(
     Raises:
         DataError: no common dates, too few usable dates, or a fold too small.
     """
-    common = common_calendar(series)
-    calendar = common[: lockbox_start(len(common), lockbox_fraction)]
-    cut = {symbol: frame.reindex(calendar) for symbol, frame in series.items()}
+    cut = research_period(series, lockbox_fraction)
+    calendar = pd.DatetimeIndex(next(iter(cut.values())).index)
     arrays = [symbol_arrays(strategy, frame) for frame in cut.values()]
     x = np.stack([features.to_numpy(dtype=np.float32) for features, _ in arrays], axis=1)  # dates, symbols, features
     labels = np.stack([label for _, label in arrays], axis=1)

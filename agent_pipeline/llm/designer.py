@@ -60,8 +60,12 @@ class Designer(abc.ABC):
         catalogue: list[DataSeries],
         symbol: str | None = None,
         timeframe: str | None = None,
+        portfolio: str | None = None,
     ) -> DesignOutcome:
         """Propose a strategy for data in `catalogue` (restricted to `symbol`/`timeframe` when given).
+
+        On a universe (`DataSeries.is_universe`) the strategy names `universe:`, and trades `portfolio`
+        (`timing` or `rank`; None: timing).
 
         Raises:
             DesignError: no valid strategy within the repair budget, or no data matches the request.

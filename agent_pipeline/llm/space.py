@@ -34,19 +34,23 @@ import re
 from functools import cache, lru_cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+import pandas as pd
 
 from agent_pipeline.engine.data import is_close_only, load_bars
 from agent_pipeline.engine.features import PRIMARY
+from agent_pipeline.engine.pooled import research_period, universe_series
 from agent_pipeline.engine.strategy import CLOSE_INDICATORS
 from agent_pipeline.engine.walkforward import lockbox_start
 from agent_pipeline.llm.catalogue import DataSeries
 
 if TYPE_CHECKING:
     import optuna
-    import pandas as pd
+
+# The research bars a design is drawn over: one series' bars, or a universe's, one frame per symbol.
+Sample: TypeAlias = pd.DataFrame | tuple[pd.DataFrame, ...]  # noqa: UP040 - Python 3.11
 
 # Indicators a strategy may use (all scale-free: the same cut rule suits every instrument). `sma` and `ema` are
 # the close's distance from its average: with period 2 the last bar's return, with 20 a momentum (issue 14).
@@ -95,8 +99,30 @@ def research_bars(symbol: str, timeframe: str, data_dir: Path | None, lockbox_fr
     return bars.iloc[: lockbox_start(len(bars), lockbox_fraction)]
 
 
-def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, *, prefix: str) -> dict[str, Any]:
-    """The strategy document of one trial's draws over `bars` (the research period)."""
+@lru_cache(maxsize=4)
+def universe_research_bars(
+    name: str, timeframe: str, data_dir: Path | None, lockbox_fraction: float
+) -> tuple[pd.DataFrame, ...]:
+    """A universe's research period: each symbol's bars on the common dates before the universe's lockbox."""
+    series = universe_series(name, timeframe, data_dir)
+    return tuple(research_period(series, lockbox_fraction).values())
+
+
+def research_sample(symbol: str, timeframe: str, universe: bool, settings: Any) -> Sample:
+    """The research period a design is drawn over: a series' bars, or a universe's symbols' bars."""
+    read = universe_research_bars if universe else research_bars
+    return read(symbol, timeframe, settings.data_dir, settings.lockbox_fraction)
+
+
+def build_document(
+    trial: optuna.Trial, series: DataSeries, bars: Sample, *, prefix: str, portfolio: str | None = None
+) -> dict[str, Any]:
+    """The strategy document of one trial's draws over `bars` (the research period).
+
+    On a universe the document names `universe:` and trades `portfolio` (default timing); the indicators' cut points
+    and the labels' volatility are those of every symbol's research bars pooled (each symbol's values computed on
+    its own bars: no indicator reads across two symbols).
+    """
     usable = usable_indicators(bars)
     kinds = [kind for kind in usable if _suggest(trial, f"use_{kind}")] or [usable[0]]
     indicators = [{"type": kind, "period": _suggest(trial, f"{kind}_period")} for kind in kinds]
@@ -109,11 +135,12 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
     margin = _suggest(trial, "confidence_margin") if hysteresis else 0.0
     min_hold = _suggest(trial, "min_hold") if hysteresis else 1
     name = re.sub(r"[^a-z0-9_-]", "", f"{prefix}_{series.symbol}_{series.timeframe}_t{trial.number}".lower())
+    where = {"universe": series.symbol} if series.is_universe else {"symbol": series.symbol}
     return {
         "name": name[:64],
         "description": f"{prefix} designer, trial {trial.number}: {', '.join(kinds)} on {series.symbol}.",
         "hypothesis": f"Fuzzy regimes of {' and '.join(kinds)} anticipate ZigZag swings.",
-        "symbol": series.symbol,
+        **where,
         "timeframe": series.timeframe,
         "indicators": indicators,
         "fuzzy_sets": {f"{i['type']}_{i['period']}": fuzzy_sets(_primary(i, bars), sets, width) for i in indicators},
@@ -130,12 +157,17 @@ def build_document(trial: optuna.Trial, series: DataSeries, bars: pd.DataFrame, 
         },
         "training": TRAINING | {"learning_rate": round(_suggest(trial, "learning_rate"), 6)},
         "backtest": {"confidence_threshold": round(confidence_threshold(hold, margin), 4), "min_hold": min_hold},
-    }
+    } | ({"portfolio": {"mode": portfolio or "timing"}} if series.is_universe else {})
 
 
-def usable_indicators(bars: pd.DataFrame) -> tuple[str, ...]:
-    """The indicators drawn for these bars: all of INDICATORS, or the close-based ones for close-only bars."""
-    return CLOSE_ONLY_INDICATORS if is_close_only(bars) else INDICATORS
+def frames(sample: Sample) -> tuple[pd.DataFrame, ...]:
+    """The bars of each series a sample holds: one for a series, one per symbol for a universe."""
+    return sample if isinstance(sample, tuple) else (sample,)
+
+
+def usable_indicators(bars: Sample) -> tuple[str, ...]:
+    """The indicators drawn for these bars: all of INDICATORS, or the close-based ones if any bars are close-only."""
+    return CLOSE_ONLY_INDICATORS if any(is_close_only(frame) for frame in frames(bars)) else INDICATORS
 
 
 def confidence_threshold(hold: bool, margin: float) -> float:
@@ -151,13 +183,16 @@ def _suggest(trial: optuna.Trial, name: str) -> Any:
     return suggest(name, dist.low, dist.high, log=dist.log)
 
 
-def volatility(bars: pd.DataFrame) -> float:
-    """Standard deviation of the close-to-close log returns (the typical move per bar, a fraction)."""
-    return float(np.log(bars["close"]).diff().std())
+def volatility(bars: Sample) -> float:
+    """Standard deviation of the close-to-close log returns (the typical move per bar, a fraction), of every
+    symbol's returns pooled on a universe (never a return from one symbol's close to another's)."""
+    returns = [np.log(frame["close"]).diff() for frame in frames(bars)]
+    return float(pd.concat(returns).std()) if len(returns) > 1 else float(returns[0].std())
 
 
-def _primary(indicator: dict[str, Any], bars: pd.DataFrame) -> np.ndarray:
-    values = PRIMARY[indicator["type"]](SimpleNamespace(smooth=3, **indicator), bars).to_numpy(dtype=float)
+def _primary(indicator: dict[str, Any], bars: Sample) -> np.ndarray:
+    spec = SimpleNamespace(smooth=3, **indicator)
+    values = np.concatenate([PRIMARY[indicator["type"]](spec, frame).to_numpy(dtype=float) for frame in frames(bars)])
     return values[np.isfinite(values)]
 
 
@@ -175,7 +210,7 @@ def fuzzy_sets(values: np.ndarray, count: int, width: float) -> dict[str, Any]:
     return found | ({"mid": {"type": "triangular", "parameters": [c1, c2, c3]}} if count == 3 else {})
 
 
-def params_of(document: dict[str, Any], bars: pd.DataFrame) -> dict[str, Any]:
+def params_of(document: dict[str, Any], bars: Sample) -> dict[str, Any]:
     """The space's parameters a strategy document (e.g. Claude's) sets, where they fall inside the space."""
     labels, model = document.get("labels") or {}, document.get("model") or {}
     kinds = {i.get("type"): i.get("period") for i in document.get("indicators") or [] if isinstance(i, dict)}

@@ -1,4 +1,5 @@
-"""The optimiser's memory: one Optuna study per symbol/timeframe, kept in the operations database.
+"""The optimiser's memory: one Optuna study per symbol/timeframe (a universe's name is its symbol: one study per
+universe, issue 24), kept in the operations database.
 
 A design is one `ask` (`ask_trial`); the cycle's end is its `tell` (`tell_cycle`, from the chain's two ends).
 Optuna's tables (`studies`, `trials`, ...) sit beside `operations` under the same `DATABASE_URL`. Both use
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.gates import backtest_closeness, stopping_verdict
-from agent_pipeline.llm.space import params_of, research_bars, space
+from agent_pipeline.llm.space import params_of, research_sample, space
 from agent_pipeline.store.operations import Operation, get_store
 from agent_pipeline.store.record import CycleRecord
 
@@ -191,9 +192,7 @@ def _proposal(meta: CycleRecord) -> dict[str, Any]:
     if not path.is_file():
         return {}
     strategy = load_strategy(path)
-    if strategy.universe:  # the space draws single-series designs: a universe's has no place in it yet
-        return {}
-    bars = research_bars(meta.symbol, meta.timeframe, settings.data_dir, settings.lockbox_fraction)
+    bars = research_sample(strategy.symbol, strategy.timeframe, strategy.universe is not None, settings)
     return params_of(strategy.model_dump(mode="json"), bars)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +28,10 @@ class CycleOptions(BaseModel):
     model: str | None = None
     symbol: str | None = None
     timeframe: str | None = None
+    # A universe's name (issue 24): one model across its symbols; the designer is told so. Excludes `symbol`.
+    universe: str | None = Field(default=None, max_length=64)
+    # How a designed universe strategy trades (`portfolio.mode`); None: `timing`. Only with `universe`.
+    portfolio: Literal["timing", "rank"] | None = None
     # A user's strategy (YAML text): the design phase runs it as given instead of asking a designer.
     strategy: str | None = Field(default=None, max_length=MAX_STRATEGY_BYTES)
 

@@ -17,6 +17,7 @@ from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.errors import (
     BrokerUnavailableError,
     ConfigurationError,
+    DataError,
     InvalidOptionError,
     OperationNotFoundError,
 )
@@ -95,6 +96,7 @@ def trigger(
     reconcile(store, settings)
     designer = _check_designer(options, settings)
     _check_user_strategy(options, settings)
+    options = _check_universe(options)
     _check_budget(store, settings)
     artifact_store().check()  # before the row: a cycle that could not keep its model never starts
     chain_tasks()  # imports before the row: from here on the trigger pays only for messaging
@@ -123,6 +125,33 @@ def _check_user_strategy(options: CycleOptions, settings: Settings) -> None:
             close_only=user_strategy.close_only_series(data_dir),
             universes=user_strategy.available_universes(data_dir),
         )
+
+
+def _check_universe(options: CycleOptions) -> CycleOptions:
+    """The options with the universe's stored name and timeframe; refused before any row exists when the universe
+    is unknown or the options contradict it (issue 24).
+
+    Raises:
+        InvalidOptionError: an unknown universe, another timeframe than its own, `symbol` or a user strategy beside
+            it, or `portfolio` without it.
+    """
+    from agent_pipeline.engine.universe import get_universe  # lazy: start-up cost (pandas)
+
+    if options.universe is None:
+        if options.portfolio is not None:
+            raise InvalidOptionError("portfolio applies to a universe cycle only: name the universe too")
+        return options
+    if options.strategy is not None:
+        raise InvalidOptionError("a user strategy names its own universe; leave out universe")
+    if options.symbol is not None:
+        raise InvalidOptionError("give symbol or universe, not both")
+    try:
+        universe = get_universe(options.universe, synced_data_dir())
+    except DataError as exc:
+        raise InvalidOptionError(str(exc)) from None
+    if options.timeframe not in (None, universe.timeframe):
+        raise InvalidOptionError(f"universe {universe.name} is {universe.timeframe}, not {options.timeframe}")
+    return options.model_copy(update={"universe": universe.name, "timeframe": universe.timeframe})
 
 
 def _check_budget(store: OperationsStore, settings: Settings) -> None:

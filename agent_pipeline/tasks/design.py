@@ -41,21 +41,18 @@ def design(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
 def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
     if context.strategy is not None:  # the user's own strategy skips the designer (issue 10)
         return use_user_strategy(store, context)
-    from agent_pipeline.engine.data import list_datasets  # lazy: start-up cost (pandas)
-    from agent_pipeline.llm.designer import DataSeries, save_design  # lazy: start-up cost (pandas)
+    from agent_pipeline.llm.designer import save_design  # lazy: start-up cost (pandas)
     from agent_pipeline.llm.designers import get_designer  # lazy: start-up cost (pandas)
 
     config = settings()
-    catalogue = [
-        DataSeries(symbol=d.symbol, timeframe=d.timeframe, start=d.start, end=d.end, bars=d.bars)
-        for d in list_datasets(synced_data_dir())
-    ]
+    catalogue, symbol = design_catalogue(context), context.universe or context.symbol
     designer = get_designer(llm_settings(context), context.designer)
     outcome = designer.design(
-        memory=research_memory(store, exclude=context.cycle_id, symbol=context.symbol, timeframe=context.timeframe),
+        memory=research_memory(store, exclude=context.cycle_id, symbol=symbol, timeframe=context.timeframe),
         catalogue=catalogue,
-        symbol=context.symbol,
+        symbol=symbol,
         timeframe=context.timeframe,
+        portfolio=context.portfolio,
     )
     path = absolute(save_design(outcome, Path(config.strategies_dir or ".")))
     url = publish_strategy(path)
@@ -84,6 +81,32 @@ def _design(store: OperationsStore, context: CycleContext) -> dict[str, Any]:
         "study_trial": outcome.study_trial,
         "usage": usage,
     }
+
+
+def design_catalogue(context: CycleContext) -> list[Any]:
+    """The series a designer may choose from: every stored series, or only the universe a universe cycle names.
+
+    Universes are offered only when asked for (`--universe`): a universe cycle trains on every symbol's rows, about
+    ten times a series' cost, so a designer left to choose never picks one by chance.
+    """
+    from agent_pipeline.engine.data import list_datasets  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.universe import describe, get_universe  # lazy: start-up cost (pandas)
+    from agent_pipeline.llm.designer import DataSeries  # lazy: start-up cost (pandas)
+
+    data_dir = synced_data_dir()
+    if context.universe is None:
+        return [
+            DataSeries(symbol=d.symbol, timeframe=d.timeframe, start=d.start, end=d.end, bars=d.bars)
+            for d in list_datasets(data_dir)
+        ]
+    info = describe(get_universe(context.universe, data_dir), data_dir)
+    return [
+        DataSeries(
+            symbol=info.name, timeframe=info.timeframe, start=info.common_start or "", end=info.common_end or "",
+            bars=info.common_bars,
+            symbols=tuple(info.symbols), close_only=info.close_only,
+        )
+    ]  # fmt: skip
 
 
 def research_memory(

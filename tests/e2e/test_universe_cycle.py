@@ -7,6 +7,7 @@ them, backtests the walk-forward timing portfolio, trades the lockbox, applies t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,8 @@ from agent_pipeline.cli import cli
 from agent_pipeline.config import reset_settings
 from agent_pipeline.engine.synth import synth_bars
 from agent_pipeline.store.operations import OperationsStore, OperationType
-from tests.e2e.shell import clean_env, ktrdr
+from tests.e2e.shell import clean_env, ktrdr, ktrdr_env
+from tests.stack import OPEN_GATES, QUICK, Stack, finished, start_stack, wait_until
 from tests.universes import pooled_strategy
 
 pytestmark = pytest.mark.e2e
@@ -109,3 +111,47 @@ def test_agent_run_runs_a_universe_strategy_through_the_whole_cycle(tmp_path: Pa
     assert history.returncode == 0, history.stderr
     rows = json.loads(history.stdout)["data"]
     assert [(row["operation_id"], row["symbol"]) for row in rows] == [(cycle.operation_id, "DEMO")]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_universe_cycle_runs_on_the_real_stack_from_the_trigger_api_and_the_cli(
+    tmp_path: Path, make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the real stack (Postgres, Redis, a research and a gpu worker) and a universe imported into its data
+    stack = start_stack(make_stack, monkeypatch, **OPEN_GATES, **QUICK, KTRDR_WALK_FORWARD_FOLDS="2")
+    closes = wide_closes(tmp_path / "closes.csv")
+    env = ktrdr_env(stack)
+    imported = ktrdr("data", "import", str(closes), "--universe", "demo", "--timeframe", "1d", env=env, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    from fastapi.testclient import TestClient
+
+    from agent_pipeline.api.app import app
+
+    with TestClient(app) as client:
+        # When the trigger API is asked for an unknown universe, and then for the universe ranked
+        unknown = client.post("/api/v1/agent/trigger", json={"universe": "nope"})
+        accepted = client.post("/api/v1/agent/trigger", json={"universe": "demo", "portfolio": "rank"})
+    # Then the unknown one is refused with its reason and no row, and the other runs to its end on the workers
+    assert unknown.status_code == 400 and "no universe 'nope'" in unknown.text
+    assert accepted.status_code == 202, accepted.text
+    ranked = wait_until(finished(accepted.json()["operation_id"]), timeout=240)
+    assert ranked.status == "completed", ranked.error_message
+    # When the CLI triggers a timing cycle on it and follows it
+    followed = ktrdr("agent", "trigger", "--universe", "DEMO", "--follow", env=env, cwd=tmp_path)
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    # Then both cycles are the universe's: one study, one trial count, pooled training, each its own portfolio
+    store = OperationsStore(stack.env["DATABASE_URL"])
+    cycles = store.list(operation_type=OperationType.AGENT_RESEARCH)
+    assert len(cycles) == 2 and {cycle.record.symbol for cycle in cycles} == {"DEMO"}
+    modes = {}
+    for cycle in cycles:
+        backtest = store.get(str(cycle.record.backtest_op_id)).result_summary
+        modes[backtest["portfolio_mode"]] = backtest
+        assert store.get(str(cycle.record.training_op_id)).result_summary["walk_forward"]["symbols"] == [
+            "DEMO.S00", "DEMO.S01", "DEMO.S02"
+        ]  # fmt: skip
+    assert set(modes) == {"rank", "timing"} and isinstance(modes["rank"]["rank_ic"], float)
+    assert sorted(cycle.record.study_trial for cycle in cycles) == [0, 1]
+    assert modes["timing"]["trials"] == 2 or modes["rank"]["trials"] == 2
+    store.engine.dispose()

@@ -6,10 +6,16 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from agent_pipeline.engine.strategy import TIMEFRAMES, Strategy, parse_strategy, strategy_json_schema
+from agent_pipeline.engine.strategy import CLOSE_INDICATORS, TIMEFRAMES, Strategy, parse_strategy, strategy_json_schema
 from agent_pipeline.errors import DesignError, StrategyValidationError
 from agent_pipeline.llm import claude
-from agent_pipeline.llm.catalogue import DataSeries, available_pairs, select_series
+from agent_pipeline.llm.catalogue import (
+    DataSeries,
+    available_pairs,
+    close_only_pairs,
+    select_series,
+    universe_pairs,
+)
 from agent_pipeline.llm.designer import Designer, DesignOutcome
 from agent_pipeline.llm.memory import ResearchMemory
 from agent_pipeline.llm.study import study_view
@@ -42,7 +48,7 @@ labelled with ZigZag BUY/HOLD/SELL labels, then backtested on a held-out period.
 
 Rules:
 - Answer only by calling the `submit_strategy` tool with one complete strategy document.
-- Use only a symbol/timeframe pair listed under "Available data".
+- Use only a symbol/timeframe pair listed under "Available data" (a universe is named with `universe:`).
 - `name` must match [a-z0-9_-]{1,64} (lowercase, no dots or slashes).
 - Every indicator gets a unique feature id (its `name`, or `<type>_<period>` by default, `<type>` when it
   has no period); every key of `fuzzy_sets` must be one of those feature ids.
@@ -71,15 +77,17 @@ class AnthropicDesigner(Designer):
         catalogue: list[DataSeries],
         symbol: str | None = None,
         timeframe: str | None = None,
+        portfolio: str | None = None,
     ) -> DesignOutcome:
         candidates = select_series(catalogue, symbol, timeframe)
-        pairs = available_pairs(candidates)
         conversation = claude.Conversation(self.client, model=self.model, system=SYSTEM_PROMPT, tool=strategy_tool())
 
-        study = study_view(self.database_url, pairs)
-        prompt = build_prompt(memory=memory, catalogue=candidates, symbol=symbol, timeframe=timeframe, study=study)
+        study = study_view(self.database_url, available_pairs(candidates) | universe_pairs(candidates))
+        prompt = build_prompt(
+            memory=memory, catalogue=candidates, symbol=symbol, timeframe=timeframe, study=study, portfolio=portfolio
+        )
         try:
-            reply = conversation.run(prompt, lambda doc: _validate(doc, pairs), max_repairs=self.max_repairs)
+            reply = conversation.run(prompt, lambda doc: _validate(doc, candidates), max_repairs=self.max_repairs)
         except claude.RepairsExhausted as exc:
             error = DesignError(
                 f"strategy invalid after {self.max_repairs} repair attempts: {'; '.join(exc.errors)[:1000]}"
@@ -112,13 +120,22 @@ def strategy_tool() -> dict[str, Any]:
 
 
 def build_prompt(
-    *, memory: ResearchMemory, catalogue: list[DataSeries], symbol: str | None, timeframe: str | None, study: str = ""
+    *,
+    memory: ResearchMemory,
+    catalogue: list[DataSeries],
+    symbol: str | None,
+    timeframe: str | None,
+    study: str = "",
+    portfolio: str | None = None,
 ) -> str:
     """The user turn: available data, indicator catalogue, schema, research memory, the optimiser's study
     (`study.study_view`) and the request."""
     request = "Choose the symbol and timeframe yourself from the available data."
     if symbol or timeframe:
         request = f"Use symbol {symbol or '(any available)'} and timeframe {timeframe or '(any available)'}."
+    universe = next((series for series in catalogue if series.is_universe and series.symbol == symbol), None)
+    if universe is not None:
+        request = universe_request(universe, portfolio or "timing")
     sections = [
         "## Available data (symbol timeframe: bars, first .. last bar)",
         *[f"- {series.describe()}" for series in catalogue],
@@ -141,8 +158,29 @@ def build_prompt(
     return "\n".join(sections)
 
 
-def _validate(document: Any, pairs: set[tuple[str, str]]) -> tuple[Strategy, dict[str, Any]]:
+def universe_request(universe: DataSeries, mode: str) -> str:
+    """The request for a universe: one model across its symbols, and how the portfolio trades (issue 24)."""
+    trades = {
+        "timing": "each symbol trades its own signal; the portfolio is their equal-weight average",
+        "rank": "each bar, long the top fraction of symbols by predicted up-probability, short the bottom fraction",
+    }[mode]
+    return (
+        f"Research the universe {universe.symbol} ({universe.timeframe}, {len(universe.symbols)} symbols): one model "
+        f"is trained on every symbol's rows pooled, with features and labels computed per symbol, so use "
+        f"scale-free indicators only. Name `universe: {universe.symbol}` instead of `symbol:` and set "
+        f"`portfolio: {{mode: {mode}}}` ({trades})."
+        + (f" Its series are close-only: use {', '.join(CLOSE_INDICATORS)} only." if universe.close_only else "")
+    )
+
+
+def _validate(document: Any, catalogue: list[DataSeries]) -> tuple[Strategy, dict[str, Any]]:
     try:
-        return parse_strategy(document, available=pairs), document
+        strategy = parse_strategy(
+            document,
+            available=available_pairs(catalogue),
+            close_only=close_only_pairs(catalogue),
+            universes=universe_pairs(catalogue),
+        )
+        return strategy, document
     except StrategyValidationError as exc:
         raise claude.OutputRejected(exc.errors) from None

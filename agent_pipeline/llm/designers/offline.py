@@ -11,10 +11,10 @@ import random
 from typing import TYPE_CHECKING
 
 from agent_pipeline.engine.strategy import parse_strategy
-from agent_pipeline.llm.catalogue import DataSeries, available_pairs, select_series
+from agent_pipeline.llm.catalogue import DataSeries, available_pairs, select_series, universe_pairs
 from agent_pipeline.llm.designer import Designer, DesignOutcome
 from agent_pipeline.llm.memory import ResearchMemory
-from agent_pipeline.llm.space import build_document, research_bars
+from agent_pipeline.llm.space import build_document, research_sample
 from agent_pipeline.llm.study import ask_trial
 
 if TYPE_CHECKING:
@@ -40,16 +40,19 @@ class OfflineDesigner(Designer):
         catalogue: list[DataSeries],
         symbol: str | None = None,
         timeframe: str | None = None,
+        portfolio: str | None = None,
     ) -> DesignOutcome:
         candidates, config = select_series(catalogue, symbol, timeframe), self.settings
         weights = [max(s.bars, 1) * math.sqrt(HOURS.get(s.timeframe, 1)) for s in candidates]
         history = ",".join(str(c.strategy_name) for c in memory.cycles[-5:])  # not ids: those are random
         series = random.Random(f"{config.seed}:{len(memory.cycles)}:{history}").choices(candidates, weights)[0]
-        bars = research_bars(series.symbol, series.timeframe, config.data_dir, config.lockbox_fraction)
+        bars = research_sample(series.symbol, series.timeframe, series.is_universe, config)
         trial = ask_trial(*series.pair, url=config.database_url, sampler=self.sampler, seed=config.seed)
-        document = build_document(trial, series, bars, prefix=self.name)
+        document = build_document(trial, series, bars, prefix=self.name, portfolio=portfolio)
         return DesignOutcome(
-            strategy=parse_strategy(document, available=available_pairs(candidates)),
+            strategy=parse_strategy(
+                document, available=available_pairs(candidates), universes=universe_pairs(candidates)
+            ),
             document=document,
             usage=None,
             designer=self.name,
