@@ -437,8 +437,12 @@ def _sharpe_evidence(result: BacktestResult, timeframe: str, trials: Trials) -> 
     }
 
 
-# Lockbox result fields: what people see, never the loop.
-LOCKBOX_KEYS = ("start", "end", "total_return", "buy_and_hold_return", "sharpe_ratio", "num_trades")
+# Lockbox result fields: what people see, never the loop; `n_bars` and the returns' moments let the leaderboard
+# deflate the best lockbox Sharpe over a series' lockbox reads (issue 25, store/lockbox.py).
+LOCKBOX_KEYS = (
+    "start", "end", "total_return", "buy_and_hold_return", "sharpe_ratio", "num_trades", "n_bars", "skewness",
+    "kurtosis",
+)  # fmt: skip
 
 
 def trade_lockbox(
@@ -451,13 +455,18 @@ def trade_lockbox(
     """
     strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
     if strategy.universe is not None:
-        summary = _universe_lockbox(strategy, Path(model_path), evaluation, data_dir).to_summary()
-        return {k: summary[k] for k in LOCKBOX_KEYS}
+        return _lockbox_figures(_universe_lockbox(strategy, Path(model_path), evaluation, data_dir))
     bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
     x, lockbox = lockbox_rows(strategy, bars, lockbox_fraction=evaluation.lockbox_fraction)
     signals = strategy_signals(Path(model_path), x, strategy.backtest)
-    summary = _simulate(strategy, lockbox, signals).to_summary()
-    return {k: summary[k] for k in LOCKBOX_KEYS}
+    return _lockbox_figures(_simulate(strategy, lockbox, signals))
+
+
+def _lockbox_figures(result: BacktestResult) -> dict[str, Any]:
+    """The lockbox's figures for people, with the per-bar moments of its returns (Pearson's kurtosis)."""
+    evidence = stats.SharpeEvidence.of(result.returns)
+    figures = {**result.to_summary(), "skewness": evidence.skewness, "kurtosis": evidence.kurtosis}
+    return {k: figures[k] for k in LOCKBOX_KEYS}
 
 
 def _universe_lockbox(strategy: Strategy, path: Path, evaluation: Evaluation, data_dir: Path | None) -> BacktestResult:

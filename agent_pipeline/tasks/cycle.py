@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agent_pipeline.engine.artifacts import fetch
+from agent_pipeline.engine.artifacts import digest, fetch
 from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.errors import KtrdrError
 from agent_pipeline.gates import is_discovery
@@ -16,6 +16,7 @@ from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
 from agent_pipeline.pipeline.flags import stop_training
 from agent_pipeline.store.discoveries import refresh_discoveries
+from agent_pipeline.store.lockbox import read_lockbox
 from agent_pipeline.store.operations import ACTIVE, OperationsStore, OperationType, get_store
 from agent_pipeline.store.record import CycleRecord
 from agent_pipeline.tasks.base import PhaseTask, strategy_file
@@ -41,7 +42,7 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     dsr = (meta.backtest_result or {}).get("deflated_sharpe")
     summary["discovery"] = summary["discovery_at_run"] = is_discovery(meta, dsr, completed=True)
     # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
-    summary["lockbox"] = _trade_lockbox(meta)
+    summary["lockbox"] = _trade_lockbox(context.cycle_id, meta)
     store.complete(context.cycle_id, result_summary=summary)
     _judge_series(store, meta)
     tell_cycle(store.get(context.cycle_id))  # the optimiser's study learns the outcome (issue 9)
@@ -61,20 +62,26 @@ def _judge_series(store: OperationsStore, meta: CycleRecord) -> None:
         logger.warning("discoveries not judged again", extra={"error": str(exc)})
 
 
-def _trade_lockbox(meta: CycleRecord) -> dict[str, Any]:
-    """The final model trades the lockbox once; a lockbox that cannot be traded is reported, not fatal."""
+def _trade_lockbox(cycle_id: str, meta: CycleRecord) -> dict[str, Any]:
+    """The final model trades the lockbox once, and the read is logged (issue 25): a strategy document and model
+    read before are refused, and show that read's figures again (`repeat_of`). A lockbox that cannot be traded is
+    reported, not fatal."""
     from agent_pipeline.engine.research import Evaluation, trade_lockbox  # lazy: start-up cost (scipy, torch)
 
     try:
         if meta.model_path is None or meta.evaluation is None:
             raise KeyError("no model or evaluation settings recorded")
-        return trade_lockbox(
-            strategy_file(meta),
-            model_path=fetch(meta.model_path),
-            evaluation=Evaluation(**meta.evaluation),
-            data_dir=synced_data_dir(),
+        strategy, model, evaluation = strategy_file(meta), fetch(meta.model_path), Evaluation(**meta.evaluation)
+        return read_lockbox(
+            get_store(),
+            symbol=str(meta.symbol or ""),
+            timeframe=str(meta.timeframe or ""),
+            cycle_id=cycle_id,
+            strategy_checksum=digest(strategy),
+            model_sha256=digest(model),
+            trade=lambda: trade_lockbox(strategy, model_path=model, evaluation=evaluation, data_dir=synced_data_dir()),
         )
-    except (KtrdrError, KeyError) as exc:
+    except (KtrdrError, KeyError, OSError) as exc:  # OSError: the strategy or model file is gone
         logger.warning("lockbox not traded", extra={"error": str(exc)})
         return {"error": f"lockbox not traded: {exc}"}
 
