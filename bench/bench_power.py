@@ -5,6 +5,8 @@ Run: make bench-power, or
                                            [--strengths 1.5,2.0] [--trend-strengths 1.5,2.0]
                                            [--random-strengths ""] [--arms ...] [--jobs 2] [--keep-gate-env]
      .venv/bin/python bench/bench_power.py --table   # re-render the tables from the results file
+     .venv/bin/python bench/bench_power.py --universe-size 20 --correlation 0.3 --bars 2520 --tuning-seeds "" \
+         --strengths 1.0 --trend-strengths 0.5 --results bench/results/power_universe_c0.3.json   # issue 24
 
 Two disjoint seed sets: the tuning seeds are the ones the space and the assessor's advice were looked at on; the
 held-out seeds were not, and only they make the power table. The tuning figures are printed beside, labelled.
@@ -99,9 +101,11 @@ def arms(options: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, st
     if unknown:
         raise SystemExit(f"unknown arms: {', '.join(unknown)} (known: {', '.join(kinds)})")
     seeds = seed_sets(options)
+    shape = ["--universe-size", str(options.universe_size), "--correlation", str(options.correlation)]
+    shape += ["--bars", str(options.bars)] if options.bars else []
     return {
         f"{name}@{which}": (
-            [*kinds[name][0], "--seeds", ",".join(map(str, seeds[which])), "--cycles", str(options.cycles)],
+            [*kinds[name][0], "--seeds", ",".join(map(str, seeds[which])), "--cycles", str(options.cycles), *shape],
             kinds[name][1],
         )
         for which in SEED_SETS
@@ -140,7 +144,9 @@ def merge(
         "arms_done": f"{len(records)} of {planned}",
         "plan": {"cycles": options.cycles, "strengths": options.strengths,
                  "trend_strengths": options.trend_strengths, "random_strengths": options.random_strengths,
-                 "random_trend_strengths": options.random_trend_strengths, "arms": options.arms or "all"},
+                 "random_trend_strengths": options.random_trend_strengths, "arms": options.arms or "all",
+                 "universe_size": options.universe_size, "correlation": options.correlation,
+                 "bars": options.bars or 5031},
         "seconds": round(seconds, 1),
         # the table to quote: held-out seeds only
         "false_discovery_rate": held_out["false_discovery_rate"],
@@ -157,7 +163,9 @@ def merge(
         cycles=options.cycles,
         folds=defaults["walk_forward_folds"].default,
         lockbox_fraction=defaults["lockbox_fraction"].default,
-        bars=5031,
+        bars=options.bars or 5031,
+        universe_size=options.universe_size,
+        correlation=options.correlation,
         keep_gate_env=options.keep_gate_env,
     )
 
@@ -257,6 +265,9 @@ def main() -> None:
     parser.add_argument("--random-strengths", default="", help="Reversal strengths for random search.")
     parser.add_argument("--random-trend-strengths", default="", help="Trend strengths for random search.")
     parser.add_argument("--arms", default="", help="Comma-separated subset of the arms (default: all).")
+    parser.add_argument("--universe-size", type=int, default=0, help="Plant universes of this many symbols (issue 24).")
+    parser.add_argument("--correlation", type=float, default=0.0, help="A universe's pairwise return correlation.")
+    parser.add_argument("--bars", type=int, default=0, help="Bars per series (default: calibrate's, 5031).")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--keep-gate-env", action="store_true", help="Keep TRAINING_GATE_*/BACKTEST_GATE_* set.")

@@ -80,6 +80,14 @@ def _numbers(kind: type, low: float, high: float) -> Any:
 )
 @click.option("--bars", type=click.IntRange(1000, 50_000), default=5031, show_default=True, help="Bars per series.")
 @click.option(
+    "--universe-size", type=click.IntRange(0, 500), default=0, show_default=True,
+    help="Plant a universe of this many symbols per series (one model across them); 0: one series each.",
+)  # fmt: skip
+@click.option(
+    "--correlation", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+    help="With --universe-size: the symbols' pairwise correlation of returns (one shared market factor).",
+)  # fmt: skip
+@click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".ktrdr"),

@@ -16,10 +16,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from statistics import mean
 from typing import Any
 
 from agent_pipeline.config import Settings, get_settings
 from agent_pipeline.engine.synth import write_synth
+from agent_pipeline.engine.synth_universe import UniverseRecipe, synth_universe
 from agent_pipeline.insight.calibration import SeriesOutcome, run_record
 from agent_pipeline.insight.evidence import series_evidence
 from agent_pipeline.pipeline import cycle
@@ -45,6 +47,8 @@ class CalibrationPlan:
     designers: tuple[str, ...] = ("offline",)
     cycles: int = 8
     bars: int = 5031
+    universe_size: int = 0  # 0: one series each; N: a planted universe of N symbols each (issue 24)
+    correlation: float = 0.0  # a universe's pairwise correlation of returns (one market factor)
 
 
 @dataclass(frozen=True)
@@ -53,22 +57,24 @@ class SeriesSpec:
     strength: float
     seed: int
     designer: str
+    shape: str = ""  # a universe's size and correlation (`u20c0.3`); empty for one series
 
     @property
     def symbol(self) -> str:
-        """`CAL_<8 hex digits>`: one study and one trial count per series, and a name that tells nothing of
-        the kind or strength (the Claude designer reads it in its prompt; issue 23)."""
-        key = f"{self.kind}:{self.strength:.4f}:{self.seed}:{self.designer}"
+        """`CAL_<8 hex digits>`: one study and one trial count per series (or universe), and a name that tells
+        nothing of the kind or strength (the Claude designer reads it in its prompt; issue 23)."""
+        key = f"{self.kind}:{self.strength:.4f}:{self.seed}:{self.designer}" + (f":{self.shape}" if self.shape else "")
         return "CAL_" + hashlib.sha256(key.encode()).hexdigest()[:8].upper()
 
 
 def series_of(plan: CalibrationPlan) -> list[SeriesSpec]:
     """Every series of the plan; noise has no strength, so it gets one series per seed and designer."""
     specs: list[SeriesSpec] = []
+    shape = f"u{plan.universe_size}c{plan.correlation:g}" if plan.universe_size else ""
     for kind in plan.kinds:
         for strength in (0.0,) if kind == "noise" else plan.strengths:
             for seed in plan.seeds:
-                specs.extend(SeriesSpec(kind, strength, seed, designer) for designer in plan.designers)
+                specs.extend(SeriesSpec(kind, strength, seed, designer, shape) for designer in plan.designers)
     return specs
 
 
@@ -82,12 +88,7 @@ def run_series(
     spec: SeriesSpec, plan: CalibrationPlan, store: OperationsStore, settings: Settings, say: Callable[[str], None]
 ) -> SeriesOutcome:
     """Write the series, run its whole budget of cycles, then judge its discoveries over all its trials."""
-    assert settings.data_dir is not None
-    _, info = write_synth(
-        spec.kind, spec.strength, spec.seed, symbol=spec.symbol, timeframe=TIMEFRAME, data_dir=settings.data_dir,
-        bars=plan.bars, lockbox_fraction=settings.lockbox_fraction,
-    )  # fmt: skip
-    options = CycleOptions(designer=spec.designer, symbol=spec.symbol, timeframe=TIMEFRAME)
+    rule_sharpes, options = plant(spec, plan, settings)
     cycles: list[Operation] = []
     for number in range(1, plan.cycles + 1):
         cycles.append(wait_for(store, cycle.trigger(options, store=store, settings=settings).operation_id))
@@ -105,8 +106,8 @@ def run_series(
         designer=spec.designer,
         symbol=spec.symbol,
         cycles_run=len(cycles),
-        rule_sharpe=info.research_sharpe,
-        rule_lockbox_sharpe=info.lockbox_sharpe,
+        rule_sharpe=rule_sharpes[0],
+        rule_lockbox_sharpe=rule_sharpes[1],
         first_lasting_discovery=first,
         discoveries=lasting,
         withdrawn_flags=withdrawn,
@@ -114,6 +115,26 @@ def run_series(
         discovery_lockbox_sharpe=_lockbox_sharpe(cycles[first - 1]) if first else None,
         outcomes=[outcome_of(c)[0].value for c in cycles],
     )
+
+
+def plant(spec: SeriesSpec, plan: CalibrationPlan, settings: Settings) -> tuple[tuple[float, float], CycleOptions]:
+    """Write the spec's series, or its planted universe, and return its rule's Sharpe (research period, lockbox;
+    a universe's: the mean of its symbols') and the options of its cycles."""
+    assert settings.data_dir is not None
+    if plan.universe_size:
+        recipe = UniverseRecipe(
+            spec.kind, spec.strength, spec.seed, plan.universe_size, correlation=plan.correlation, bars=plan.bars,
+            timeframe=TIMEFRAME, lockbox_fraction=settings.lockbox_fraction,
+        )  # fmt: skip
+        series = synth_universe(spec.symbol, recipe, data_dir=settings.data_dir, replace=True).series
+        sharpes = (mean(s.research_sharpe for s in series), mean(s.lockbox_sharpe for s in series))
+        return sharpes, CycleOptions(designer=spec.designer, universe=spec.symbol, timeframe=TIMEFRAME)
+    _, info = write_synth(
+        spec.kind, spec.strength, spec.seed, symbol=spec.symbol, timeframe=TIMEFRAME, data_dir=settings.data_dir,
+        bars=plan.bars, lockbox_fraction=settings.lockbox_fraction,
+    )  # fmt: skip
+    sharpes = (info.research_sharpe, info.lockbox_sharpe)
+    return sharpes, CycleOptions(designer=spec.designer, symbol=spec.symbol, timeframe=TIMEFRAME)
 
 
 def judge_series(store: OperationsStore, symbol: str, cycles: list[Operation]) -> tuple[list[int], list[int]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from agent_pipeline.engine.universe import get_universe
 from tests.e2e.shell import clean_env, ktrdr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -74,3 +75,23 @@ def test_calibrate_refuses_a_bad_plan_in_one_line(tmp_path: Path, args: tuple[st
     assert done.returncode == 2
     assert problem in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "home").exists()  # nothing written for a refused plan
+
+
+def test_calibrate_plants_a_universe_per_series_and_runs_universe_cycles(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = clean_env(KTRDR_TRAINING_EPOCHS="2", KTRDR_WALK_FORWARD_FOLDS="2")
+    # Given a plan of one cycle on a planted universe of three correlated symbols
+    args = ("--kinds", "reversal", "--strengths", "1.0", "--cycles", "1", "--bars", "1500", "--universe-size", "3")
+    done = ktrdr(
+        "agent", "calibrate", "--home", str(home), *args, "--correlation", "0.3", "--json", env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (series,) = json.loads(done.stdout)["data"]["series"]
+    # Then the series is a universe under its neutral name, its cycle ran on it, and the rule Sharpe is its symbols'
+    universe = get_universe(series["symbol"], home / "data")
+    assert universe.symbols == tuple(f"{series['symbol']}.S0{i}" for i in range(3))
+    assert series["cycles_run"] == 1 and series["outcomes"] != ["error"]
+    assert 0.3 < series["rule_sharpe"] < 2.0
+    # And a universe of another size or correlation is another series, with a name of its own
+    other = ktrdr("agent", "calibrate", "--home", str(home), *args, "--json", env=env, cwd=tmp_path)
+    assert json.loads(other.stdout)["data"]["series"][0]["symbol"] != series["symbol"]
