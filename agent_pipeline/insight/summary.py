@@ -201,6 +201,21 @@ def _strategy(meta: CycleRecord) -> Strategy | None:
         return None
 
 
+def portfolio_rows(backtest: dict[str, Any]) -> list[tuple[str, str]]:
+    """A universe's portfolio (issue 24): how it trades and, ranked, the figures Qlib and RD-Agent(Q) publish."""
+    mode = backtest.get("portfolio_mode")
+    if mode is None:
+        return []
+    if mode != "rank":
+        return [("  portfolio", "timing: each symbol trades its own signal, equal-weight; trades counted over all")]
+    return [(
+        "  portfolio",
+        f"rank: long the top, short the bottom by predicted up-probability; daily rank IC "
+        f"{num(backtest.get('rank_ic'), 4)}, ICIR {num(backtest.get('icir'), 2)} over "
+        f"{plural(backtest.get('ic_days'), 'day')}, annualised return {pct(backtest.get('annualised_return'))}",
+    )]  # fmt: skip
+
+
 def report_rows(operation: Operation) -> list[tuple[str, str]]:
     """Strategy, training, gates, backtest against buy-and-hold, evidence, assessment, lockbox and artifacts."""
     meta = operation.record
@@ -221,6 +236,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
             f"win rate {pct(backtest.get('win_rate'))}, {plural(backtest.get('num_trades'), 'trade')}, "
             f"exposure {pct(backtest.get('exposure'))}",
         ))  # fmt: skip
+        rows += portfolio_rows(backtest)
         rows += [(f"  fold {f.get('fold')}", fold_line(f)) for f in folds]
         if backtest.get("deflated_sharpe") is not None:
             rows.append((
