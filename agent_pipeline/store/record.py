@@ -9,6 +9,7 @@ field existed read as they are, and nothing a reader does not know is dropped. `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -97,3 +98,39 @@ class TrainingRecord(_Record):
     celery_task_id: str | None = None
     resent: int = 0  # times the supervisor sent a training whose message the broker lost
     message_missing_since: float | None = None
+
+
+class ReplayRecord(_Record):
+    """What a cycle needs to be run again (issue 25): the `replay` block its GPU training writes into the training's
+    result summary (`engine.replay.replay_block`), with the trials its backtest's DSR counted.
+
+    `ktrdr agent replay` reads it; a cycle trained before replays were recorded has none (`of` returns None).
+    """
+
+    strategy_yaml: str | None = None  # the document as trained (KTRDR_TRAINING_EPOCHS already applied)
+    bars_sha256: str | None = None  # of the research bars, every symbol's in order (`engine.replay.bars_checksum`)
+    bars_end: str | None = None  # the series' last bar as the cycle saw it (a universe: its last common date)
+    bars_count: int | None = None  # the series' bars then (a universe: its common dates), lockbox included
+    symbols: list[str] | None = None
+    seed: int | None = None  # every model's weights, dropout and batch order (`trainer.new_model`)
+    skill_seed: int | None = None  # the skill test's permutations (`stats.SKILL_SEED`)
+    lockbox_fraction: float | None = None
+    folds: int | None = None
+    batched: bool | None = None  # folds trained together (KTRDR_BATCHED_FOLDS): same models up to float rounding
+    torch_threads: int | None = None  # intra-op threads: reduction order, so the last bits, on the CPU
+    device: str | None = None  # cpu, or cuda
+    device_name: str | None = None  # the GPU's name on cuda
+    versions: dict[str, str] | None = None  # python, torch, numpy, pandas and the project
+    settings: dict[str, Any] | None = None  # what changes figures or verdicts: epochs override, costs, gates
+    trials: int | None = None  # the backtest's DSR: every trial on the series, this one included
+    trial_sharpes: list[float] | None = None  # the earlier trials' annualised Sharpe ratios behind its variance
+
+    @classmethod
+    def of(cls, training: Mapping[str, Any] | None, backtest: Mapping[str, Any] | None = None) -> ReplayRecord | None:
+        """The record of a cycle from its training's and its backtest's result summaries; None without a block."""
+        block = (training or {}).get("replay")
+        if not isinstance(block, dict):
+            return None
+        evidence = {k: v for k, v in (backtest or {}).items() if k in ("trials", "trial_sharpes")}
+        record: ReplayRecord = cls.read({**block, **evidence})
+        return record
