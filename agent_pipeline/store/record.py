@@ -64,6 +64,10 @@ class CycleRecord(_Record):
     cost_usd: float | None = None
     training_gate: dict[str, Any] | None = None
     backtest_gate: dict[str, Any] | None = None
+    # The promotion step (issue 25): a candidate's purged combinatorial paths, trained once on the gpu queue by its
+    # training child `paths_op_id`; `paths` holds their figures (engine.paths.measure_paths) or {"reason": ...}.
+    paths_op_id: str | None = None
+    paths: dict[str, Any] | None = None
 
     @property
     def training(self) -> dict[str, Any]:
