@@ -22,8 +22,9 @@ venv: $(BIN)/ktrdr
 
 # The demo shows a whole cycle's honest evaluation (walk-forward, PSR/DSR, the lockbox): gates are bypassed, and
 # the report says what each would have decided. Without --bypass-gates, exit 3 means a gate stopped the cycle.
+# `make demo UNIVERSE=SP500_20` runs the cycle on a universe instead: one model across its 20 stocks (issue 24).
 demo: venv
-	$(BIN)/ktrdr agent run --bypass-gates || test $$? -eq 3
+	$(BIN)/ktrdr agent run --bypass-gates $(if $(UNIVERSE),--universe $(UNIVERSE)) || test $$? -eq 3
 
 # lint-imports holds the layers (pyproject.toml [tool.importlinter], docs/architecture.md) before the suite runs.
 test: venv
@@ -48,7 +49,8 @@ format: venv
 bench: venv
 	@for b in bench/bench_*.py; do case $$b in bench/bench_research.py|bench/bench_power.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# Optimiser against random, 24 cycles per arm on every bundled series and a random walk (issue 9; long).
+# Optimiser against random, 24 cycles per arm on every bundled series, a random walk and SP500_20 in both portfolio
+# modes (issues 9, 24; long).
 bench-research: venv
 	$(BIN)/python bench/bench_research.py
 

@@ -2,7 +2,12 @@
 
 Run: make bench-research, or
      .venv/bin/python bench/bench_research.py [--cycles 24] [--seed 7] [--series SP500:1d ...] [--jobs 1]
-                                              [--results bench/results/research.json]
+                                              [--universes SP500_20:1d:timing ...] [--results FILE]
+
+Universes (issue 24): `--universes NAME:TIMEFRAME:MODE` runs universe cycles (one model across the universe's symbols,
+the portfolio traded in MODE, `timing` or `rank`); the default adds SP500_20 in both modes. Their table adds the
+daily rank IC and ICIR (rank mode; median over the backtested trials and the best trial's), and the lockbox is
+against the universe's equal-weight buy-and-hold.
 
 Arms `offline` (TPE) and `random` (RandomSampler on the same space) each run `--cycles` whole cycles through the
 embedded pipeline (the real chain, training and walk-forward backtest, in-process workers), with the same seed
@@ -33,6 +38,8 @@ from results_meta import RESULTS_DIR, add_options, reset_gate_env, write  # benc
 
 ARMS = ("offline", "random")
 CONTROL = ("RWALK", "1d")
+# The real universe, in both ways of trading it (issue 24).
+DEFAULT_UNIVERSES = ("SP500_20:1d:timing", "SP500_20:1d:rank")
 RESULTS = RESULTS_DIR / "research.json"
 
 
@@ -44,8 +51,9 @@ def random_walk(path: Path, bars: int = 5031, seed: int = 20261128) -> Path:
     return path
 
 
-def run_arm(arm: str, symbol: str, timeframe: str, cycles: int) -> dict[str, Any]:
-    """`cycles` cycles of one arm on one series in this process (its environment is already set)."""
+def run_arm(arm: str, symbol: str, timeframe: str, cycles: int, portfolio: str | None = None) -> dict[str, Any]:
+    """`cycles` cycles of one arm on one series (with `portfolio`: on the universe `symbol`, traded so) in this
+    process (its environment is already set)."""
     from agent_pipeline.config import get_settings
     from agent_pipeline.pipeline import cycle, embedded
     from agent_pipeline.pipeline.context import CycleOptions
@@ -55,6 +63,8 @@ def run_arm(arm: str, symbol: str, timeframe: str, cycles: int) -> dict[str, Any
     store = get_store()
     store.upgrade()
     options = CycleOptions(designer=arm, symbol=symbol, timeframe=timeframe)
+    if portfolio:
+        options = CycleOptions(designer=arm, universe=symbol, timeframe=timeframe, portfolio=portfolio)
     started, finals = time.perf_counter(), []
     with embedded.embedded_worker():
         for _ in range(cycles):
@@ -82,6 +92,9 @@ def summarise(finals: list[Any], wall: float) -> dict[str, Any]:
                 "trades": backtest.get("num_trades"),
                 "deflated_sharpe": backtest.get("deflated_sharpe"),
                 "discovery": bool(summary.get("discovery")),
+                "rank_ic": backtest.get("rank_ic"),
+                "icir": backtest.get("icir"),
+                "excess_return": backtest.get("excess_return"),
                 "lockbox": summary.get("lockbox"),
                 "error": op.error_message,
             }
@@ -112,6 +125,8 @@ def figures(rows: list[dict[str, Any]], wall: float) -> dict[str, Any]:
         "best_sharpe": max(sharpes(rows), default=None),
         "both_gates": sum(r["status"] == "completed" for r in rows) / max(len(rows), 1),
         "discoveries": sum(r["discovery"] for r in rows),
+        "median_rank_ic": _median(r.get("rank_ic") for r in rows),
+        "median_icir": _median(r.get("icir") for r in rows),
         "best_trial": max(scored, key=lambda r: r["objective"], default=None),
         "running_best": running,
         "wall_s": round(wall, 1),
@@ -119,21 +134,27 @@ def figures(rows: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     }
 
 
+def _median(values: Any) -> float | None:
+    found = [v for v in values if isinstance(v, int | float)]
+    return statistics.median(found) if found else None
+
+
 def spawn(arm: str, pair: tuple[str, str], args: argparse.Namespace, work: Path, data_dir: Path) -> dict[str, Any]:
     """Run one (series, arm) in a fresh process and home; returns its summary."""
-    home = work / f"{arm}-{pair[0]}-{pair[1]}"
+    home = work / f"{arm}-{'-'.join(pair)}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KTRDR_") and k != "DATABASE_URL"}
     env |= {"KTRDR_HOME": str(home), "KTRDR_DATA_DIR": str(data_dir), "KTRDR_SEED": str(args.seed)}
     if args.jobs > 1:  # one core per run: torch would otherwise start a thread per core in every run
         env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    command = [sys.executable, __file__, "--arm", arm, "--series", f"{pair[0]}:{pair[1]}", "--cycles", str(args.cycles)]
+    series = ":".join(pair)
+    command = [sys.executable, __file__, "--arm", arm, "--series", series, "--cycles", str(args.cycles)]
     out = home / "summary.json"
     home.mkdir(parents=True)
     with (home / "run.log").open("w") as log:
         subprocess.run([*command, "--out", str(out)], env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
     result = json.loads(out.read_text())
-    print(f"  {pair[0]} {pair[1]} {arm}: {row(pair, arm, result)[2:]}", flush=True)
-    return {"series": f"{pair[0]} {pair[1]}", "arm": arm, **result}
+    print(f"  {' '.join(pair)} {arm}: {row(pair, arm, result)[2:]}", flush=True)
+    return {"series": " ".join(pair), "arm": arm, **result}
 
 
 def fmt(value: Any, spec: str = ".2f") -> str:
@@ -147,9 +168,9 @@ def lockbox_text(best: dict[str, Any] | None) -> str:
     return f"{box['total_return']:+.1%} vs {box.get('buy_and_hold_return', float('nan')):+.1%}"
 
 
-def row(pair: tuple[str, str], arm: str, r: dict[str, Any]) -> str:
+def row(pair: tuple[str, ...], arm: str, r: dict[str, Any]) -> str:
     cells = [
-        f"{pair[0]} {pair[1]}",
+        " ".join(pair),
         arm,
         f"{r['backtested']}/{r['cycles']}",
         fmt(r["median_sharpe"]),
@@ -161,12 +182,24 @@ def row(pair: tuple[str, str], arm: str, r: dict[str, Any]) -> str:
         lockbox_text(r["best_trial"]),
         f"{r['wall_s']:.0f}",
     ]
+    if len(pair) == 3:  # a universe: its rank IC and ICIR (rank mode), median over trials and the best trial's
+        best = r["best_trial"] or {}
+        cells[-1:-1] = [ic_text(r["median_rank_ic"], r["median_icir"]), ic_text(best.get("rank_ic"), best.get("icir"))]
     return "| " + " | ".join(cells) + " |"
+
+
+def ic_text(ic: Any, icir: Any) -> str:
+    return "-" if ic is None else f"{ic:+.4f} ({fmt(icir)})"
 
 
 HEADER = (
     "| Series | Arm | Backtested | Median WF Sharpe | after startup | Best WF Sharpe | Both gates | Discoveries "
     "| Best objective | Best trial's lockbox vs buy & hold | Wall s |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
+UNIVERSE_HEADER = (
+    "| Universe, mode | Arm | Backtested | Median WF Sharpe | after startup | Best WF Sharpe | Both gates "
+    "| Discoveries | Best objective | Best trial's lockbox vs equal-weight buy & hold | Median rank IC (ICIR) "
+    "| Best trial's rank IC (ICIR) | Wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -174,10 +207,13 @@ def print_table(results: dict[str, Any]) -> None:
     """The Markdown table of a results file, re-deriving the figures from its trials."""
     config = results["config"]
     print(f"{config['cycles']} cycles per arm and series, seed {config['seed']}, wall {results['wall_s']:.0f} s")
-    print(HEADER)
-    for result in results["results"]:
-        pair = tuple(result["series"].split(" "))
-        print(row(pair, result["arm"], figures(result["trials"], result["wall_s"])))
+    for header, size in ((HEADER, 2), (UNIVERSE_HEADER, 3)):
+        chosen = [result for result in results["results"] if len(result["series"].split(" ")) == size]
+        if chosen:
+            print(header)
+        for result in chosen:
+            pair = tuple(result["series"].split(" "))
+            print(row(pair, result["arm"], figures(result["trials"], result["wall_s"])))
 
 
 def main() -> None:
@@ -185,6 +221,9 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=24, help="cycles per arm and series (default 24)")
     parser.add_argument("--seed", type=int, default=7, help="KTRDR_SEED of every arm (default 7)")
     parser.add_argument("--series", nargs="*", help="SYMBOL:TIMEFRAME to run (default: every bundled + RWALK:1d)")
+    parser.add_argument(
+        "--universes", nargs="*", help="NAME:TIMEFRAME:MODE universes to run (default: SP500_20 1d, timing and rank)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="(series, arm) runs at once (default 1: 2 cores)")
     parser.add_argument("--table", type=Path, help="print the table of a results file and exit")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, in a child process
@@ -195,8 +234,9 @@ def main() -> None:
         print_table(json.loads(args.table.read_text()))
         return
     if args.arm:
-        symbol, timeframe = args.series[0].split(":")
-        args.out.write_text(json.dumps(run_arm(args.arm, symbol, timeframe, args.cycles), default=str))
+        symbol, timeframe, *mode = args.series[0].split(":")
+        summary = run_arm(args.arm, symbol, timeframe, args.cycles, *mode)
+        args.out.write_text(json.dumps(summary, default=str))
         return
 
     from agent_pipeline.engine.data import import_csv, list_datasets
@@ -205,11 +245,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ktrdr-bench-research-"))
     data_dir = work / "data"
     import_csv(random_walk(work / "rwalk.csv"), symbol=CONTROL[0], timeframe=CONTROL[1], data_dir=data_dir)
-    pairs = (
-        [tuple(s.split(":")) for s in args.series]
-        if args.series
-        else [(d.symbol, d.timeframe) for d in list_datasets(data_dir)]
+    everything = args.series is None and args.universes is None  # the default: every series and universe
+    pairs: list[tuple[str, ...]] = (
+        [(d.symbol, d.timeframe) for d in list_datasets(data_dir)]
+        if everything
+        else [tuple(s.split(":")) for s in args.series or []]
     )
+    pairs += [tuple(u.split(":")) for u in (DEFAULT_UNIVERSES if everything else args.universes or [])]
     print(f"research bench: {args.cycles} cycles per arm, seed {args.seed}, {len(pairs)} series; work in {work}")
     jobs = [(arm, pair) for pair in pairs for arm in ARMS]
     started = time.perf_counter()

@@ -17,7 +17,7 @@ BACKTEST_RESULT_KEYS = (
     "total_return", "annualised_return", "sharpe_ratio", "sortino_ratio", "max_drawdown", "win_rate",
     "num_trades", "profit_factor", "buy_and_hold_return", "excess_return", "exposure", "start", "end",
     "psr", "deflated_sharpe", "trials", "sharpe_variance", "expected_max_sharpe", "skewness", "kurtosis", "n_bars",
-    "folds",
+    "folds", "portfolio_mode", "rank_ic", "icir", "ic_days",
 )  # fmt: skip
 
 
