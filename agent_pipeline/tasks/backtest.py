@@ -54,14 +54,16 @@ def _backtest(store: OperationsStore, context: CycleContext, backtest_op_id: str
     if meta.model_path is None or meta.evaluation is None:
         raise PhaseError("Backtest failed: the cycle has no trained model or evaluation settings recorded")
     out_dir = work_folder("backtests", backtest_op_id)
+    trials = earlier_trials(store, cycle)
     summary = backtest_walk_forward(
         strategy_file(meta),
         model_dir=fetch(parent_of(meta.model_path)),  # the training's folder: every fold's model
         evaluation=Evaluation(**meta.evaluation),
         out_dir=out_dir,
-        trials=earlier_trials(store, cycle),
+        trials=trials,
         data_dir=synced_data_dir(),
     )
+    summary["trial_sharpes"] = list(trials.sharpes)  # the DSR's variance, so that a replay deflates alike (issue 25)
     url = publish_folder(out_dir, "backtests", backtest_op_id)
     summary["artifacts_dir"] = url
     brief = {k: summary[k] for k in BACKTEST_RESULT_KEYS if k in summary}

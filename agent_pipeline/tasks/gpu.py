@@ -18,6 +18,7 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from agent_pipeline.engine.artifacts import ArtifactStore, file_path, store_for
 from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.engine.files import atomic_write
 from agent_pipeline.errors import CancelledError, StoreError
+from agent_pipeline.gates import BacktestThresholds, TrainingThresholds
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline import flags, outages, shutdown
 from agent_pipeline.pipeline.celery_app import RESULT_EXPIRES_S, app
@@ -194,13 +196,15 @@ def _train(
     strategy_path = _write_strategy(home.local, strategy_yaml)
     watch = _Watch(task, training_op_id, owner, home)
     watch.beat()  # a heartbeat from the start: a child that dies before its first epoch is noticed too
+    # The message's data_dir is the sender's host path: a GPU host uses its own folder when that is absent.
+    data = Path(data_dir) if data_dir and Path(data_dir).is_dir() else synced_data_dir()
+    cut = Evaluation(**(evaluation or {}))
     try:
         summary = train_walk_forward(
             strategy_path,
             model_dir=home.local,
-            evaluation=Evaluation(**(evaluation or {})),
-            # The message's data_dir is the sender's host path: a GPU host uses its own folder when that is absent.
-            data_dir=Path(data_dir) if data_dir and Path(data_dir).is_dir() else synced_data_dir(),
+            evaluation=cut,
+            data_dir=data,
             seed=seed,
             device=None,
             on_epoch=watch.on_epoch,
@@ -210,10 +214,33 @@ def _train(
     except CancelledError:
         home.push(suffix=CHECKPOINT_SUFFIX)  # handed back or cancelled: the next host resumes from here
         raise
+    summary["replay"] = _replay_block(strategy_path, data, seed, cut, summary["device"])
     home.push()
     summary["model_path"] = home.url_of(Path(summary["model_path"]))
     home.clean()
     return summary
+
+
+def _replay_block(
+    strategy_path: Path, data_dir: Path | None, seed: int, evaluation: Any, device: str
+) -> dict[str, Any]:
+    """What a replay of this training needs (issue 25; `engine.replay`), with the settings that change figures."""
+    from agent_pipeline.engine.replay import replay_block  # lazy: start-up cost (pandas, torch)
+
+    settings = get_settings()
+    gates = {
+        "training": asdict(TrainingThresholds.from_settings(settings)),
+        "backtest": asdict(BacktestThresholds.from_settings(settings)),
+    }
+    return replay_block(
+        strategy_path,
+        data_dir=data_dir,
+        evaluation=evaluation,
+        seed=seed,
+        batched=settings.batched_folds,
+        device=device,
+        settings={"training_epochs": settings.training_epochs, "gates": gates},
+    )
 
 
 class _ModelHome:
