@@ -155,3 +155,20 @@ def test_a_universe_cycle_runs_on_the_real_stack_from_the_trigger_api_and_the_cl
     assert sorted(cycle.record.study_trial for cycle in cycles) == [0, 1]
     assert modes["timing"]["trials"] == 2 or modes["rank"]["trials"] == 2
     store.engine.dispose()
+
+
+@pytest.mark.slow
+def test_the_bundled_sp500_universe_runs_a_ranked_cycle_offline(tmp_path: Path) -> None:
+    # Given a fresh home: nothing imported, the bundled SP500_20 (skfolio's 20 stocks, closes only) is there
+    env = clean_env(KTRDR_HOME=str(tmp_path / "home"), KTRDR_TRAINING_EPOCHS="2", KTRDR_WALK_FORWARD_FOLDS="2")
+    # When `make demo UNIVERSE=SP500_20`'s command runs, ranked
+    done = ktrdr(
+        "agent", "run", "--universe", "SP500_20", "--portfolio", "rank", "--bypass-gates", env=env, cwd=tmp_path
+    )
+    # Then one model traded the 20 stocks long-short on its daily ranks, with the rank IC, and read the lockbox
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rank: long the top, short the bottom by predicted up-probability; daily rank IC" in done.stdout
+    assert "Lockbox" in done.stdout and "vs buy-and-hold" in done.stdout
+    history = ktrdr("agent", "history", "--json", "--symbol", "sp500_20", env=env, cwd=tmp_path)
+    (row,) = json.loads(history.stdout)["data"]
+    assert row["symbol"] == "SP500_20" and row["timeframe"] == "1d"
