@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     lockbox_fraction: float = Field(default=0.2, gt=0, le=0.5)
     walk_forward_folds: int = Field(default=4, ge=2, le=10)
 
+    # The promotion step (issue 25): a candidate (DSR >= 0.95, every gate passed) is a discovery only when its
+    # series' probability of backtest overfitting is at most max_pbo and at least min_paths_positive of its purged
+    # combinatorial paths have a Sharpe above 0 (their median too). PBO needs pbo_min_trials trials.
+    max_pbo: float = Field(default=0.2, ge=0, le=1)
+    min_paths_positive: float = Field(default=0.8, gt=0, le=1)
+    pbo_min_trials: int = Field(default=8, ge=2, le=1000)
+
     # How often a research worker fails stale rows on its own timer (issue 11): a lost cycle is failed within
     # heartbeat_stale_after + reconcile_interval seconds, with nobody calling anything.
     reconcile_interval: float = Field(default=30.0, gt=0, le=60)

@@ -16,6 +16,13 @@ from agent_pipeline.gates.checks import (
     format_percent,
     training_verdict,
 )
+from agent_pipeline.gates.promotion import (
+    Paths,
+    Promotion,
+    PromotionStatus,
+    PromotionThresholds,
+    judge_promotion,
+)
 from agent_pipeline.gates.verdict import (
     DISCOVERY_DSR,
     GATES,
@@ -23,13 +30,14 @@ from agent_pipeline.gates.verdict import (
     Verdict,
     bypassed_gates,
     gates_passed,
-    is_discovery,
+    is_candidate,
     stopping_verdict,
     verdicts,
 )
 
 __all__ = [
-    "DISCOVERY_DSR", "GATES", "PASSED", "BacktestThresholds", "TrainingThresholds", "Verdict", "backtest_closeness",
-    "backtest_verdict", "bypassed_gates", "check_backtest_gate", "check_training_gate", "format_p", "format_percent",
-    "gates_passed", "is_discovery", "stopping_verdict", "training_verdict", "verdicts",
+    "DISCOVERY_DSR", "GATES", "PASSED", "BacktestThresholds", "Paths", "Promotion", "PromotionStatus",
+    "PromotionThresholds", "TrainingThresholds", "Verdict", "backtest_closeness", "backtest_verdict", "bypassed_gates",
+    "check_backtest_gate", "check_training_gate", "format_p", "format_percent", "gates_passed", "is_candidate",
+    "judge_promotion", "stopping_verdict", "training_verdict", "verdicts",
 ]  # fmt: skip

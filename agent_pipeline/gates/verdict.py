@@ -1,5 +1,5 @@
 """A gate's decision as data, and what a cycle's recorded verdicts say: which gate stopped it, whether every gate
-passed, and whether it is a discovery."""
+passed, and whether it is a candidate for discovery (the promotion step, `gates.promotion`, decides the rest)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 PASSED = "passed"
-# A strategy whose out-of-sample Deflated Sharpe Ratio reaches this is a discovery: the probability that its true
-# Sharpe exceeds the best that every trial on its series would reach by luck (Bailey & López de Prado, 2014).
+# A strategy whose out-of-sample Deflated Sharpe Ratio reaches this (every gate passed) is a candidate: the probability
+# that its true Sharpe exceeds the best that every trial on its series would reach by luck (Bailey & López de Prado,
+# 2014). It becomes a discovery only through the promotion step (issue 25, `gates.promotion`).
 DISCOVERY_DSR = 0.95
 
 
@@ -99,9 +100,10 @@ def bypassed_gates(metadata: Recorded) -> list[tuple[str, str]]:
     return [(verdict.label, verdict.message) for verdict in verdicts(metadata) if verdict.bypassed]
 
 
-def is_discovery(metadata: Recorded, deflated_sharpe: Any, *, completed: bool) -> bool:
-    """A discovery passed every gate: the cycle completed, both gates passed (not bypassed), and its deflated
-    Sharpe, judged over the series' trials, is at least DISCOVERY_DSR."""
+def is_candidate(metadata: Recorded, deflated_sharpe: Any, *, completed: bool) -> bool:
+    """A candidate passed every gate: the cycle completed, both gates passed (not bypassed), and its deflated
+    Sharpe, judged over the series' trials, is at least DISCOVERY_DSR. The promotion step (`gates.promotion`)
+    decides whether it is a discovery."""
     dsr = deflated_sharpe
     passed_dsr = isinstance(dsr, int | float) and not isinstance(dsr, bool) and dsr >= DISCOVERY_DSR
     return completed and passed_dsr and gates_passed(metadata)

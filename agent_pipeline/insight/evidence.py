@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import child_of, fetch
 from agent_pipeline.engine.pbo import DEFAULT_BLOCKS, measure_overfitting
 from agent_pipeline.errors import ArtifactNotFoundError
-from agent_pipeline.store.discoveries import Judgement, judge
+from agent_pipeline.store.discoveries import Judgement, SeriesOverfitting, judge
 from agent_pipeline.store.history import outcome_of
 from agent_pipeline.store.operations import Operation, OperationsStore
 
@@ -37,7 +38,8 @@ MIN_COMMON_BARS = 50
 # Bootstrap replications of the SPA test, and its seed (a repeatable p-value for the same records).
 SPA_REPS = 1000
 SPA_SEED = 7
-# PBO ranks the trials against each other: below this many trials with out-of-sample returns it says nothing.
+# PBO ranks the trials against each other: below this many trials with out-of-sample returns it says nothing
+# (KTRDR_PBO_MIN_TRIALS's default; tests lower the setting to reach a PBO in a few cycles).
 PBO_MIN_TRIALS = 8
 # ... and each of its CSCV blocks needs this many shared bars for a Sharpe ratio of its own.
 PBO_MIN_BLOCK_BARS = 4
@@ -48,14 +50,15 @@ class Trial(BaseModel):
 
     `deflated_sharpe` is recomputed against every trial on the series now; `deflated_sharpe_at_run` is what the
     cycle recorded when it ran, with the trials known then (never higher in a growing search, as a rule). A trial
-    stopped by a gate or let through by `--bypass-gates` counts, and is listed, but is never a discovery.
+    stopped by a gate or let through by `--bypass-gates` counts, and is listed, but is never a candidate.
     """
 
     cycle_id: str
     strategy_name: str | None
     status: str
     outcome: str  # passed, bypassed, training_gate, backtest_gate, error, cancelled; or the status while active
-    discovery: bool  # completed, both gates passed (not bypassed), deflated_sharpe >= 0.95
+    discovery: bool  # a candidate promoted (issue 25): the series' PBO and the cycle's paths hold up
+    promotion: str | None = None  # candidate, discovery or rejected; None: no candidate (completed, gates, DSR 0.95)
     deflated_sharpe: float | None
     deflated_sharpe_at_run: float | None
     psr: float | None
@@ -93,6 +96,7 @@ class SeriesEvidence(BaseModel):
     pbo_reason: str | None
     best: list[Trial]
     discoveries: list[Trial]
+    candidates: list[Trial] = []  # every candidate, promoted or not (each trial's `promotion` says where it stands)
 
 
 class Evidence(BaseModel):
@@ -110,15 +114,16 @@ def collect(store: OperationsStore, *, symbol: str | None = None, timeframe: str
 
 
 def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> SeriesEvidence:
-    """The series' trials judged over all of them now; a discovery passed every gate (`store.discoveries`)."""
+    """The series' trials judged over all of them now; a discovery is a promoted candidate (`store.discoveries`)."""
     cycles = store.series_cycles(symbol=symbol, timeframe=timeframe)
     tested = [c for c in cycles if c.record.backtest_result]
-    judged = judge(cycles, timeframe)
-    found = [_trial(c, judged[c.operation_id]) for c in tested]
-    trials = sorted(found, key=lambda t: t.deflated_sharpe or 0.0, reverse=True)
     frames = oos_returns([c.record.backtest_dir for c in tested])
     pvalue, models = spa_pvalue(frames)
     overfitting, reason = overfitting_of(frames)
+    # A discovery is a promoted candidate (issue 25): the judgement needs the series' PBO now.
+    judged = judge(cycles, timeframe, SeriesOverfitting(overfitting.pbo if overfitting else None, reason))
+    found = [_trial(c, judged[c.operation_id]) for c in tested]
+    trials = sorted(found, key=lambda t: t.deflated_sharpe or 0.0, reverse=True)
     return SeriesEvidence(
         symbol=symbol,
         timeframe=timeframe,
@@ -129,6 +134,7 @@ def series_evidence(store: OperationsStore, symbol: str, timeframe: str) -> Seri
         pbo_reason=reason,
         best=trials[:BEST_LIMIT],
         discoveries=[t for t in trials if t.discovery],
+        candidates=[t for t in trials if t.promotion is not None],
     )
 
 
@@ -140,6 +146,7 @@ def _trial(cycle: Operation, judgement: Judgement) -> Trial:
         status=cycle.status.value,
         outcome=outcome_of(cycle)[0].value if cycle.status.is_finished else cycle.status.value,
         discovery=judgement.discovery,
+        promotion=judgement.promotion.status.value if judgement.promotion.status else None,
         deflated_sharpe=judgement.deflated_sharpe,
         deflated_sharpe_at_run=result.get("deflated_sharpe"),
         psr=result.get("psr"),
@@ -199,8 +206,9 @@ def spa_pvalue(frames: list[pd.DataFrame]) -> tuple[float | None, int]:
 
 def overfitting_of(frames: list[pd.DataFrame]) -> tuple[OverfittingSummary | None, str | None]:
     """The CSCV probability of backtest overfitting over the trials' shared bars, or None and the reason why not."""
-    if len(frames) < PBO_MIN_TRIALS:
-        return None, f"too few trials: {len(frames)} < {PBO_MIN_TRIALS}"
+    min_trials = get_settings().pbo_min_trials  # KTRDR_PBO_MIN_TRIALS, default PBO_MIN_TRIALS
+    if len(frames) < min_trials:
+        return None, f"too few trials: {len(frames)} < {min_trials}"
     matrix = aligned_returns(frames)
     needed = DEFAULT_BLOCKS * PBO_MIN_BLOCK_BARS
     if len(matrix) < needed:

@@ -8,9 +8,12 @@
   window;
 - `equity.png`: out-of-sample equity against buy-and-hold, with the fold boundaries;
 - `drawdown.png`: the strategy's drawdown (and buy-and-hold's, faint);
-- `trades.png`: the normalised price with the strategy's entries and exits.
-The figures come from the training operation's `result_summary` (`folds`, `history`) and the backtest's
-`equity.csv`. matplotlib (Agg canvas, no pyplot state) is imported only inside the drawing functions.
+- `trades.png`: the normalised price with the strategy's entries and exits;
+- `paths.png`: a candidate's purged combinatorial path Sharpe ratios (issue 25), their median, zero and the
+  walk-forward's own Sharpe.
+The figures come from the training operation's `result_summary` (`folds`, `history`), the backtest's
+`equity.csv` and the cycle's `paths`. matplotlib (Agg canvas, no pyplot state) is imported only inside the
+drawing functions.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +42,7 @@ logger = logging.getLogger(__name__)
 # Plot file names, in the order the report shows them.
 PLOT_NAMES = (
     "training_curves.png", "fold_metrics.png", "walk_forward.png", "equity.png", "drawdown.png", "trades.png",
+    "paths.png",
 )  # fmt: skip
 # Figure size (inches) and resolution of every plot.
 FIGSIZE, DPI = (10.0, 4.0), 100
@@ -75,6 +80,8 @@ def write_plots(store: OperationsStore, cycle_id: str, artifacts_dir: Path | Non
     equity = _equity(cycle)
     if equity is not None:
         written += _draw_backtest(equity, folder)
+    if draw_paths(cycle, folder / "paths.png"):
+        written.append(folder / "paths.png")
     url = folder.resolve().as_uri() if artifacts_dir else publish_folder(folder, *parts)
     store.merge_metadata(cycle_id, {REPORT_DIR_KEY: url})
     return written
@@ -319,6 +326,33 @@ def _draw_trades(when: pd.Series, price: pd.Series, position: pd.Series, path: P
     ax.set_title("Trades on the price")
     ax.legend(fontsize=8)
     _save(figure, path)
+
+
+def draw_paths(cycle: Operation, path: Path) -> bool:
+    """The Sharpe ratio of each purged combinatorial path of a candidate, sorted, with their median, zero and the
+    walk-forward record's Sharpe; the title says its promotion. False when the cycle has no path figures."""
+    record = cycle.record
+    sharpes = sorted(float(s) for s in (record.paths or {}).get("sharpes") or [])
+    if not sharpes:
+        return False
+    figure, axes = _figure()
+    ax = axes[0][0]
+    colors = ["tab:green" if s > 0 else "tab:red" for s in sharpes]
+    ax.bar(range(1, len(sharpes) + 1), sharpes, color=colors, alpha=0.8, label="path Sharpe (sorted)")
+    median = statistics.median(sharpes)
+    ax.axhline(median, color="black", linestyle="--", linewidth=1, label=f"median {median:.2f}")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    walk_forward = record.backtest.get("sharpe_ratio")
+    if isinstance(walk_forward, int | float):
+        ax.axhline(walk_forward, color="tab:blue", linestyle=":", linewidth=1, label=f"walk-forward {walk_forward:.2f}")
+    ax.set_xticks(range(1, len(sharpes) + 1))
+    ax.set_xlabel("path")
+    ax.set_ylabel("annualised Sharpe")
+    status = ((cycle.result_summary or {}).get("promotion") or {}).get("status") or "not a candidate now"
+    ax.set_title(f"Purged combinatorial paths: Sharpe of {len(sharpes)} paths (promotion: {status})")
+    ax.legend(fontsize=8)
+    _save(figure, path)
+    return True
 
 
 def summary_lines(cycle: Operation) -> list[tuple[str, str]]:

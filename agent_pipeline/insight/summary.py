@@ -38,7 +38,7 @@ GATE_SETTINGS = {
 
 
 def blocked_edge_rows(meta: CycleRecord) -> list[tuple[str, str]]:
-    """When a backtest gate stopped a strategy whose walk-forward evidence is a discovery, say which setting
+    """When a backtest gate stopped a strategy whose walk-forward evidence makes a candidate, say which setting
     would have let it through: the gate's default is the user's contract, but it should not hide an edge."""
     verdict, backtest = (
         Verdict.from_record("backtest_gate", meta.backtest_gate),
@@ -52,7 +52,7 @@ def blocked_edge_rows(meta: CycleRecord) -> list[tuple[str, str]]:
     family, reason = verdict.code, verdict.message
     setting, why = GATE_SETTINGS[family]
     text = (
-        f"the backtest gate ({reason}) stopped a strategy whose deflated Sharpe is {dsr:.2f} (a discovery at "
+        f"the backtest gate ({reason}) stopped a strategy whose deflated Sharpe is {dsr:.2f} (a candidate at "
         f"{DISCOVERY_DSR}); {why}. {setting} sets this gate"
     )
     return [("Gate note", text)]
@@ -105,8 +105,9 @@ def discovery_rows(meta: CycleRecord, summary: dict[str, Any]) -> list[tuple[str
 
 
 def discovery_text(meta: CycleRecord, summary: dict[str, Any]) -> str:
-    """A discovery completed with both gates passed, not bypassed, and a deflated Sharpe of DISCOVERY_DSR or more
-    over the series' current trials (issue 23); an older row's `discovery` flag is not trusted past its gates."""
+    """A candidate completed with both gates passed, not bypassed, and a deflated Sharpe of DISCOVERY_DSR or more
+    over the series' current trials (issue 23); a discovery is a candidate the promotion step promoted (issue 25).
+    An older row's `discovery` flag is not trusted past its gates."""
     stopped = [label.lower() for key, label in GATES if _stopped(meta.get(key))]
     if stopped:
         return f"no (the {stopped[0]} gate stopped it)"
@@ -116,13 +117,42 @@ def discovery_text(meta: CycleRecord, summary: dict[str, Any]) -> str:
         return f"no (gates bypassed: the {gates} gate{'s' if len(bypassed) > 1 else ''} would have stopped it)"
     dsr = (meta.backtest_result or {}).get("deflated_sharpe")
     current = f"deflated Sharpe over the series' current trials {{}} {DISCOVERY_DSR}"
+    promotion = summary.get("promotion") or {}
     if summary.get("discovery"):
+        if promotion.get("reason"):  # promoted (issue 25); an older row was flagged on its deflated Sharpe alone
+            return f"yes ({promotion['reason']})"
         return f"yes (both gates passed, {current.format('at least')}; {num(dsr, 2)} when it ran)"
+    if promotion.get("status") in ("candidate", "rejected"):
+        return f"no, a {promotion['status']} ({promotion.get('reason')})"
     if summary.get("discovery_at_run"):
         return f"no (flagged when it ran, then withdrawn: {current.format('below')})"
     if isinstance(dsr, int | float) and dsr < DISCOVERY_DSR:
         return f"no (deflated Sharpe {num(dsr, 2)} below {DISCOVERY_DSR})"
     return f"no ({current.format('below')})"
+
+
+def promotion_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The promotion step of a candidate (issue 25): its status and reason, the series' PBO against its limit, and
+    the Sharpe ratio of each purged combinatorial path."""
+    promotion = summary.get("promotion")
+    if not promotion:
+        return []
+    pbo = promotion.get("pbo")
+    limit = f"at most {num(promotion.get('max_pbo'), 2)}"
+    rows = [
+        ("Promotion", f"{promotion.get('status')}: {promotion.get('reason')}"),
+        ("  PBO", f"{num(pbo, 2)} ({limit})" if pbo is not None else f"- ({promotion.get('pbo_reason')}; {limit})"),
+    ]
+    paths = promotion.get("paths") or {}
+    if not paths.get("sharpes"):
+        return [*rows, ("  paths", f"- ({promotion.get('paths_reason')})")]
+    sharpes = ", ".join(num(s, 2) for s in paths["sharpes"])
+    return [*rows, (
+        "  paths",
+        f"Sharpe {sharpes} over {plural(len(paths['sharpes']), 'path')} ({paths.get('groups')} groups, "
+        f"{paths.get('test_groups')} held out): median {num(paths.get('median'), 2)}, "
+        f"{pct(paths.get('positive_share'))} positive (at least {pct(promotion.get('min_paths_positive'))})",
+    )]  # fmt: skip
 
 
 def _stopped(gate: dict[str, Any] | None) -> bool:
@@ -242,7 +272,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
             rows.append((
                 "Evidence",
                 f"PSR {num(backtest.get('psr'), 2)}, deflated Sharpe {num(backtest.get('deflated_sharpe'), 2)} over "
-                f"{plural(backtest.get('trials'), 'trial')} on this series (discovery at {DISCOVERY_DSR})",
+                f"{plural(backtest.get('trials'), 'trial')} on this series (a candidate at {DISCOVERY_DSR})",
             ))  # fmt: skip
     rows += gate_row(meta, "backtest_gate", "Backtest gate")
     rows += blocked_edge_rows(meta)
@@ -251,7 +281,7 @@ def report_rows(operation: Operation) -> list[tuple[str, str]]:
         rows.append(("Assessment", str(assessment.get("verdict"))))
         for key in ("strengths", "weaknesses", "suggestions"):
             rows.append((f"  {key}", "\n".join(f"- {item}" for item in assessment.get(key) or [])))
-    rows += discovery_rows(meta, operation.result_summary or {})
+    rows += discovery_rows(meta, operation.result_summary or {}) + promotion_rows(operation.result_summary or {})
     rows += lockbox_rows(operation.result_summary or {})
     if operation.error_message:
         rows.append(("Error", operation.error_message))

@@ -12,7 +12,7 @@ from agent_pipeline.config import Settings, get_settings, interval_seconds
 
 RESEARCH_QUEUE = "research"
 GPU_QUEUE = "gpu"
-# Task modules the worker imports; the GPU task's module imports torch only inside the task body.
+# Task modules the worker imports; the GPU tasks' modules import torch only inside the task body.
 TASK_MODULES = [
     "agent_pipeline.tasks.design",
     "agent_pipeline.tasks.training",
@@ -21,6 +21,7 @@ TASK_MODULES = [
     "agent_pipeline.tasks.assess",
     "agent_pipeline.tasks.cycle",
     "agent_pipeline.tasks.gpu",
+    "agent_pipeline.tasks.paths",  # a candidate's purged combinatorial paths: `ktrdr.gpu.train_paths` (issue 25)
     "agent_pipeline.pipeline.schedule",
 ]
 # The schedule's tick task, defined in pipeline/schedule.py.
@@ -54,6 +55,7 @@ def configure(app: Celery, settings: Settings) -> None:
         result_extended=True,
         task_queues=(Queue(RESEARCH_QUEUE), Queue(GPU_QUEUE)),
         task_default_queue=RESEARCH_QUEUE,
+        # ktrdr.gpu.*: the training (`train_model`) and a candidate's paths (`train_paths`); see tasks/gpu.py, paths.py
         task_routes={"ktrdr.gpu.*": {"queue": GPU_QUEUE}, "ktrdr.cycle.*": {"queue": RESEARCH_QUEUE}},
         # Events for Flower, on by default so `celery flower` shows tasks without extra flags.
         worker_send_task_events=True,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from agent_pipeline.gates import bypassed_gates, stopping_verdict
 from agent_pipeline.store.lockbox import SeriesLockbox, series_lockbox
-from agent_pipeline.store.models import Base, Operation, OperationStatus, OperationType, aware
+from agent_pipeline.store.models import Base, Operation, OperationRow, OperationStatus, OperationType, aware
 
 if TYPE_CHECKING:
     from agent_pipeline.store.base import StoreBase
@@ -104,6 +104,8 @@ class CycleResult:
     discovery: bool | None
     lockbox_return: float | None
     series_lockbox: SeriesLockbox | None = None  # the series' lockbox reads, its best read deflated over them
+    # The promotion step (issue 25): candidate, discovery or rejected; None for a cycle that is no candidate.
+    promotion: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -211,7 +213,8 @@ def leaderboard(
     """One page of finished cycles, best first by `sort` (cycles without that figure last), newest on ties.
 
     One indexed range scan: `(symbol, timeframe, <sort column> DESC NULLS LAST, operation_id DESC)`, then one
-    query of the lockbox reads of the page's series (`store.lockbox.series_lockbox`).
+    query of the lockbox reads of the page's series (`store.lockbox.series_lockbox`) and one of the page's promotion
+    statuses by primary key (`promotions`).
     """
     column = SORT_COLUMNS[SortKey(sort)]
     query = select(CycleResultRow)
@@ -224,7 +227,27 @@ def leaderboard(
     with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
         results = [_to_result(row) for row in session.scalars(query)]
     lockboxes = series_lockbox(store, {(r.symbol, r.timeframe) for r in results if r.symbol and r.timeframe})
-    return [replace(r, series_lockbox=lockboxes.get((r.symbol or "", r.timeframe or ""))) for r in results]
+    statuses = promotions(store, [r.operation_id for r in results])
+    return [
+        replace(
+            r, series_lockbox=lockboxes.get((r.symbol or "", r.timeframe or "")), promotion=statuses.get(r.operation_id)
+        )
+        for r in results
+    ]
+
+
+def promotions(store: StoreBase, operation_ids: list[str]) -> dict[str, str]:
+    """The promotion status (`result_summary.promotion.status`) of each listed cycle that has one.
+
+    Read from the operations row by primary key rather than kept in `cycle_results`: no page sorts or filters by it,
+    and a column would need every migration that writes leaderboard rows to know it.
+    """
+    if not operation_ids:
+        return {}
+    status = OperationRow.result_summary["promotion"]["status"].as_string()
+    query = select(OperationRow.operation_id, status).where(OperationRow.operation_id.in_(operation_ids))
+    with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
+        return {str(op): str(value) for op, value in session.execute(query) if value}
 
 
 def outcome_counts(store: StoreBase) -> dict[str, int]:

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from agent_pipeline.engine.artifacts import digest, fetch
 from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.errors import KtrdrError
-from agent_pipeline.gates import is_discovery
 from agent_pipeline.insight.report import publish
 from agent_pipeline.llm.study import tell_cycle
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline.celery_app import app
 from agent_pipeline.pipeline.context import CycleContext
 from agent_pipeline.pipeline.flags import stop_training
-from agent_pipeline.store.discoveries import refresh_discoveries
+from agent_pipeline.store.discoveries import NOT_MEASURED, SeriesOverfitting, refresh_discoveries
 from agent_pipeline.store.lockbox import read_lockbox
-from agent_pipeline.store.operations import ACTIVE, OperationsStore, OperationType, get_store
+from agent_pipeline.store.operations import ACTIVE, Operation, OperationsStore, OperationType, get_store
 from agent_pipeline.store.record import CycleRecord
-from agent_pipeline.tasks.base import PhaseTask, strategy_file
+from agent_pipeline.tasks.base import PhaseTask, settings, strategy_file
+from agent_pipeline.tasks.promotion import paths_ready, promotion_at_run, series_overfitting
 
 logger = logging.getLogger(__name__)
 
@@ -32,32 +33,50 @@ SUMMARY_KEYS = (
 )  # fmt: skip
 
 
-@app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.finalize")
+@app.task(bind=True, base=PhaseTask, name="ktrdr.cycle.finalize", max_retries=None)
 def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     context = CycleContext.model_validate(ctx)
     store = get_store()
+    # A candidate's paths first (issue 25): polled by retry while they train on the gpu queue (tasks/promotion.py).
+    if not paths_ready(store, context.cycle_id):
+        raise self.retry(countdown=settings().poll_interval)
     meta = store.get(context.cycle_id).record
     summary = meta.model_dump(include=set(SUMMARY_KEYS), exclude_unset=True)
-    # Judged over the trials known now; each later cycle's end on the series judges it again (store/discoveries).
-    dsr = (meta.backtest_result or {}).get("deflated_sharpe")
-    summary["discovery"] = summary["discovery_at_run"] = is_discovery(meta, dsr, completed=True)
+    # Judged with the series' PBO now; each later cycle's end on the series judges it again (store/discoveries).
+    overfitting = _overfitting(store, meta)
+    promotion = promotion_at_run(meta, overfitting)
+    summary["promotion"] = promotion.to_record() if promotion.status else None
+    summary["discovery"] = summary["discovery_at_run"] = promotion.is_discovery
     # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
     summary["lockbox"] = _trade_lockbox(context.cycle_id, meta)
     store.complete(context.cycle_id, result_summary=summary)
-    _judge_series(store, meta)
+    _judge_series(store, meta, lambda _: overfitting)
     tell_cycle(store.get(context.cycle_id))  # the optimiser's study learns the outcome (issue 9)
     judged = store.get(context.cycle_id).result_summary or {}
-    logger.info("cycle completed", extra={"discovery": judged.get("discovery")})
+    logger.info("cycle completed", extra={"discovery": judged.get("discovery"), "promotion": promotion.status})
     publish(store, context.cycle_id)  # plots (and an MLflow run) for people; never raises
     return ctx
 
 
-def _judge_series(store: OperationsStore, meta: CycleRecord) -> None:
-    """Judge every discovery of the cycle's series again, over its trials now (store/discoveries.py)."""
+def _overfitting(store: OperationsStore, meta: CycleRecord) -> SeriesOverfitting:
+    """The series' PBO over its trials now (this cycle's included); unknown when it cannot be measured."""
+    if meta.series is None:
+        return NOT_MEASURED
+    try:
+        return series_overfitting(store.series_cycles(symbol=meta.series[0], timeframe=meta.series[1]))
+    except (KtrdrError, OSError, ValueError) as exc:  # a trial's returns file unreadable: judged at the next end
+        logger.warning("PBO not measured", extra={"error": str(exc)})
+        return SeriesOverfitting(None, f"not measured: {exc}")
+
+
+def _judge_series(
+    store: OperationsStore, meta: CycleRecord, overfitting: Callable[[list[Operation]], SeriesOverfitting]
+) -> None:
+    """Judge every candidate of the cycle's series again, over its trials now (store/discoveries.py)."""
     if not (meta.symbol and meta.timeframe):
         return
     try:
-        refresh_discoveries(store, str(meta.symbol), str(meta.timeframe))
+        refresh_discoveries(store, str(meta.symbol), str(meta.timeframe), overfitting=overfitting)
     except KtrdrError as exc:  # the flags are judged again at the series' next cycle end
         logger.warning("discoveries not judged again", extra={"error": str(exc)})
 
@@ -109,7 +128,8 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
         if first:
             logger.warning("cycle failed", extra={"error": message})
         if first:
-            _judge_series(store, store.get(cycle_id).record)  # one more trial: the others' DSR falls
+            meta = store.get(cycle_id).record  # one more trial: the others' DSR falls, their PBO moves
+            _judge_series(store, meta, lambda _: _overfitting(store, meta))
         tell_cycle(store.get(cycle_id))  # the optimiser's study learns the outcome (issue 9)
         if first:
             publish(store, cycle_id)  # plots for people, once; never raises

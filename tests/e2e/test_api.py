@@ -115,7 +115,7 @@ def test_evidence_counts_every_trial_per_series_and_never_reads_the_lockbox(clie
         metadata: dict[str, object] = {"symbol": "EURUSD", "timeframe": "1h", "strategy_name": f"s{dsr}"}
         if dsr is not None:  # the third was stopped before its backtest: still a trial
             metadata["backtest_result"] = {"deflated_sharpe": dsr, "sharpe_ratio": 1.0, "num_trades": 30}
-            metadata.update(training_gate={"passed": True}, backtest_gate={"passed": True})  # a discovery passed both
+            metadata.update(training_gate={"passed": True}, backtest_gate={"passed": True})  # a candidate passed both
         store.merge_metadata(cycle.operation_id, metadata)
         store.start(cycle.operation_id)
         store.complete(cycle.operation_id, result_summary={"lockbox": {"total_return": 555.5}})
@@ -123,7 +123,9 @@ def test_evidence_counts_every_trial_per_series_and_never_reads_the_lockbox(clie
     (series,) = body["series"]
     assert (series["symbol"], series["timeframe"], series["trials"]) == ("EURUSD", "1h", 3)
     assert [t["deflated_sharpe"] for t in series["best"]] == [0.97, 0.2]
-    assert [t["strategy_name"] for t in series["discoveries"]] == ["s0.97"]
+    # A candidate, not a discovery (issue 25): no returns on file give no PBO, and it has no paths; it waits
+    assert [(t["strategy_name"], t["promotion"]) for t in series["candidates"]] == [("s0.97", "candidate")]
+    assert series["discoveries"] == [] and series["pbo"] is None
     assert series["spa_pvalue"] is None  # no out-of-sample returns recorded: no test, never a made-up figure
     assert "555.5" not in str(body)
     assert client.get("/api/v1/agent/evidence", params={"timeframe": "1d"}).json() == {"series": []}

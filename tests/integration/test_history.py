@@ -104,19 +104,27 @@ WIN_RATE = {"passed": False, "reason": "win_rate_too_low (0% < 45%)", "bypassed"
 STRONG = {"sharpe_ratio": 1.5, "n_bars": 750, "skewness": 0.0, "kurtosis": 3.0, "num_trades": 40}
 
 
+# Purged combinatorial paths that pass the promotion step, and a series PBO under its limit (issue 25).
+GOOD_PATHS = {"sharpes": [0.9, 1.1, 1.3, 0.4, 1.2], "groups": 6, "test_groups": 2}
+LOW_PBO = 0.05
+
+
 def judged_cycle(store: OperationsStore, *, backtest_gate: dict[str, Any], backtest: dict[str, Any]) -> str:
-    """A cycle on SP500 1d that completed, through finalize's own judgement (`tasks.cycle.finalize` stores it)."""
-    from agent_pipeline.gates import is_discovery
-    from agent_pipeline.store.discoveries import refresh_discoveries
+    """A cycle on SP500 1d that completed, through finalize's own judgement (`tasks.cycle.finalize` stores it), with
+    paths that hold up and a series PBO under its limit: a candidate of it is promoted."""
+    from agent_pipeline.gates import is_candidate, judge_promotion
+    from agent_pipeline.store.discoveries import SeriesOverfitting, refresh_discoveries
 
     cycle = store.create_cycle(max_active=1000)
     store.start(cycle.operation_id)
-    meta = {"symbol": "SP500", "timeframe": "1d", "designer": "offline", "strategy_name": "s",
+    meta = {"symbol": "SP500", "timeframe": "1d", "designer": "offline", "strategy_name": "s", "paths": GOOD_PATHS,
             "training_gate": GATE_PASSED, "backtest_gate": backtest_gate, "backtest_result": backtest}  # fmt: skip
     store.merge_metadata(cycle.operation_id, meta)
-    flag = is_discovery(meta, backtest.get("deflated_sharpe"), completed=True)
-    store.complete(cycle.operation_id, result_summary={"discovery": flag, "discovery_at_run": flag})
-    refresh_discoveries(store, "SP500", "1d")
+    candidate = is_candidate(meta, backtest.get("deflated_sharpe"), completed=True)
+    promotion = judge_promotion(candidate=candidate, pbo=LOW_PBO, paths=GOOD_PATHS)
+    summary = {"discovery": promotion.is_discovery, "discovery_at_run": promotion.is_discovery}
+    store.complete(cycle.operation_id, result_summary=summary | {"promotion": promotion.to_record()})
+    refresh_discoveries(store, "SP500", "1d", overfitting=lambda _: SeriesOverfitting(LOW_PBO))
     return cycle.operation_id
 
 
@@ -144,19 +152,25 @@ def test_a_bypassed_cycle_is_never_passed_nor_a_discovery_whatever_its_sharpe(st
 def test_a_discovery_over_few_trials_is_withdrawn_when_its_series_grows(store: OperationsStore) -> None:
     from agent_pipeline.insight.evidence import series_evidence
 
-    # Given one strong cycle that passed both gates: a discovery over its one trial
+    # Given one strong cycle that passed both gates and the promotion step: a discovery over its one trial
     first = judged_cycle(store, backtest_gate=GATE_PASSED, backtest={**STRONG, "deflated_sharpe": 0.99})
     assert store.get(first).result_summary["discovery"] is True
-    assert [t.cycle_id for t in series_evidence(store, "SP500", "1d").discoveries] == [first]
+    assert store.get(first).result_summary["promotion"]["status"] == "discovery"
+    # (the evidence measures the series' PBO itself: with no trial's returns on file there is none, so it is a
+    # candidate there, waiting for the PBO)
+    (trial,) = series_evidence(store, "SP500", "1d").candidates
+    assert (trial.cycle_id, trial.promotion, trial.discovery) == (first, "candidate", False)
     # When twenty more trials of widely spread Sharpe ratios are made on the series
     for i in range(20):
         spread = {**STRONG, "sharpe_ratio": -2.0 + 0.2 * i, "deflated_sharpe": 0.0}
         judged_cycle(store, backtest_gate=GATE_PASSED, backtest=spread)
-    # Then the evidence, the leaderboard and the cycle's own summary withdraw it, and keep what it was at run
-    assert series_evidence(store, "SP500", "1d").discoveries == []
-    assert next(r for r in leaderboard(store, limit=50) if r.operation_id == first).discovery is False
+    # Then it is no candidate any more: the evidence, the leaderboard and the cycle's own summary withdraw it, and
+    # keep what it was at run
+    assert series_evidence(store, "SP500", "1d").candidates == []
+    row = next(r for r in leaderboard(store, limit=50) if r.operation_id == first)
+    assert (row.discovery, row.promotion) == (False, None)
     summary = store.get(first).result_summary
-    assert summary["discovery"] is False and summary["discovery_at_run"] is True
+    assert summary["discovery"] is False and summary["discovery_at_run"] is True and "promotion" not in summary
 
 
 def test_upgrade_judges_old_rows_again_so_an_old_bypassed_cycle_stops_being_a_discovery(sqlite_url: str) -> None:

@@ -18,6 +18,7 @@ from agent_pipeline.insight.calibration import (
     run_record,
     save_run,
 )
+from agent_pipeline.insight.evidence import series_evidence
 from agent_pipeline.pipeline.calibrate import CalibrationPlan, SeriesSpec, judge_series, series_of
 from agent_pipeline.store.operations import Operation, OperationsStore, get_store
 
@@ -92,13 +93,30 @@ def test_a_series_symbol_is_a_stable_hash_that_names_neither_its_kind_nor_streng
     )
 
 
+# Paths that pass the promotion step (issue 25); every cycle gets them, only a candidate's are read.
+GOOD_PATHS = {"sharpes": [0.9, 1.1, 1.3, 0.4, 1.2], "groups": 6, "test_groups": 2}
+
+
+def write_returns(folder: Path, edge: float, seed: int) -> str:
+    """A backtest folder with `oos_returns.csv`: 640 shared daily bars of noise, plus `edge` per bar."""
+    import numpy as np
+    import pandas as pd
+
+    returns = edge + 0.01 * np.random.default_rng(seed).standard_normal(640)
+    index = pd.bdate_range("2010-01-04", periods=640, name="timestamp")
+    folder.mkdir(parents=True)
+    pd.DataFrame({"return": returns, "buy_and_hold": 0.0}, index=index).to_csv(folder / "oos_returns.csv")
+    return str(folder)
+
+
 def finished(
-    store: OperationsStore, symbol: str, sharpe: float, *, flagged: bool, gate: str | None = None
+    store: OperationsStore, symbol: str, sharpe: float, *, flagged: bool, gate: str | None = None, backtest_dir: str
 ) -> Operation:
-    """A finished cycle on `symbol` with a recorded walk-forward backtest (16 years of daily bars)."""
+    """A finished cycle on `symbol` with a recorded walk-forward backtest (16 years of daily bars) and its returns."""
     backtest = {"sharpe_ratio": sharpe, "n_bars": 4000, "skewness": 0.0, "kurtosis": 3.0, "deflated_sharpe": 0.99}
     meta = {"symbol": symbol, "timeframe": "1d", "backtest_result": backtest, "training_gate": {"passed": True},
-            "backtest_gate": {"passed": not gate, **({"reason": gate} if gate else {})}}  # fmt: skip
+            "backtest_gate": {"passed": not gate, **({"reason": gate} if gate else {})}, "paths": GOOD_PATHS,
+            "backtest_dir": backtest_dir}  # fmt: skip
     row = store.create_cycle(max_active=100, metadata=meta)
     store.start(row.operation_id)
     if gate:
@@ -109,24 +127,55 @@ def finished(
 
 
 def test_the_end_judgement_keeps_the_discovery_that_lasts_and_withdraws_the_flag_raised_over_few_trials(
-    sqlite_url: str,
+    sqlite_url: str, tmp_path: Path
 ) -> None:
     # Given a series whose second cycle was flagged when it ran (few trials then) with a Sharpe that twenty
-    # trials of this spread do not leave standing, and a strong first cycle
+    # trials of this spread do not leave standing, and a strong first cycle, whose out-of-sample returns carry the
+    # only edge among the series' trials (its PBO is low) and whose paths hold up
+    store = get_store(sqlite_url)
+    store.upgrade()
+
+    def returns(n: int, edge: float = 0.0) -> str:
+        return write_returns(tmp_path / f"trial_{n}", edge, seed=n)
+
+    cycles = [
+        finished(store, "CAL_TEST0001", 3.0, flagged=True, backtest_dir=returns(0, edge=0.004)),
+        finished(store, "CAL_TEST0001", 1.1, flagged=True, backtest_dir=returns(1)),
+        finished(
+            store, "CAL_TEST0001", 2.5, flagged=False, gate="win_rate_too_low (30% < 45%)", backtest_dir=returns(2)
+        ),
+        *(
+            finished(store, "CAL_TEST0001", 0.1 * n - 0.5, flagged=False, backtest_dir=returns(3 + n))
+            for n in range(17)
+        ),
+    ]
+    finished(store, "CAL_OTHER001", 0.2, flagged=True, backtest_dir=returns(99))  # another series counts for nothing
+    # When the series is judged at the end, over all its trials
+    lasting, withdrawn = judge_series(store, "CAL_TEST0001", cycles)
+    # Then the first cycle stands (promoted), the second's flag is withdrawn, and the gate-stopped one is no discovery
+    assert lasting == [1]
+    assert withdrawn == [2]
+    pbo = series_evidence(store, "CAL_TEST0001", "1d").pbo
+    assert pbo is not None and pbo.pbo <= 0.2
+
+
+def test_the_end_judgement_counts_no_discovery_while_the_series_pbo_is_too_high(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Given the same strong first cycle among noise, but no edge in its returns: picking the best trial in sample
+    # is a coin flip out of sample (PBO about 0.5 > 0.2)
     store = get_store(sqlite_url)
     store.upgrade()
     cycles = [
-        finished(store, "CAL_TEST0001", 3.0, flagged=True),
-        finished(store, "CAL_TEST0001", 1.1, flagged=True),
-        finished(store, "CAL_TEST0001", 2.5, flagged=False, gate="win_rate_too_low (30% < 45%)"),
-        *(finished(store, "CAL_TEST0001", 0.1 * n - 0.5, flagged=False) for n in range(17)),
-    ]
-    finished(store, "CAL_OTHER001", 0.2, flagged=True)  # another series' trial counts for nothing here
-    # When the series is judged at the end, over all its trials
-    lasting, withdrawn = judge_series(store, "CAL_TEST0001", cycles)
-    # Then the first cycle stands, the second's flag is withdrawn, and the gate-stopped one is no discovery
-    assert lasting == [1]
-    assert withdrawn == [2]
+        finished(store, "CAL_TEST0002", 3.0 if n == 0 else 0.1 * n - 0.5, flagged=n == 0,
+                 backtest_dir=write_returns(tmp_path / f"noise_{n}", 0.0, seed=n))
+        for n in range(12)
+    ]  # fmt: skip
+    # When the series is judged at the end, then its candidate is rejected and its flag counts as withdrawn
+    assert judge_series(store, "CAL_TEST0002", cycles) == ([], [1])
+    evidence = series_evidence(store, "CAL_TEST0002", "1d")
+    assert evidence.pbo is not None and evidence.pbo.pbo > 0.2
+    assert [(t.cycle_id, t.promotion) for t in evidence.candidates] == [(cycles[0].operation_id, "rejected")]
 
 
 def test_the_last_run_is_saved_whole_and_read_back(tmp_path: Path) -> None:
