@@ -331,6 +331,12 @@ def describe(universe: Universe, data_dir: Path | None) -> UniverseInfo:
     )
 
 
+def universe_names(data_dir: Path | None) -> list[tuple[str, str]]:
+    """(name, timeframe) of every universe, bundled first: the registry and the bundled list only, no bars read."""
+    registry = read_registry(data_dir) if data_dir is not None else {}
+    return [(u.name, u.timeframe) for u in [*bundled_universes(), *(registry[name] for name in sorted(registry))]]
+
+
 def bundled_universes() -> list[Universe]:
     """The bundled universes whose library is installed."""
     return [

@@ -402,3 +402,32 @@ def html_unescape(text: str) -> str:
     import html
 
     return html.unescape(text)
+
+
+def test_the_trigger_form_offers_each_universe_in_both_modes_and_triggers_it_as_the_api_does(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No browser: the app in process. The form's universe choice reaches the same checks as the API's body."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from agent_pipeline.api.app import app
+    from agent_pipeline.config import reset_settings
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    reset_settings()
+    with TestClient(app) as client:
+        # Given the overview: the bundled SP500_20 is offered, timing and rank, beside the series
+        page = client.get("/ui/")
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
+        assert '<option value="universe SP500_20 1d timing">SP500_20 1d timing</option>' in page.text
+        assert '<option value="universe SP500_20 1d rank">SP500_20 1d rank</option>' in page.text
+        # When a universe choice is sent with another timeframe, or a mode the form never offers
+        wrong = client.post("/ui/trigger", data={"csrf": csrf, "series": "universe SP500_20 1h rank"})
+        api = client.post("/api/v1/agent/trigger", json={"universe": "SP500_20", "timeframe": "1h"})
+        tampered = client.post("/ui/trigger", data={"csrf": csrf, "series": "universe SP500_20 1d short"})
+    # Then each is refused with the API's status and message, and no cycle was created
+    assert wrong.status_code == api.status_code == 400
+    assert "universe SP500_20 is 1d, not 1h" in wrong.text and api.json()["error"] == "universe SP500_20 is 1d, not 1h"
+    assert tampered.status_code == 400 and "a universe choice is `universe NAME TIMEFRAME timing|rank`" in tampered.text

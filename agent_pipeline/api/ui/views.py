@@ -60,9 +60,19 @@ def overview_view(store: OperationsStore, settings: Settings) -> dict[str, Any]:
 
 
 def trigger_options(settings: Settings) -> dict[str, Any]:
-    """The trigger form's choices: every series with data, and the designers."""
+    """The trigger form's choices: every series with data, every universe in both portfolio modes, the designers."""
+    from agent_pipeline.engine.universe import universe_names  # lazy: start-up cost (pandas)
+
     pairs = sorted(available_series(settings.data_dir))
-    return {"series_choices": [f"{symbol} {timeframe}" for symbol, timeframe in pairs], "designers": DESIGNERS}
+    universes = [
+        f"universe {name} {timeframe} {mode}" for name, timeframe in universe_names(settings.data_dir)
+        for mode in ("timing", "rank")
+    ]  # fmt: skip
+    return {
+        "series_choices": [f"{symbol} {timeframe}" for symbol, timeframe in pairs],
+        "universe_choices": universes,
+        "designers": DESIGNERS,
+    }
 
 
 def history_view(

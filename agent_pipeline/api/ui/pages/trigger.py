@@ -12,7 +12,7 @@ from agent_pipeline.api.routes.contract import status_of
 from agent_pipeline.api.ui.guard import ActionDep
 from agent_pipeline.api.ui.render import render
 from agent_pipeline.api.ui.views import overview_view, trigger_options
-from agent_pipeline.errors import KtrdrError
+from agent_pipeline.errors import InvalidOptionError, KtrdrError
 from agent_pipeline.pipeline import cycle
 from agent_pipeline.pipeline.context import CycleOptions
 from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES, decode_strategy
@@ -42,12 +42,17 @@ def trigger_cycle(
 
 
 def trigger_options_of(series: str, designer: str, bypass_gates: bool, upload: UploadFile | None) -> CycleOptions:
-    """The CycleOptions of the trigger form (a series `SYMBOL TIMEFRAME`, a designer, an uploaded strategy)."""
-    symbol, _, timeframe = series.strip().partition(" ")
+    """The CycleOptions of the trigger form (a series `SYMBOL TIMEFRAME` or `universe NAME TIMEFRAME MODE`, a
+    designer, an uploaded strategy)."""
+    words = series.split()
     strategy = None
     if upload is not None and upload.filename:
         strategy = decode_strategy(upload.file.read(MAX_STRATEGY_BYTES + 1), name=upload.filename)
-    return CycleOptions(
-        bypass_gates=bypass_gates, designer=designer or None, symbol=symbol or None, timeframe=timeframe or None,
-        strategy=strategy,
-    )  # fmt: skip
+    chosen: dict[str, str | None] = {"symbol": words[0] if words else None, "timeframe": " ".join(words[1:]) or None}
+    if words[:1] == ["universe"]:
+        if len(words) != len(("universe", "NAME", "TIMEFRAME", "MODE")) or words[3] not in ("timing", "rank"):
+            raise InvalidOptionError(f"a universe choice is `universe NAME TIMEFRAME timing|rank`, not {series!r}")
+        chosen = {"universe": words[1], "timeframe": words[2], "portfolio": words[3]}
+    return CycleOptions.model_validate(
+        {"bypass_gates": bypass_gates, "designer": designer or None, "strategy": strategy, **chosen}
+    )
