@@ -6,7 +6,7 @@ TORCH_PIN := torch==2.13.0
 # Test processes (pytest-xdist): files are spread over them, each file's tests stay in one (their shared stacks).
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-fast lint format bench bench-research bench-power bench-skill-gate clean
+.PHONY: venv demo test test-fast lint format bench bench-research bench-power bench-skill-gate bench-decay clean
 
 $(BIN)/ktrdr: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ bench-power: venv
 # The training gate against chance: 20 random walks and the planted edges, one walk-forward training each (issue 23).
 bench-skill-gate: venv
 	$(BIN)/python bench/bench_skill_gate.py
+
+# The decay alarm on planted reversals: an edge that continues, turns or dies at forward bar 100 (issue 27; seconds).
+bench-decay: venv
+	$(BIN)/python bench/bench_decay.py
 
 clean:
 	rm -rf $(VENV) .ktrdr .pytest_cache .mypy_cache .ruff_cache
