@@ -119,11 +119,13 @@ def discovery_text(meta: CycleRecord, summary: dict[str, Any]) -> str:
     current = f"deflated Sharpe over the series' current trials {{}} {DISCOVERY_DSR}"
     promotion = summary.get("promotion") or {}
     if summary.get("discovery"):
-        if promotion.get("reason"):  # promoted (issue 25); an older row was flagged on its deflated Sharpe alone
-            return f"yes ({promotion['reason']})"
+        if promotion:  # promoted (issue 25); an older row was flagged on its deflated Sharpe alone
+            return "yes (a candidate promoted: its series' PBO and its paths hold up; see Promotion)"
         return f"yes (both gates passed, {current.format('at least')}; {num(dsr, 2)} when it ran)"
-    if promotion.get("status") in ("candidate", "rejected"):
-        return f"no, a {promotion['status']} ({promotion.get('reason')})"
+    if promotion.get("status") == "candidate":
+        return "no, a candidate (not promoted yet; see Promotion)"
+    if promotion.get("status") == "rejected":
+        return "no, a candidate rejected by the promotion step (see Promotion)"
     if summary.get("discovery_at_run"):
         return f"no (flagged when it ran, then withdrawn: {current.format('below')})"
     if isinstance(dsr, int | float) and dsr < DISCOVERY_DSR:

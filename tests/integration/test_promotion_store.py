@@ -90,13 +90,19 @@ def test_the_report_shows_each_promotion_test_and_draws_the_path_sharpes(store: 
     cycle_id = completed_candidate(store)
     judge_with(store, 0.05)
     rows = dict(report_rows(store.get(cycle_id)))
-    assert rows["Discovery"] == "yes (promoted: PBO 0.05 <= 0.20, median path Sharpe 1.10, 100% of 5 paths positive)"
-    assert rows["Promotion"].startswith("discovery: promoted")
+    assert rows["Discovery"] == "yes (a candidate promoted: its series' PBO and its paths hold up; see Promotion)"
+    assert (
+        rows["Promotion"] == "discovery: promoted: PBO 0.05 <= 0.20, median path Sharpe 1.10, 100% of 5 paths positive"
+    )
     assert rows["  PBO"] == "0.05 (at most 0.20)"
     assert rows["  paths"] == (
         "Sharpe 0.90, 1.10, 1.30, 0.40, 1.20 over 5 paths (6 groups, 2 held out): median 1.10, 100.0% positive "
         "(at least 80.0%)"
     )
+    judge_with(store, 0.45)  # a later PBO above the limit
+    rows = dict(report_rows(store.get(cycle_id)))
+    assert rows["Discovery"] == "no, a candidate rejected by the promotion step (see Promotion)"
+    assert (rows["Promotion"], rows["  PBO"]) == ("rejected: pbo_too_high (0.45 > 0.20)", "0.45 (at most 0.20)")
     plots = write_plots(store, cycle_id, tmp_path)
     (drawn,) = [p for p in plots if p.name == "paths.png"]
     assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
