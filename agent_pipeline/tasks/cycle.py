@@ -45,7 +45,8 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     # Judged with the series' PBO now; each later cycle's end on the series judges it again (store/discoveries).
     overfitting = _overfitting(store, meta)
     promotion = promotion_at_run(meta, overfitting)
-    summary["promotion"] = promotion.to_record() if promotion.status else None
+    if promotion.status is not None:  # a candidate: candidate, discovery or rejected, each test's figure and limit
+        summary["promotion"] = promotion.to_record()
     summary["discovery"] = summary["discovery_at_run"] = promotion.is_discovery
     # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
     summary["lockbox"] = _trade_lockbox(context.cycle_id, meta)
