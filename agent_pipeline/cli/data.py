@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -11,7 +12,8 @@ import click
 
 from agent_pipeline.cli.app import cli, console
 from agent_pipeline.config import get_settings
-from agent_pipeline.engine.datastore import publish_series
+from agent_pipeline.engine.datastore import data_store, publish_series, synced_data_dir
+from agent_pipeline.errors import ArtifactNotFoundError
 
 if TYPE_CHECKING:
     from agent_pipeline.engine.synth_universe import UniverseRecipe
@@ -172,6 +174,78 @@ def import_data(file: Path, symbol: str | None, universe: str | None, timeframe:
         f"({info.get('start')} to {info.get('end')}) into {info.get('path')}"
     )
     echo_published(stored.path)
+
+
+@data.command("append")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--symbol", required=True, help="The series' symbol, e.g. EURUSD.")
+@click.option("--timeframe", required=True, help="The series' timeframe, e.g. 1d.")
+@click.option(
+    "--max-gap",
+    help="Largest gap allowed before and between the new bars, in weekday time (pandas: 10D, 3D, 12h); "
+    "default 10 bars for 1d and 1w, 3 days for intraday bars.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was appended as JSON.")
+def append_data(file: Path, symbol: str, timeframe: str, max_gap: str | None, as_json: bool) -> None:
+    """Add the bars of FILE after the end of a stored series: forward bars, as they arrive (issue 27).
+
+    FILE is a CSV in any layout `ktrdr data import` reads; every price must be a number. Bars that overlap the
+    series and agree with it are skipped; a disagreeing one, bars out of order or given twice, or a gap over
+    --max-gap (Saturdays and Sundays never count) refuse the whole file, and nothing is written. The series is
+    stored where `data import` stores it, and published to KTRDR_DATA_URL when that is set (after fetching the
+    store's copy first); `<SYMBOL>_<tf>.appended.json` beside it records each appended range.
+    """
+    from agent_pipeline.engine.append import append_bars  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.bars_source import FileBarSource  # lazy: start-up cost (pandas)
+
+    folder = synced_data_dir() or data_folder()
+    fetch_appended_record(folder, symbol, timeframe)
+    result = append_bars(
+        FileBarSource(file), symbol=symbol, timeframe=timeframe, data_dir=folder, max_gap=parse_gap(max_gap)
+    )
+    if as_json:
+        click.echo(json.dumps({"success": True, "data": as_record(result)}, indent=2))
+    elif result.appended:
+        click.echo(
+            f"Appended {result.appended} bars to {result.symbol} {result.timeframe} ({result.start} to {result.end}), "
+            f"{result.bars} bars now, skipped {result.skipped} stored bars the file repeats; into {result.path}"
+        )
+    else:
+        click.echo(f"Nothing to append: the {result.skipped} bars of the file are stored already in {result.path}")
+    if result.appended:
+        echo_published(result.path, result.record)
+
+
+def fetch_appended_record(folder: Path, symbol: str, timeframe: str) -> None:
+    """Fetch a series' record of appended ranges from KTRDR_DATA_URL, when it is set, before an append adds to it.
+
+    The data store's sync fetches the series files only (`datastore.SERIES_SUFFIXES`), and an append that started
+    from an older record would publish it without the ranges another host appended.
+    """
+    from agent_pipeline.engine.append import appended_path  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.data import dataset_path  # lazy: start-up cost (pandas)
+
+    store = data_store()
+    if store is None:
+        return
+    name = appended_path(dataset_path(symbol, timeframe, folder)).name
+    with contextlib.suppress(ArtifactNotFoundError):
+        store.get_file(store.url_for(name), folder / name)
+
+
+def parse_gap(text: str | None) -> Any:
+    """`--max-gap` as a positive pandas Timedelta (None: the timeframe's default)."""
+    if text is None:
+        return None
+    import pandas as pd  # lazy: start-up cost
+
+    try:
+        gap = pd.Timedelta(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 10D, 3D, 12h)", param_hint="--max-gap") from None
+    if not gap > pd.Timedelta(0):
+        raise click.BadParameter(f"{text!r} must be positive", param_hint="--max-gap")
+    return gap
 
 
 def import_universe_file(file: Path, name: str, timeframe: str, replace: bool) -> None:

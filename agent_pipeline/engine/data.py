@@ -240,6 +240,29 @@ def read_ohlcv_csv(path: Path) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.DatetimeIndex(index, name="date"))
 
 
+def read_csv_table(path: Path) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+    """Any accepted CSV layout as its columns as read (lower-case names, rows in file order) and their dates.
+
+    For readers stricter than `read_ohlcv_csv` (`ktrdr data append`, issue 27), which see each cell before any
+    coercion.
+
+    Raises:
+        DataError: the file cannot be read, has no rows, or no readable date column.
+    """
+    try:
+        frame = _read_table(Path(path))
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, csv.Error) as exc:
+        raise DataError(f"cannot read {Path(path).name}: {first_line(exc)}") from None
+    if frame.empty:
+        raise DataError(f"{Path(path).name}: no rows")
+    return frame, pd.DatetimeIndex(parse_dates(_date_text(frame)), name="date")
+
+
+def volume_column(frame: pd.DataFrame) -> str | None:
+    """The name of a table's volume column (`volume`, `tickvol`, ...), None when it has none."""
+    return _pick(frame, _VOLUME_NAMES)
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -249,6 +272,11 @@ def _weekday_clock(index: pd.DatetimeIndex) -> np.ndarray:
     week, within = np.divmod(since, pd.Timedelta(weeks=1).value)
     workweek = pd.Timedelta(days=5).value
     return week * workweek + np.minimum(within, workweek)
+
+
+def weekday_gaps(index: pd.DatetimeIndex) -> pd.TimedeltaIndex:
+    """The weekday time between consecutive bars (Saturdays and Sundays never count), as `count_gaps` measures it."""
+    return pd.to_timedelta(np.diff(_weekday_clock(index)), unit="ns")
 
 
 def count_gaps(index: pd.DatetimeIndex, timeframe: str) -> tuple[int, pd.Timedelta]:
