@@ -65,6 +65,10 @@ class Trial(BaseModel):
     sharpe_ratio: float | None
     num_trades: int | None
     excess_return: float | None
+    # A universe's portfolio (issue 24): timing or rank; for rank the daily rank IC and ICIR. None on a series.
+    portfolio_mode: str | None = None
+    rank_ic: float | None = None
+    icir: float | None = None
 
 
 class OverfittingSummary(BaseModel):
@@ -153,6 +157,9 @@ def _trial(cycle: Operation, judgement: Judgement) -> Trial:
         sharpe_ratio=result.get("sharpe_ratio"),
         num_trades=result.get("num_trades"),
         excess_return=result.get("excess_return"),
+        portfolio_mode=result.get("portfolio_mode"),
+        rank_ic=result.get("rank_ic"),
+        icir=result.get("icir"),
     )
 
 

@@ -106,6 +106,10 @@ class CycleResult:
     series_lockbox: SeriesLockbox | None = None  # the series' lockbox reads, its best read deflated over them
     # The promotion step (issue 25): candidate, discovery or rejected; None for a cycle that is no candidate.
     promotion: str | None = None
+    # A universe's portfolio (issue 24): timing or rank, and for rank the daily rank IC and ICIR; None on a series.
+    portfolio_mode: str | None = None
+    rank_ic: float | None = None
+    icir: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -227,27 +231,33 @@ def leaderboard(
     with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
         results = [_to_result(row) for row in session.scalars(query)]
     lockboxes = series_lockbox(store, {(r.symbol, r.timeframe) for r in results if r.symbol and r.timeframe})
-    statuses = promotions(store, [r.operation_id for r in results])
+    found = row_extras(store, [r.operation_id for r in results])
     return [
-        replace(
-            r, series_lockbox=lockboxes.get((r.symbol or "", r.timeframe or "")), promotion=statuses.get(r.operation_id)
-        )
+        replace(r, series_lockbox=lockboxes.get((r.symbol or "", r.timeframe or "")), **found.get(r.operation_id, {}))
         for r in results
     ]
 
 
-def promotions(store: StoreBase, operation_ids: list[str]) -> dict[str, str]:
-    """The promotion status (`result_summary.promotion.status`) of each listed cycle that has one.
+def row_extras(store: StoreBase, operation_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per listed cycle: its promotion status (`result_summary.promotion.status`) and its universe portfolio's
+    mode, rank IC and ICIR (`backtest_result`), the ones it has.
 
-    Read from the operations row by primary key rather than kept in `cycle_results`: no page sorts or filters by it,
-    and a column would need every migration that writes leaderboard rows to know it.
+    Read from the operations row by primary key rather than kept in `cycle_results`: no page sorts or filters by
+    them, and a column would need every migration that writes leaderboard rows to know it.
     """
     if not operation_ids:
         return {}
-    status = OperationRow.result_summary["promotion"]["status"].as_string()
-    query = select(OperationRow.operation_id, status).where(OperationRow.operation_id.in_(operation_ids))
+    backtest = OperationRow.metadata_["backtest_result"]
+    columns = {
+        "promotion": OperationRow.result_summary["promotion"]["status"].as_string(),
+        "portfolio_mode": backtest["portfolio_mode"].as_string(),
+        "rank_ic": backtest["rank_ic"].as_float(),
+        "icir": backtest["icir"].as_float(),
+    }
+    query = select(OperationRow.operation_id, *columns.values()).where(OperationRow.operation_id.in_(operation_ids))
     with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
-        return {str(op): str(value) for op, value in session.execute(query) if value}
+        rows = session.execute(query).all()
+    return {str(row[0]): {k: v for k, v in zip(columns, row[1:], strict=True) if v is not None} for row in rows}
 
 
 def outcome_counts(store: StoreBase) -> dict[str, int]:

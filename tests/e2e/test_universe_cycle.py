@@ -172,3 +172,9 @@ def test_the_bundled_sp500_universe_runs_a_ranked_cycle_offline(tmp_path: Path) 
     history = ktrdr("agent", "history", "--json", "--symbol", "sp500_20", env=env, cwd=tmp_path)
     (row,) = json.loads(history.stdout)["data"]
     assert row["symbol"] == "SP500_20" and row["timeframe"] == "1d"
+    assert row["portfolio_mode"] == "rank" and isinstance(row["rank_ic"], float)
+    # And evidence lists it as one series, the universe, with its portfolio's figures on the trial
+    evidence = ktrdr("agent", "evidence", "--json", "--symbol", "SP500_20", env=env, cwd=tmp_path)
+    (series,) = json.loads(evidence.stdout)["series"]
+    assert (series["symbol"], series["trials"]) == ("SP500_20", 1)
+    assert series["best"][0]["portfolio_mode"] == "rank" and series["best"][0]["rank_ic"] == row["rank_ic"]
