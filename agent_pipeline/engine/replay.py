@@ -142,7 +142,7 @@ def replay_block(
         DataError, StrategyValidationError: the bars or the document cannot be read.
     """
     strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
-    series = series_bars(strategy, data_dir)
+    series = series_bars(strategy, data_dir, end=evaluation.series_end)  # as trained: forward bars left out
     end, count = span(strategy, series)
     research = research_bars(strategy, series, evaluation.lockbox_fraction)
     costs = {"commission": strategy.backtest.commission, "slippage": strategy.backtest.slippage}

@@ -34,6 +34,7 @@ from agent_pipeline.engine.pooled import PooledWalkForward, build_pooled_walk_fo
 from agent_pipeline.engine.pooled import lockbox_rows as universe_lockbox_rows
 from agent_pipeline.engine.portfolio import FOLD_KEYS, trade_plan
 from agent_pipeline.engine.portfolio import trade_lockbox as trade_portfolio_lockbox
+from agent_pipeline.engine.series_cut import cut_at, cut_series
 from agent_pipeline.engine.strategy import Strategy, load_strategy
 from agent_pipeline.engine.trainer import EpochProgress, TrainingResult, predict_probabilities, train
 from agent_pipeline.engine.walkforward import Fold, WalkForward, build_walk_forward, lockbox_rows
@@ -111,10 +112,15 @@ PRIOR_SMOOTHING = 1.0
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """How a cycle evaluates: the same values must reach training, backtest and lockbox."""
+    """How a cycle evaluates: the same values must reach training, backtest and lockbox.
+
+    `series_end` is the series' research and lockbox end, fixed by its first cycle (issue 27, `series_cut`): bars
+    after it are forward bars and never read here. None reads the whole series (cycles recorded before it).
+    """
 
     lockbox_fraction: float = 0.2
     folds: int = 4
+    series_end: str | None = None
 
 
 # A walk-forward plan: one series', or a universe's pooled one (issue 24); both train and summarise alike.
@@ -125,9 +131,9 @@ def _walk_forward(strategy_path: Path, data_dir: Path | None, evaluation: Evalua
     strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
     fraction, folds = evaluation.lockbox_fraction, evaluation.folds
     if strategy.universe is not None:
-        series = universe_series(strategy.universe, strategy.timeframe, data_dir)
+        series = cut_series(universe_series(strategy.universe, strategy.timeframe, data_dir), evaluation.series_end)
         return strategy, build_pooled_walk_forward(strategy, series, lockbox_fraction=fraction, folds=folds)
-    bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
+    bars = cut_at(load_bars(strategy.symbol, strategy.timeframe, data_dir), evaluation.series_end)
     return strategy, build_walk_forward(strategy, bars, lockbox_fraction=fraction, folds=folds)
 
 
@@ -456,7 +462,7 @@ def trade_lockbox(
     strategy = load_strategy(Path(strategy_path), available_pairs(data_dir))
     if strategy.universe is not None:
         return _lockbox_figures(_universe_lockbox(strategy, Path(model_path), evaluation, data_dir))
-    bars = load_bars(strategy.symbol, strategy.timeframe, data_dir)
+    bars = cut_at(load_bars(strategy.symbol, strategy.timeframe, data_dir), evaluation.series_end)
     x, lockbox = lockbox_rows(strategy, bars, lockbox_fraction=evaluation.lockbox_fraction)
     signals = strategy_signals(Path(model_path), x, strategy.backtest)
     return _lockbox_figures(_simulate(strategy, lockbox, signals))
@@ -472,6 +478,6 @@ def _lockbox_figures(result: BacktestResult) -> dict[str, Any]:
 def _universe_lockbox(strategy: Strategy, path: Path, evaluation: Evaluation, data_dir: Path | None) -> BacktestResult:
     """The final model trades every symbol's lockbox once, as the strategy's portfolio."""
     assert strategy.universe is not None
-    series = universe_series(strategy.universe, strategy.timeframe, data_dir)
+    series = cut_series(universe_series(strategy.universe, strategy.timeframe, data_dir), evaluation.series_end)
     rows = universe_lockbox_rows(strategy, series, lockbox_fraction=evaluation.lockbox_fraction)
     return trade_portfolio_lockbox(strategy, rows, [predict_probabilities(path, x) for x, _ in rows.values()])

@@ -51,7 +51,7 @@ class CycleRecord(_Record):
     backtest_op_id: str | None = None
     assessment_op_id: str | None = None
     training_task_id: str | None = None
-    evaluation: dict[str, Any] | None = None  # {lockbox_fraction, folds}
+    evaluation: dict[str, Any] | None = None  # {lockbox_fraction, folds, series_end} (series_end: issue 27)
     training_result: dict[str, Any] | None = None
     model_path: str | None = None
     backtest_result: dict[str, Any] | None = None

@@ -23,6 +23,7 @@ from celery.exceptions import Ignore
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.engine.files import atomic_write
+from agent_pipeline.engine.strategy import load_strategy
 from agent_pipeline.errors import CancelledError
 from agent_pipeline.logs import operation_context
 from agent_pipeline.pipeline import flags, outages, shutdown
@@ -90,18 +91,34 @@ def _measure(
     folder.mkdir(parents=True, exist_ok=True)
     strategy_path = atomic_write(folder / "strategy.yaml", strategy_yaml)
     watch.beat()
+    # The message's data_dir is the sender's host path: a GPU host uses its own folder when that is absent.
+    data = Path(data_dir) if data_dir and Path(data_dir).is_dir() else synced_data_dir()
     return measure_paths(
         strategy_path,
         work_dir=folder,
         lockbox_fraction=float(evaluation["lockbox_fraction"]),
         folds=int(evaluation["folds"]),
-        # The message's data_dir is the sender's host path: a GPU host uses its own folder when that is absent.
-        data_dir=Path(data_dir) if data_dir and Path(data_dir).is_dir() else synced_data_dir(),
+        data_dir=_cut_data(strategy_path, data, evaluation.get("series_end"), folder / "data"),
         seed=seed,
         on_epoch=watch.on_epoch,
         should_cancel=watch.should_cancel,
         batched=settings.batched_folds,
     )
+
+
+def _cut_data(strategy_path: Path, data_dir: Path | None, end: str | None, scratch: Path) -> Path | None:
+    """The data folder the paths read: `data_dir`, or where bars came after the series' fixed end (issue 27), a copy
+    of the strategy's series cut at that end in `scratch`, so that the paths' research period is the cycle's."""
+    from agent_pipeline.engine.data import available_pairs  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.replay import cut_copy, series_bars  # lazy: start-up cost (pandas, torch)
+
+    if end is None:
+        return data_dir
+    strategy = load_strategy(strategy_path, available_pairs(data_dir))
+    whole, cut = series_bars(strategy, data_dir), series_bars(strategy, data_dir, end=end)
+    if all(len(cut[symbol]) == len(frame) for symbol, frame in whole.items()):
+        return data_dir
+    return cut_copy(strategy, cut, data_dir, scratch)
 
 
 def _remember(task: TrainingTask, paths_op_id: str, figures: dict[str, Any]) -> None:

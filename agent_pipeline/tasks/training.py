@@ -18,6 +18,8 @@ from celery.exceptions import Ignore
 from celery.result import AsyncResult
 
 from agent_pipeline.engine.artifacts import artifact_store
+from agent_pipeline.engine.datastore import synced_data_dir
+from agent_pipeline.engine.series_cut import strategy_last_bar
 from agent_pipeline.engine.strategy import dump_strategy, load_strategy
 from agent_pipeline.errors import PhaseError
 from agent_pipeline.pipeline import broker
@@ -25,6 +27,7 @@ from agent_pipeline.pipeline.celery_app import GPU_QUEUE, app
 from agent_pipeline.pipeline.context import CycleContext, Phase
 from agent_pipeline.pipeline.flags import stop_training
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType, get_store
+from agent_pipeline.store.series import fix_series_end
 from agent_pipeline.tasks.base import PhaseTask, absolute, child_operation, settings, strategy_file
 from agent_pipeline.tasks.gpu import REQUEUED, train_model
 
@@ -159,10 +162,25 @@ def _evaluation(store: OperationsStore, cycle: Operation) -> dict[str, Any]:
     if "evaluation" in cycle.metadata:
         return dict(cycle.metadata["evaluation"])
     config = settings()
-    evaluation = {"lockbox_fraction": config.lockbox_fraction, "folds": config.walk_forward_folds}
+    evaluation = {
+        "lockbox_fraction": config.lockbox_fraction,
+        "folds": config.walk_forward_folds,
+        "series_end": _series_end(store, cycle),
+    }
     if store.claim_metadata(cycle.operation_id, "evaluation", evaluation):
         return evaluation
     return dict(store.get(cycle.operation_id).metadata["evaluation"])  # a duplicate delivery claimed first
+
+
+def _series_end(store: OperationsStore, cycle: Operation) -> str | None:
+    """The series' research and lockbox end, fixed by its first cycle (issue 27; `engine.series_cut`): bars appended
+    after it are forward bars, never this cycle's research or lockbox."""
+    meta = cycle.record
+    if meta.series is None:
+        return None
+    end = strategy_last_bar(strategy_file(meta), synced_data_dir())
+    symbol, timeframe = meta.series
+    return fix_series_end(store, symbol=symbol, timeframe=timeframe, end=end, cycle_id=cycle.operation_id).series_end
 
 
 def _strategy_text(path: Path, epochs: int | None) -> str:

@@ -1,0 +1,77 @@
+"""Each series' research and lockbox end is fixed by its first cycle and recorded (issue 27; store/series.py).
+
+Each test runs on a fresh SQLite file and on a fresh Postgres database (the `store` fixture).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from agent_pipeline.config import reset_settings
+from agent_pipeline.engine.data import load_bars, random_walk_bars, store_bars
+from agent_pipeline.store.operations import OperationsStore, OperationType
+from agent_pipeline.store.series import fix_series_end, list_cuts, series_cut
+
+DOCUMENT = {
+    "name": "cut_demo", "symbol": "RW", "timeframe": "1d", "indicators": [{"type": "rsi", "period": 14}],
+    "fuzzy_sets": {"rsi_14": {"low": {"type": "triangular", "parameters": [0, 0, 50]}}},
+    "labels": {"zigzag_threshold": 0.02, "lookahead": 5},
+}  # fmt: skip
+
+
+def walk(bars: int, seed: int, start: str = "1999-01-04") -> pd.DataFrame:
+    frame = random_walk_bars(bars, seed=seed, start=start)
+    return frame.set_index(pd.DatetimeIndex(frame.pop("timestamp"), name="date"))
+
+
+def test_the_first_end_fixed_holds_and_later_ones_read_it(store: OperationsStore) -> None:
+    assert series_cut(store, symbol="rw", timeframe="1d") is None
+    first = fix_series_end(store, symbol="rw", timeframe="1d", end="2001-01-05 00:00:00", cycle_id="op_a")
+    later = fix_series_end(store, symbol="RW", timeframe="1d", end="2002-03-01 00:00:00", cycle_id="op_b")
+    assert (later.series_end, later.cycle_id, later.symbol) == ("2001-01-05 00:00:00", "op_a", "RW")
+    assert later == first == series_cut(store, symbol="RW", timeframe="1d")
+    assert fix_series_end(store, symbol="RW", timeframe="1h", end="x", cycle_id="op_c").series_end == "x"
+    assert [(cut.symbol, cut.timeframe) for cut in list_cuts(store)] == [("RW", "1d"), ("RW", "1h")]
+
+
+def test_first_cycles_racing_all_get_one_end(store: OperationsStore) -> None:
+    def fix(i: int) -> str:
+        return fix_series_end(store, symbol="RACE", timeframe="1d", end=f"200{i}-01-01", cycle_id=f"op_{i}").series_end
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ends = set(pool.map(fix, range(8)))
+    assert len(ends) == 1 and ends == {series_cut(store, symbol="RACE", timeframe="1d").series_end}  # type: ignore[union-attr]
+
+
+def test_a_cycle_after_an_append_is_evaluated_up_to_the_end_its_series_first_cycle_fixed(
+    store: OperationsStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_pipeline.tasks.training import _evaluation
+
+    # Given a series and a strategy on it, and the data folder the research worker reads
+    monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path))
+    reset_settings()
+    store_bars(walk(500, seed=1), symbol="RW", timeframe="1d", data_dir=tmp_path)
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text(yaml.safe_dump(DOCUMENT))
+    meta = {"symbol": "RW", "timeframe": "1d", "strategy_path": str(strategy)}
+
+    def evaluation() -> dict:
+        cycle = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata=meta)
+        return _evaluation(store, cycle)
+
+    # When the first cycle's training is submitted, then bars are appended, then a second cycle's is
+    first = evaluation()
+    end = str(load_bars("RW", "1d", tmp_path).index[-1])
+    stored = load_bars("RW", "1d", tmp_path)
+    extra = walk(40, seed=2, start=str(stored.index[-1] + pd.offsets.BDay()))
+    store_bars(pd.concat([stored, extra]), symbol="RW", timeframe="1d", data_dir=tmp_path)
+    second = evaluation()
+    # Then both are evaluated up to the first cycle's last bar: the appended bars are forward bars
+    assert first["series_end"] == second["series_end"] == end
+    assert first["lockbox_fraction"] == second["lockbox_fraction"] and first["folds"] == second["folds"]
