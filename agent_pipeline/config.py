@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     # The unattended loop (issue 10): `15s`, `10m`, `1h` or `continuous` drives `ktrdr beat`; unset = off.
     schedule: str | None = None
 
+    # Paper trading (issue 27): seconds between two steps of every open paper account by `ktrdr beat`.
+    paper_interval: float = Field(default=60.0, ge=MIN_INTERVAL, le=86400)
+
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:

@@ -111,3 +111,12 @@ class CancelledError(KtrdrError):
 
 class CsrfRefusedError(KtrdrError):
     """Raised when a dashboard action's form lacks the CSRF token of the session cookie sent with it."""
+
+
+class PaperAccountNotFoundError(KtrdrError):
+    """Raised when a paper account id does not exist."""
+
+
+class PaperRefusedError(KtrdrError):
+    """Raised when a paper account cannot be opened for a cycle: not a discovery (without --force), not completed,
+    no final model or backtest, or a strategy paper trading does not take."""

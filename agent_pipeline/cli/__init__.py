@@ -5,7 +5,7 @@ Importing this package registers every group on the root `cli` group; `main` is 
 
 from __future__ import annotations
 
-from agent_pipeline.cli import agent, calibrate, data, db, lockbox, operations, servers, strategy, universe
+from agent_pipeline.cli import agent, calibrate, data, db, lockbox, operations, paper, servers, strategy, universe
 from agent_pipeline.cli import replay as replay  # ktrdr agent replay (issue 25)
 from agent_pipeline.cli.app import cli, main
 from agent_pipeline.cli.servers import worker_argv
@@ -19,6 +19,7 @@ __all__ = [
     "lockbox",
     "main",
     "operations",
+    "paper",
     "servers",
     "strategy",
     "universe",

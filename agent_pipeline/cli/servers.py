@@ -10,7 +10,6 @@ import click
 
 from agent_pipeline.cli.app import cli
 from agent_pipeline.config import get_settings
-from agent_pipeline.errors import ConfigurationError
 from agent_pipeline.pipeline import embedded as embedded_runner
 
 
@@ -74,12 +73,11 @@ def worker_argv(queues: str, concurrency: int, loglevel: str, extra: Sequence[st
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat_command(loglevel: str, celery_args: tuple[str, ...]) -> None:
-    """Start Celery beat: a cycle every KTRDR_SCHEDULE (15s, 10m, 1h, continuous) while there is room and budget."""
+    """Start Celery beat: a cycle every KTRDR_SCHEDULE (15s, 10m, 1h, continuous) while there is room and budget,
+    and a step of every open paper account every KTRDR_PAPER_INTERVAL seconds (default 60)."""
     import os
 
     settings = get_settings()
-    if not settings.schedule:
-        raise ConfigurationError("KTRDR_SCHEDULE is not set (e.g. 15s, 10m, 1h or continuous): nothing to schedule")
     state = settings.home / "celerybeat-schedule"
     state.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "celery", "-A", "agent_pipeline", "beat", "-l", loglevel, "-s", str(state)]

@@ -23,9 +23,12 @@ TASK_MODULES = [
     "agent_pipeline.tasks.gpu",
     "agent_pipeline.tasks.paths",  # a candidate's purged combinatorial paths: `ktrdr.gpu.train_paths` (issue 25)
     "agent_pipeline.pipeline.schedule",
+    "agent_pipeline.tasks.paper",  # the paper accounts' step: `ktrdr.paper.step` (issue 27)
 ]
 # The schedule's tick task, defined in pipeline/schedule.py.
 TICK_TASK = "ktrdr.schedule.tick"
+# The paper accounts' step, defined in tasks/paper.py; on the research queue (the default).
+PAPER_TASK = "ktrdr.paper.step"
 # How long finished task results stay in the backend (the operations table keeps the history).
 RESULT_EXPIRES_S = 7 * 24 * 3600
 
@@ -100,12 +103,15 @@ def _forget_connections(app: Celery) -> None:
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
-    """Celery's `beat_schedule`: the tick entry when KTRDR_SCHEDULE is set, else nothing."""
+    """Celery's `beat_schedule`: the tick entry when KTRDR_SCHEDULE is set, and the paper step (issue 27) always,
+    every KTRDR_PAPER_INTERVAL seconds."""
+    # A tick or step that waited longer than its interval is stale: the next one will look again.
+    paper = settings.paper_interval
+    entries = {"ktrdr-paper": {"task": PAPER_TASK, "schedule": paper, "options": {"expires": paper}}}
     if not settings.schedule:
-        return {}
+        return entries
     every = interval_seconds(settings.schedule)
-    # A tick that waited longer than its interval is stale: the next one will look again.
-    return {"ktrdr-schedule": {"task": TICK_TASK, "schedule": every, "options": {"expires": every}}}
+    return {"ktrdr-schedule": {"task": TICK_TASK, "schedule": every, "options": {"expires": every}}, **entries}
 
 
 configure(app, get_settings())

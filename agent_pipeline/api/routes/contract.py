@@ -30,6 +30,8 @@ from agent_pipeline.errors import (
     InvalidTransitionError,
     KtrdrError,
     OperationNotFoundError,
+    PaperAccountNotFoundError,
+    PaperRefusedError,
     StoreError,
     StrategyValidationError,
 )
@@ -38,6 +40,8 @@ from agent_pipeline.errors import (
 STATUS_OF: dict[type[KtrdrError], int] = {
     OperationNotFoundError: 404,
     CalibrationNotFoundError: 404,
+    PaperAccountNotFoundError: 404,
+    PaperRefusedError: 409,
     InvalidTransitionError: 409,
     CapacityError: 409,
     BudgetExhaustedError: 429,
@@ -79,9 +83,9 @@ class ErrorBody(BaseModel):
 DESCRIPTIONS: dict[int, str] = {
     400: "A designer or option that cannot run",
     401: "Missing or wrong API token (only when KTRDR_API_TOKEN is set)",
-    404: "No such operation, or no active cycle",
+    404: "No such operation, paper account, or active cycle",
     405: "Method not allowed; `Allow` lists the path's methods",
-    409: "Refused by the operation's state (already finished) or by capacity",
+    409: "Refused by the operation's state (already finished), by capacity, or a cycle no paper account takes",
     422: "Invalid input: a parameter or body that does not validate",
     429: "Today's LLM budget is spent",
     503: "The database or the task broker is unreachable",

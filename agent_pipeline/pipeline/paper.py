@@ -1,0 +1,207 @@
+"""Paper trading (issue 27): open an account on a cycle's final model, and step every open account over the bars
+it has not seen yet. Paper only: no order reaches a live broker.
+
+`open_account` refuses, with one line, a cycle that is not a discovery (unless forced), not completed, without a
+final model or backtest, or a universe strategy (one series per account for now). The account starts after the
+series' last stored bar; its decay monitor's H0 comes from the cycle's backtest: the per-bar mean and standard
+deviation of its out-of-sample returns (`oos_returns.csv`), deflated by its trials (`engine.decay`).
+
+`step_accounts` is the beat's task (`tasks.paper`) and `ktrdr paper step`'s work: for each trading account, the
+model decides on every forward bar (`engine.paper.decisions`), the bars after the last booked one are traded through
+the paper broker, their returns fed to the decay monitor, and the whole step is booked in one transaction
+(`store.paper_ledger.book`): a step run twice, or redelivered after a lost worker, books each bar once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent_pipeline.engine.artifacts import child_of, digest, fetch
+from agent_pipeline.engine.broker import Position
+from agent_pipeline.engine.datastore import synced_data_dir
+from agent_pipeline.engine.decay import DecayMonitor, DecayState
+from agent_pipeline.engine.paper import Traded, backtest_moments, decisions, paper_broker, trade, watch
+from agent_pipeline.engine.strategy import Strategy, load_strategy_text
+from agent_pipeline.errors import KtrdrError, PaperRefusedError
+from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType
+from agent_pipeline.store.paper import (
+    TRADING,
+    Alarm,
+    NewAccount,
+    PaperAccount,
+    create_account,
+    get_account,
+    list_accounts,
+    record_error,
+)
+from agent_pipeline.store.paper_ledger import book, positions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+# Capital of a paper account unless `--capital` says otherwise.
+DEFAULT_CAPITAL = 10_000.0
+
+
+def open_account(
+    store: OperationsStore, cycle_id: str, *, capital: float = DEFAULT_CAPITAL, force: bool = False,
+    stop_on_decay: bool = False,
+) -> PaperAccount:  # fmt: skip
+    """Open a paper account for a completed cycle's final model (module docstring).
+
+    Raises:
+        OperationNotFoundError: no such cycle.
+        PaperRefusedError: one line saying why no account is opened.
+        DataError, StoreError: the series, the model or the backtest's returns cannot be read.
+    """
+    from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
+
+    cycle = store.get(cycle_id)
+    strategy_yaml = _check_cycle(cycle, force=force, capital=capital)
+    strategy = load_strategy_text(strategy_yaml)
+    if strategy.universe is not None:
+        raise PaperRefusedError(
+            f"cycle {cycle_id} trades the universe {strategy.universe}: a paper account takes one series for now"
+        )
+    meta = cycle.record
+    bars = load_bars(strategy.symbol, strategy.timeframe, synced_data_dir())
+    model_url = str(meta.model_path)
+    new = NewAccount(
+        cycle_id=cycle_id, symbol=strategy.symbol, timeframe=strategy.timeframe, capital=float(capital),
+        model_sha256=digest(fetch(model_url)), model_url=model_url, strategy_yaml=strategy_yaml,
+        start_after=bars.index[-1], stop_on_decay=stop_on_decay, decay=_monitor(cycle, strategy).to_dict(),
+    )  # fmt: skip
+    account = create_account(store, new)
+    logger.info("paper account opened", extra={"account": account.id, "cycle_id": cycle_id})
+    return account
+
+
+def _check_cycle(cycle: Operation, *, force: bool, capital: float) -> str:
+    """The cycle's strategy document, once the cycle is one a paper account takes."""
+    meta, summary = cycle.record, cycle.result_summary or {}
+    name = cycle.operation_id
+    if cycle.operation_type != OperationType.AGENT_RESEARCH:
+        raise PaperRefusedError(f"{name} is a {cycle.operation_type.value} operation, not a research cycle")
+    if cycle.status != OperationStatus.COMPLETED:
+        raise PaperRefusedError(f"cycle {name} is {cycle.status.value}: paper trading takes a completed cycle")
+    if not capital > 0:
+        raise PaperRefusedError(f"capital must be positive, got {capital}")
+    if summary.get("discovery") is not True and not force:
+        promotion = summary.get("promotion")
+        status = promotion.get("status") if isinstance(promotion, dict) else None
+        what = f"a {status}" if status else "not a candidate"
+        raise PaperRefusedError(
+            f"cycle {name} is not a discovery ({what}): paper trading starts from discoveries; --force opens it anyway"
+        )
+    if meta.model_path is None or meta.backtest_dir is None:
+        raise PaperRefusedError(f"cycle {name} has no final model or backtest recorded")
+    path = Path(str(meta.strategy_path or ""))
+    return (path if path.is_file() or not meta.strategy_url else fetch(str(meta.strategy_url))).read_text()
+
+
+def _monitor(cycle: Operation, strategy: Strategy) -> DecayMonitor:
+    """A fresh decay monitor: H0 from the backtest's out-of-sample returns per bar, shrunk by its trials."""
+    import pandas as pd  # lazy: start-up cost (pandas)
+
+    from agent_pipeline.engine.backtest import periods_per_year  # lazy: start-up cost (torch)
+
+    meta = cycle.record
+    returns = pd.read_csv(fetch(child_of(str(meta.backtest_dir), "oos_returns.csv")))["return"].to_numpy()
+    try:
+        mean, std = backtest_moments(returns)
+    except ValueError as exc:
+        raise PaperRefusedError(f"cycle {cycle.operation_id}: {exc}") from None
+    figures = meta.backtest
+    variance = figures.get("sharpe_variance")
+    per_bar = float(variance) / periods_per_year(strategy.timeframe) if variance else None
+    trials = max(1, int(figures.get("trials") or 1))
+    return DecayMonitor.of(mean, std, trials, backtest_bars=len(returns), trial_variance=per_bar)
+
+
+@dataclass(frozen=True)
+class Stepped:
+    """One account's step: the bars it booked (0: none new, or another step booked them), and how it stands."""
+
+    account_id: str
+    booked: int
+    state: str
+    decayed: bool = False
+    error: str | None = None
+
+
+def step_accounts(store: OperationsStore, account_id: str | None = None) -> list[Stepped]:
+    """Step every trading account (or the one named): never raises for one account's trouble, which is recorded
+    on it (`last_error`) and logged.
+
+    Raises:
+        PaperAccountNotFoundError: the named account does not exist.
+    """
+    accounts = [get_account(store, account_id)] if account_id else list_accounts(store, states=TRADING)
+    done = []
+    data_dir = synced_data_dir() if accounts else None
+    for account in accounts:
+        try:
+            done.append(step_account(store, account, data_dir))
+        except (KtrdrError, OSError, ValueError) as exc:
+            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KtrdrError) else str(exc)
+            logger.warning("paper step failed", extra={"account": account.id, "error": message})
+            record_error(store, account.id, message)
+            done.append(Stepped(account.id, 0, account.state.value, error=message))
+    return done
+
+
+def step_account(store: OperationsStore, account: PaperAccount, data_dir: Path | None) -> Stepped:
+    """Book the bars `account` has not seen yet (module docstring); a stopped account books none.
+
+    Raises:
+        KtrdrError, OSError, ValueError: the bars, the model or the strategy cannot be read, or the model changed.
+    """
+    from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
+
+    bars = load_bars(account.symbol, account.timeframe, data_dir)
+    seen = account.last_bar if account.last_bar is not None else account.start_after
+    if not account.trading or bars.index[-1] <= seen:
+        return Stepped(account.id, 0, account.state.value)
+    model = fetch(account.model_url)
+    if digest(model) != account.model_sha256:
+        raise PaperRefusedError(f"the model at {account.model_url} is not the one the account opened with (sha256)")
+    strategy = load_strategy_text(account.strategy_yaml)
+    held = positions(store, account.id)
+    traded = _trade(account, strategy, model, bars, held)
+    decay, state = watch(account.decay, traded, first=account.bars)
+    alarm = _alarm(account, traded, state)
+    booked = book(store, account, traded, decay=decay, alarm=alarm)
+    after = get_account(store, account.id)
+    if booked and alarm is not None:
+        logger.warning(
+            "paper account decayed",
+            extra={"account": account.id, "bar": str(alarm.bar), "statistic": alarm.statistic},
+        )
+    return Stepped(account.id, len(traded.bars) if booked else 0, after.state.value, after.decayed_bar is not None)
+
+
+def _trade(
+    account: PaperAccount, strategy: Strategy, model: Path, bars: pd.DataFrame, held: dict[str, Position]
+) -> Traded:
+    """The forward bars after the account's last booked one, traded through a paper broker holding its book."""
+    position = held.get(account.symbol, Position(account.symbol))
+    cost = strategy.backtest.commission + strategy.backtest.slippage
+    start = account.book(position)
+    targets = decisions(strategy, model, bars, account.start_after)
+    broker = paper_broker(start, cost, account.symbol)
+    return trade(start, bars, targets, broker, symbol=account.symbol, start_after=account.start_after)
+
+
+def _alarm(account: PaperAccount, traded: Traded, state: DecayState) -> Alarm | None:
+    """The alarm this step raised: the forward bar the monitor fired at, if it is one of this step's bars."""
+    if not state.fired or account.decayed_bar is not None or state.fired_bar is None:
+        return None
+    offset = state.fired_bar - account.bars
+    if not 0 <= offset < len(traded.bars):
+        return None
+    return Alarm(traded.bars[offset].at, float(state.fired_statistic or 0.0))
