@@ -72,3 +72,27 @@ def forward_csv(data_dir: Path, symbol: str, bars: int, path: Path, **options: A
     """`forward_bars` written as a CSV that `ktrdr data append` reads."""
     forward_bars(data_dir, symbol, bars, **options).to_csv(path, index_label="date")
     return path
+
+
+def trained_cycle(store: Any, data_dir: Path, work: Path, symbol: str, *, discovery: bool = True) -> str:
+    """A completed research cycle of `reversal_strategy` on `symbol`, trained and backtested in this process (two
+    folds, three epochs): its row holds what a paper account reads (model, backtest folder, trials). Returns its id."""
+    from agent_pipeline.engine import research
+    from agent_pipeline.store.operations import OperationType
+
+    strategy = reversal_strategy(data_dir, work, symbol, epochs=3)
+    evaluation = research.Evaluation(lockbox_fraction=0.2, folds=2)
+    trained = research.train_walk_forward(strategy, model_dir=work / "models", evaluation=evaluation, data_dir=data_dir)
+    folder = Path(trained["model_path"]).parent
+    backtest = research.backtest_walk_forward(
+        strategy, model_dir=folder, evaluation=evaluation, out_dir=work / "backtest", data_dir=data_dir
+    )
+    figures = {key: backtest[key] for key in ("sharpe_ratio", "trials", "sharpe_variance", "n_bars")}
+    meta = {
+        "symbol": symbol, "timeframe": "1d", "strategy_name": strategy.stem, "strategy_path": str(strategy),
+        "model_path": trained["model_path"], "backtest_dir": str(work / "backtest"), "backtest_result": figures,
+    }  # fmt: skip
+    cycle = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata=meta)
+    store.start(cycle.operation_id)
+    store.complete(cycle.operation_id, result_summary={"discovery": discovery})
+    return str(cycle.operation_id)

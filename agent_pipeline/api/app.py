@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from agent_pipeline.api.deps import SettingsDep, StoreDep, announce_open_api, app_store, require_token
-from agent_pipeline.api.routes import calibration, evidence, history, lockbox, metrics, overview, reports
+from agent_pipeline.api.routes import calibration, evidence, history, lockbox, metrics, overview, paper, reports
 from agent_pipeline.api.routes.contract import MAX_OFFSET, complete_contract, responses, status_of
 from agent_pipeline.api.ui import dashboard
 from agent_pipeline.config import get_settings
@@ -185,4 +185,5 @@ app.include_router(metrics.router, dependencies=[api])  # Prometheus /metrics (i
 app.include_router(reports.router, dependencies=[api])  # cycle reports with plots (issue 10)
 app.include_router(overview.router, dependencies=[api])  # the dashboard's overview as JSON (issue 18)
 app.include_router(lockbox.router, dependencies=[api])  # the lockbox's read log (issue 25)
+app.include_router(paper.router, dependencies=[api])  # paper accounts and their decay alarm (issue 27)
 dashboard.install(app)  # the research dashboard under /ui: its own login cookie and CSRF tokens (issue 18)

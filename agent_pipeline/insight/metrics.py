@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent_pipeline.store.history import Outcome, outcome_counts
 from agent_pipeline.store.operations import OperationStatus, OperationType
+from agent_pipeline.store.paper import PaperState, alarm_flags
 
 if TYPE_CHECKING:
     from agent_pipeline.config import Settings
@@ -61,6 +62,7 @@ class PipelineCollector(Collector):
         yield self._trainings()
         yield self._durations(now)
         yield from self._llm(now)
+        yield from self._paper()
         last = self.store.last_completed(OperationType.AGENT_RESEARCH)
         if last is not None:
             yield GaugeMetricFamily(
@@ -138,6 +140,23 @@ class PipelineCollector(Collector):
             "ktrdr_llm_daily_budget_usd",
             "The daily LLM budget (KTRDR_DAILY_BUDGET_USD).",
             value=self.settings.daily_budget_usd,
+        )
+
+    def _paper(self) -> Iterator[Metric]:
+        """Paper accounts (issue 27): by state, and their decay alarms (an account raises one at most)."""
+        flags = alarm_flags(self.store)
+        accounts = GaugeMetricFamily("ktrdr_paper_accounts", "Paper accounts by state.", labels=["state"])
+        for state in PaperState:
+            accounts.add_metric([state.value], sum(1 for _, s, _ in flags if s == state.value))
+        yield accounts
+        decayed = GaugeMetricFamily(
+            "ktrdr_paper_decayed", "1 when the paper account's decay alarm has fired, else 0.", labels=["account"]
+        )
+        for account, _, fired in flags:
+            decayed.add_metric([account], 1.0 if fired else 0.0)
+        yield decayed
+        yield CounterMetricFamily(
+            "ktrdr_paper_decay_alarms", "Decay alarms raised by paper accounts.", value=sum(f for _, _, f in flags)
         )
 
 

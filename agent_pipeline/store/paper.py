@@ -319,3 +319,10 @@ def record_error(store: StoreBase, account_id: str, message: str) -> None:
             .where(PaperAccountRow.id == account_id)
             .values(last_error=message[:2000], stepped_at=utcnow())
         )
+
+
+def alarm_flags(store: StoreBase) -> list[tuple[str, str, bool]]:
+    """(id, state, whether its decay alarm fired) of every account, for the metrics; one indexed read."""
+    query = select(PaperAccountRow.id, PaperAccountRow.state, PaperAccountRow.decayed_bar.is_not(None))
+    with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
+        return [(str(i), str(state), bool(fired)) for i, state, fired in session.execute(query.limit(MAX_ACCOUNTS))]

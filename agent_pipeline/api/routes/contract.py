@@ -81,7 +81,7 @@ class ErrorBody(BaseModel):
 
 # What each error status means in this API (the OpenAPI description).
 DESCRIPTIONS: dict[int, str] = {
-    400: "A designer or option that cannot run",
+    400: "A designer or option that cannot run, or a body that is not JSON",
     401: "Missing or wrong API token (only when KTRDR_API_TOKEN is set)",
     404: "No such operation, paper account, or active cycle",
     405: "Method not allowed; `Allow` lists the path's methods",

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from agent_pipeline.api.ui.guard import install_guards
-from agent_pipeline.api.ui.pages import cycle, evidence, history, live, login, overview, trigger
+from agent_pipeline.api.ui.pages import cycle, evidence, history, live, login, overview, paper, trigger
 from agent_pipeline.api.ui.render import UI_DIR
 
-PAGES = (login, overview, live, history, cycle, evidence, trigger)
+PAGES = (login, overview, live, history, cycle, evidence, trigger, paper)
 
 
 def install(app: FastAPI) -> None:
