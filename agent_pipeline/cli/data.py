@@ -10,12 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from agent_pipeline.cli.app import cli, console
+from agent_pipeline.cli.app import cli, console, open_store
 from agent_pipeline.config import get_settings
-from agent_pipeline.engine.datastore import data_store, publish_series, synced_data_dir
-from agent_pipeline.errors import ArtifactNotFoundError
+from agent_pipeline.engine.datastore import (
+    data_store,
+    differs_from_store,
+    publish_changed,
+    publish_series,
+    synced_data_dir,
+)
+from agent_pipeline.errors import ArtifactNotFoundError, DataError
 
 if TYPE_CHECKING:
+    from agent_pipeline.engine.artifacts import ArtifactStore
     from agent_pipeline.engine.synth_universe import UniverseRecipe
 
 
@@ -168,12 +175,33 @@ def import_data(file: Path, symbol: str | None, universe: str | None, timeframe:
 
     assert symbol is not None
     stored = import_csv(file, symbol=symbol, timeframe=timeframe, data_dir=data_folder())
+    records = forget_series(data_folder(), [stored.symbol], timeframe)
     info = as_record(stored)
     click.echo(
         f"Imported {info.get('bars')} bars of {info.get('symbol')} {info.get('timeframe')} "
         f"({info.get('start')} to {info.get('end')}) into {info.get('path')}"
     )
-    echo_published(stored.path)
+    echo_published(stored.path, *records)
+
+
+def forget_series(folder: Path, symbols: list[str], timeframe: str, universe: str | None = None) -> list[Path]:
+    """A series written anew (imported, synthesised) is a new series (issue 27): drop the research ends fixed for it,
+    for `universe` and for each universe holding it (`store.series.drop_cuts`), and empty the records of ranges
+    appended to it that this host or the data store holds. Returns those records, to publish after the series.
+    """
+    from agent_pipeline.engine.append import appended_path, clear_appended  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.data import dataset_path  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.series_cut import universes_with  # lazy: start-up cost (pandas)
+    from agent_pipeline.store.series import drop_cuts  # lazy: start-up cost (SQLAlchemy)
+
+    holders = {name for symbol in symbols for name in universes_with(symbol, timeframe, folder)}
+    drop_cuts(open_store(), symbols=[*symbols, *holders, *([universe] if universe else [])], timeframe=timeframe)
+    store = data_store()
+    stored = set(store.list(store.url)) if store is not None else set()
+    paths = [dataset_path(symbol, timeframe, folder) for symbol in symbols]
+    return [
+        clear_appended(path) for path in paths if appended_path(path).is_file() or appended_path(path).name in stored
+    ]
 
 
 @data.command("append")
@@ -198,11 +226,13 @@ def append_data(file: Path, symbol: str, timeframe: str, max_gap: str | None, as
     from agent_pipeline.engine.append import append_bars  # lazy: start-up cost (pandas)
     from agent_pipeline.engine.bars_source import FileBarSource  # lazy: start-up cost (pandas)
 
+    mine = local_record(data_folder(), symbol, timeframe)  # before the sync, which may fetch the store's over it
     folder = synced_data_dir() or data_folder()
-    fetch_appended_record(folder, symbol, timeframe)
+    fetch_appended_record(folder, symbol, timeframe, mine)
     result = append_bars(
-        FileBarSource(file), symbol=symbol, timeframe=timeframe, data_dir=folder, max_gap=parse_gap(max_gap)
-    )
+        FileBarSource(file), symbol=symbol, timeframe=timeframe, data_dir=folder, max_gap=parse_gap(max_gap),
+        before_write=lambda: fix_cuts(folder, symbol, timeframe),
+    )  # fmt: skip
     if as_json:
         click.echo(json.dumps({"success": True, "data": as_record(result)}, indent=2))
     elif result.appended:
@@ -212,25 +242,75 @@ def append_data(file: Path, symbol: str, timeframe: str, max_gap: str | None, as
         )
     else:
         click.echo(f"Nothing to append: the {result.skipped} bars of the file are stored already in {result.path}")
-    if result.appended:
-        echo_published(result.path, result.record)
+    # The record first: a series published without it would show its forward bars to research as research bars.
+    # Whatever differs from the store's copy goes, appended now or left unpublished by an earlier append that failed.
+    echo_changed(result.record, result.path)
 
 
-def fetch_appended_record(folder: Path, symbol: str, timeframe: str) -> None:
-    """Fetch a series' record of appended ranges from KTRDR_DATA_URL, when it is set, before an append adds to it.
-
-    The data store's sync fetches the series files only (`datastore.SERIES_SUFFIXES`), and an append that started
-    from an older record would publish it without the ranges another host appended.
-    """
+def local_record(folder: Path, symbol: str, timeframe: str) -> bytes | None:
+    """This host's record of the series' appended ranges, as it is now; None when it has none."""
     from agent_pipeline.engine.append import appended_path  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.data import dataset_path  # lazy: start-up cost (pandas)
+
+    record = appended_path(dataset_path(symbol, timeframe, folder))
+    return record.read_bytes() if record.is_file() else None
+
+
+def fetch_appended_record(folder: Path, symbol: str, timeframe: str, mine: bytes | None) -> None:
+    """Bring the series' record of appended ranges up to the store's (KTRDR_DATA_URL), when it is set, before an
+    append adds to it: an append that started from an older record would publish it without the ranges another host
+    appended. While this host's series differs from the store's (an earlier append here whose publish failed), the
+    ranges of its own record (`mine`, read before the sync) are kept beside the store's.
+    """
+    from agent_pipeline.engine.append import appended_path, merge_appended  # lazy: start-up cost (pandas)
     from agent_pipeline.engine.data import dataset_path  # lazy: start-up cost (pandas)
 
     store = data_store()
     if store is None:
         return
-    name = appended_path(dataset_path(symbol, timeframe, folder)).name
+    target = dataset_path(symbol, timeframe, folder)
+    record = appended_path(target)
+    if target.is_file() and differs_from_store(store, target):
+        for document in (mine, read_stored(store, record.name)):
+            if document is not None:
+                merge_appended(target, document)
+        return
     with contextlib.suppress(ArtifactNotFoundError):
-        store.get_file(store.url_for(name), folder / name)
+        store.get_file(store.url_for(record.name), record)
+
+
+def read_stored(store: ArtifactStore, name: str) -> bytes | None:
+    """The data store's file `name`; None when it has none."""
+    try:
+        return store.read_bytes(store.url_for(name))
+    except ArtifactNotFoundError:
+        return None
+
+
+def fix_cuts(folder: Path, symbol: str, timeframe: str) -> None:
+    """Fix the research end of the series, and of each universe holding it, where no cycle fixed one yet, at its end
+    before this append (`series_cut.series_end`): called just before an append writes, so its first bar is a forward
+    bar whatever runs next, a design or a cycle (issue 27). A universe that cannot be read is left to its first cycle.
+    """
+    from agent_pipeline.engine.series_cut import series_end, universes_with  # lazy: start-up cost (pandas)
+    from agent_pipeline.store.series import fix_series_end, series_cut  # lazy: start-up cost (SQLAlchemy)
+
+    store = open_store()
+    named = [(symbol.upper(), False), *((name, True) for name in universes_with(symbol, timeframe, folder))]
+    for name, universe in named:
+        if series_cut(store, symbol=name, timeframe=timeframe) is not None:
+            continue
+        try:
+            end = series_end(name, timeframe, folder, universe=universe)
+        except DataError:
+            if not universe:
+                raise
+            continue
+        fix_series_end(store, symbol=name, timeframe=timeframe, end=end, cycle_id=APPEND_CUT)
+
+
+# Who fixed a series' end when `ktrdr data append` did (store.series keeps a cycle id there otherwise).
+APPEND_CUT = "ktrdr data append"
 
 
 def parse_gap(text: str | None) -> Any:
@@ -255,8 +335,9 @@ def import_universe_file(file: Path, name: str, timeframe: str, replace: bool) -
 
     folder = data_folder()
     info = import_universe(file, name=name, timeframe=timeframe, data_dir=folder, replace=replace)
+    records = forget_series(folder, list(info.symbols), timeframe, universe=info.name)
     click.echo(describe_universe(info, "Imported"))
-    echo_published(*(dataset_path(symbol, timeframe, folder) for symbol in info.symbols))
+    echo_published(*(dataset_path(symbol, timeframe, folder) for symbol in info.symbols), *records)
 
 
 def describe_universe(info: Any, verb: str) -> str:
@@ -273,6 +354,14 @@ def echo_published(*paths: Path) -> None:
     """Publish stored files to KTRDR_DATA_URL (issue 16), when it is set, and say where they went."""
     for path in paths:
         url = publish_series(path) if path.is_file() else None
+        if url:
+            click.echo(f"Published {path.name} to {url}")
+
+
+def echo_changed(*paths: Path) -> None:
+    """`echo_published` of the files whose copy in KTRDR_DATA_URL differs from the local one (or is missing)."""
+    for path in paths:
+        url = publish_changed(path)
         if url:
             click.echo(f"Published {path.name} to {url}")
 
@@ -342,13 +431,14 @@ def synth_series(kind: str, strength: float, seed: int, symbol: str, timeframe: 
         bars=bars,
         lockbox_fraction=get_settings().lockbox_fraction,
     )
+    records = forget_series(data_folder(), [stored.symbol], timeframe)
     click.echo(
         f"Wrote {stored.bars} bars of {stored.symbol} {stored.timeframe} ({info.kind}, strength {info.strength:g}, "
         f"seed {info.seed}) into {stored.path}\n"
         f"Rule: {info.rule}\n"
         f"Rule Sharpe: {info.research_sharpe:.2f} on the research period, {info.lockbox_sharpe:.2f} on the lockbox"
     )
-    echo_published(stored.path, sidecar_path(stored.path))
+    echo_published(stored.path, sidecar_path(stored.path), *records)
 
 
 def synth_universe_data(name: str, recipe: UniverseRecipe, replace: bool) -> None:
@@ -359,6 +449,7 @@ def synth_universe_data(name: str, recipe: UniverseRecipe, replace: bool) -> Non
 
     folder = data_folder()
     made = synth_universe(name, recipe, data_dir=folder, replace=replace)
+    records = forget_series(folder, list(made.info.symbols), recipe.timeframe, universe=made.info.name)
     research = sum(info.research_sharpe for info in made.series) / len(made.series)
     lockbox = sum(info.lockbox_sharpe for info in made.series) / len(made.series)
     click.echo(
@@ -369,4 +460,4 @@ def synth_universe_data(name: str, recipe: UniverseRecipe, replace: bool) -> Non
         f"{lockbox:.2f} on the lockbox"
     )
     paths = [dataset_path(symbol, recipe.timeframe, folder) for symbol in made.info.symbols]
-    echo_published(*(p for path in paths for p in (path, sidecar_path(path))))
+    echo_published(*(p for path in paths for p in (path, sidecar_path(path))), *records)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,9 +109,53 @@ def read_appended(data_file: Path) -> list[AppendedRange]:
     if not path.is_file():
         return []
     try:
-        return [AppendedRange(**item) for item in json.loads(path.read_text(encoding="utf-8"))["ranges"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return parse_appended(path.read_bytes(), path.name)
+    except OSError as exc:
         raise DataError(f"cannot read {path.name}: {exc}") from None
+
+
+def parse_appended(document: bytes, name: str) -> list[AppendedRange]:
+    """The ranges of a record's text (`name` for the message).
+
+    Raises:
+        DataError: the text is no record.
+    """
+    try:
+        return [AppendedRange(**item) for item in json.loads(document)["ranges"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read {name}: {exc}") from None
+
+
+def merge_appended(data_file: Path, document: bytes) -> None:
+    """Add the ranges of another copy of the series' record (the data store's) to its own: each range once, by start.
+
+    Raises:
+        DataError: either record cannot be read.
+    """
+    record = appended_path(Path(data_file))
+    theirs = parse_appended(document, record.name)
+    mine = read_appended(data_file)
+    ranges = {(item.start, item.end): item for item in [*theirs, *mine]}
+    merged = sorted(ranges.values(), key=lambda item: pd.Timestamp(item.start))
+    if merged != mine:
+        _write_record(record, merged)
+
+
+def clear_appended(data_file: Path) -> Path:
+    """Empty the series' record of appended ranges (the series was replaced: it has none); returns the record.
+
+    An empty record, not none: a host that fetched the old one from the data store fetches this one in its place.
+    """
+    record = appended_path(Path(data_file))
+    _write_record(record, [])
+    return record
+
+
+def _write_record(record: Path, ranges: list[AppendedRange]) -> None:
+    """Write `<SYMBOL>_<tf>.appended.json` atomically, with its symbol and timeframe taken from its name."""
+    symbol, _, timeframe = record.name.removesuffix(APPENDED_SUFFIX).rpartition("_")
+    document = {"symbol": symbol, "timeframe": timeframe, "ranges": [asdict(item) for item in ranges]}
+    atomic_write(record, json.dumps(document, indent=2))
 
 
 def forward_start(data_file: Path) -> pd.Timestamp | None:
@@ -127,8 +172,13 @@ def append_bars(
     data_dir: Path,
     max_gap: pd.Timedelta | None = None,
     now: dt.datetime | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> AppendResult:
     """Append the source's bars after the series' end to the series in `data_dir` (module docstring).
+
+    Args:
+        before_write: called once every check has passed, just before anything is written (`ktrdr data append`
+            fixes the series' research end there); what it raises stops the append, nothing written.
 
     Raises:
         DataError: one line saying why; nothing is written then.
@@ -148,6 +198,8 @@ def append_bars(
         return AppendResult(symbol, timeframe, target, appended_path(target), 0, skipped, None, None, len(stored))
     check_gaps(end, new.index, timeframe, max_gap if max_gap is not None else default_max_gap(timeframe))
     whole, warnings = joined(stored, new, timeframe)
+    if before_write is not None:
+        before_write()
     appended = AppendedRange(str(new.index[0]), str(new.index[-1]), len(new), _utc(now))
     record = write_appended(target, whole, timeframe, appended)
     return AppendResult(
@@ -248,8 +300,7 @@ def write_appended(target: Path, whole: pd.DataFrame, timeframe: str, appended: 
     # The same range again (an append that crashed before its series was stored, run again) is recorded once.
     ranges = [item for item in read_appended(target) if (item.start, item.end) != (appended.start, appended.end)]
     symbol = target.name.removesuffix(f"_{timeframe}{SUFFIX}")
-    document = {"symbol": symbol, "timeframe": timeframe, "ranges": [asdict(item) for item in [*ranges, appended]]}
-    atomic_write(record, json.dumps(document, indent=2))
+    _write_record(record, [*ranges, appended])
     try:
         store_bars(whole, symbol=symbol, timeframe=timeframe, data_dir=target.parent)
     except BaseException:

@@ -16,13 +16,15 @@ from pathlib import Path
 from agent_pipeline.config import get_settings
 from agent_pipeline.engine.artifacts import ArtifactStore, open_store
 from agent_pipeline.engine.files import atomic_write
+from agent_pipeline.errors import ArtifactNotFoundError
 
 logger = logging.getLogger(__name__)
 
 # The manifest of what this host fetched: {file name: checksum}. Hidden, so the data listing ignores it.
 MANIFEST = ".store-checksums.json"
-# Files the store holds: series (engine.data stores `<SYMBOL>_<timeframe>.csv.gz`) and synth sidecars.
-SERIES_SUFFIXES = (".csv.gz", ".csv", ".synth.json")
+# Files the store holds: series (engine.data stores `<SYMBOL>_<timeframe>.csv.gz`), synth sidecars, and the records
+# of appended ranges (`engine.append`: a worker tells forward bars from research bars by them).
+SERIES_SUFFIXES = (".csv.gz", ".csv", ".synth.json", ".appended.json")
 
 
 def data_store() -> ArtifactStore | None:
@@ -39,6 +41,29 @@ def publish_series(path: Path) -> str | None:
     url = store.put_file(Path(path), store.url_for(Path(path).name))
     logger.info("series published", extra={"url": url})
     return url
+
+
+def publish_changed(path: Path) -> str | None:
+    """`publish_series` when the store's copy of the file differs from it (or it has none); returns the URL then.
+
+    What a local write left unpublished (its publish failed) is published by the next command that calls this,
+    even one that writes nothing new itself.
+
+    Raises:
+        StoreError: the data store cannot be read or written.
+    """
+    store = data_store()
+    if store is None or not Path(path).is_file():
+        return None
+    return publish_series(path) if differs_from_store(store, Path(path)) else None
+
+
+def differs_from_store(store: ArtifactStore, path: Path) -> bool:
+    """Whether the store holds no copy of the local file `path`, or one with other bytes."""
+    try:
+        return store.read_bytes(store.url_for(path.name)) != path.read_bytes()
+    except ArtifactNotFoundError:
+        return True
 
 
 def synced_data_dir() -> Path | None:

@@ -3,19 +3,23 @@
 The first cycle on a series fixes its research and lockbox end at the series' last bar then (`engine.series_cut`);
 every later cycle reads the same row, so an append never moves the lockbox and never turns lockbox bars into
 research bars. Two first cycles racing both try to insert; the primary key keeps the first, and both read it back.
-A universe's row is keyed by the universe's name, as its cycles' `symbol` is.
+A universe's row is keyed by the universe's name, as its cycles' `symbol` is. `ktrdr data append` fixes the row
+before its first append (`engine.series_cut.series_end`), and a replaced series is a new one: its row is dropped
+(`drop_cuts`), and its next cycle fixes another.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import DateTime, String, select
+from sqlalchemy import DateTime, String, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from agent_pipeline.store.base import _rowcount
 from agent_pipeline.store.models import Base, aware, utcnow
 
 if TYPE_CHECKING:
@@ -89,3 +93,17 @@ def list_cuts(store: StoreBase) -> list[SeriesCut]:
     with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
         rows = session.scalars(select(SeriesCutRow).order_by(SeriesCutRow.symbol, SeriesCutRow.timeframe))
         return [_to_cut(row) for row in rows]
+
+
+def drop_cuts(store: StoreBase, *, symbols: Iterable[str], timeframe: str) -> int:
+    """Forget the fixed ends of `symbols` (series or universes) on `timeframe`: they were replaced. Returns how many.
+
+    Raises:
+        DatabaseUnavailableError.
+    """
+    names = sorted({symbol.upper()[:32] for symbol in symbols})
+    if not names:
+        return 0
+    query = delete(SeriesCutRow).where(SeriesCutRow.symbol.in_(names), SeriesCutRow.timeframe == timeframe[:8])
+    with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
+        return _rowcount(session.execute(query))

@@ -19,7 +19,7 @@ from celery.result import AsyncResult
 
 from agent_pipeline.engine.artifacts import artifact_store
 from agent_pipeline.engine.datastore import synced_data_dir
-from agent_pipeline.engine.series_cut import strategy_last_bar
+from agent_pipeline.engine.series_cut import strategy_series_end
 from agent_pipeline.engine.strategy import dump_strategy, load_strategy
 from agent_pipeline.errors import PhaseError
 from agent_pipeline.pipeline import broker
@@ -174,11 +174,12 @@ def _evaluation(store: OperationsStore, cycle: Operation) -> dict[str, Any]:
 
 def _series_end(store: OperationsStore, cycle: Operation) -> str | None:
     """The series' research and lockbox end, fixed by its first cycle (issue 27; `engine.series_cut`): bars appended
-    after it are forward bars, never this cycle's research or lockbox."""
+    after it are forward bars, never this cycle's research or lockbox. A first cycle fixes it before the first bar
+    ever appended (`series_cut.series_end`), so an append before any cycle never moves the lockbox."""
     meta = cycle.record
     if meta.series is None:
         return None
-    end = strategy_last_bar(strategy_file(meta), synced_data_dir())
+    end = strategy_series_end(strategy_file(meta), synced_data_dir())
     symbol, timeframe = meta.series
     return fix_series_end(store, symbol=symbol, timeframe=timeframe, end=end, cycle_id=cycle.operation_id).series_end
 

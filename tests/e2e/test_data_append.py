@@ -9,8 +9,15 @@ import pandas as pd
 import pytest
 from click.testing import Result
 
-from agent_pipeline.engine.data import load_bars
+from agent_pipeline.config import get_settings, reset_settings
+from agent_pipeline.engine.artifacts import ArtifactStore
+from agent_pipeline.engine.data import load_bars, store_bars
+from agent_pipeline.engine.datastore import sync_series
 from agent_pipeline.engine.synth import synth_bars
+from agent_pipeline.engine.universe import create_universe
+from agent_pipeline.errors import StoreError
+from agent_pipeline.store.operations import get_store
+from agent_pipeline.store.series import series_cut
 from tests.e2e.shell import data_dir, invoke
 
 pytestmark = pytest.mark.e2e
@@ -167,3 +174,64 @@ def test_appended_bars_go_to_the_data_store_from_its_latest_copy(
 def on_host(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Act as host `name`: its own data folder, the same data store."""
     monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path / f"{name}_host"))
+
+
+def fixed_end(symbol: str) -> str | None:
+    """The research end the operations database holds for `symbol` 1d now; None when none is fixed."""
+    cut = series_cut(get_store(get_settings().database_url), symbol=symbol, timeframe="1d")
+    return cut.series_end if cut is not None else None
+
+
+def test_an_append_before_any_cycle_fixes_the_series_and_its_universes_end_before_its_first_bar(
+    imported: Path, bars: pd.DataFrame, tmp_path: Path
+) -> None:
+    # Given REV, and a universe DUO holding it, on which no cycle has fixed an end yet
+    store_bars(bars.iloc[:STORED], symbol="OTH", timeframe="1d", data_dir=data_dir())
+    create_universe("DUO", timeframe="1d", symbols=["REV", "OTH"], data_dir=data_dir())
+    assert fixed_end("REV") is None and fixed_end("DUO") is None
+    # When 20 bars are appended to REV
+    assert append(write_csv(tmp_path / "new.csv", bars.iloc[STORED:])).exit_code == 0
+    # Then REV's and DUO's ends are fixed at REV's last bar before them: the appended bars are forward bars
+    assert fixed_end("REV") == fixed_end("DUO") == str(bars.index[STORED - 1])
+    # And when REV is imported anew, it is a new series: no end fixed for it or DUO, no appended range recorded
+    result = invoke(
+        "data", "import", str(write_csv(tmp_path / "all.csv", bars)), "--symbol", "rev", "--timeframe", "1d"
+    )
+    assert result.exit_code == 0, result.output
+    assert fixed_end("REV") is None and fixed_end("DUO") is None
+    assert json.loads((data_dir() / "REV_1d.appended.json").read_text())["ranges"] == []
+
+
+def test_an_append_whose_publish_failed_is_published_by_the_next_run_though_nothing_is_new(
+    bars: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given KTRDR_DATA_URL and REV imported from another host
+    store = tmp_path / "store"
+    monkeypatch.setenv("KTRDR_DATA_URL", store.as_uri())
+    on_host("other", monkeypatch, tmp_path)
+    first = write_csv(tmp_path / "first.csv", bars.iloc[:STORED])
+    assert invoke("data", "import", str(first), "--symbol", "rev", "--timeframe", "1d").exit_code == 0
+    # When this host appends 20 bars and the data store refuses every write after they are stored here
+    on_host("this", monkeypatch, tmp_path)
+    new = write_csv(tmp_path / "new.csv", bars.iloc[STORED:])
+    with monkeypatch.context() as broken:
+        broken.setattr(ArtifactStore, "put_file", refuse)
+        failed = append(new)
+    assert failed.exit_code == 1 and "refused" in failed.stderr
+    assert len(load_bars("REV", "1d", store)) == STORED and not (store / "REV_1d.appended.json").exists()
+    # Then the same command run again appends nothing, and publishes the series and its record it left behind
+    again = append(new)
+    assert again.exit_code == 0, again.output
+    assert "Nothing to append" in again.stdout and "Published REV_1d.csv.gz to " in again.stdout
+    assert len(load_bars("REV", "1d", store)) == WHOLE
+    ranges = json.loads((store / "REV_1d.appended.json").read_text())["ranges"]
+    assert [(r["start"], r["bars"]) for r in ranges] == [(str(bars.index[STORED]), 20)]
+    # And once the store has them, a third run publishes nothing, and a worker's sync fetches the record too
+    assert "Published" not in append(new).stdout
+    on_host("worker", monkeypatch, tmp_path)
+    reset_settings()
+    assert "REV_1d.appended.json" in sync_series(ArtifactStore(store.as_uri()), data_dir())
+
+
+def refuse(self: ArtifactStore, local: Path, url: str) -> str:
+    raise StoreError(f"artifact store {self.url}: refused (test)")

@@ -13,9 +13,11 @@ import pytest
 import yaml
 
 from agent_pipeline.config import reset_settings
+from agent_pipeline.engine.append import append_bars
+from agent_pipeline.engine.bars_source import FileBarSource
 from agent_pipeline.engine.data import load_bars, random_walk_bars, store_bars
 from agent_pipeline.store.operations import OperationsStore, OperationType
-from agent_pipeline.store.series import fix_series_end, list_cuts, series_cut
+from agent_pipeline.store.series import drop_cuts, fix_series_end, list_cuts, series_cut
 
 DOCUMENT = {
     "name": "cut_demo", "symbol": "RW", "timeframe": "1d", "indicators": [{"type": "rsi", "period": 14}],
@@ -75,3 +77,38 @@ def test_a_cycle_after_an_append_is_evaluated_up_to_the_end_its_series_first_cyc
     # Then both are evaluated up to the first cycle's last bar: the appended bars are forward bars
     assert first["series_end"] == second["series_end"] == end
     assert first["lockbox_fraction"] == second["lockbox_fraction"] and first["folds"] == second["folds"]
+
+
+def test_an_append_before_the_first_cycle_leaves_its_bars_out_of_research_and_lockbox(
+    store: OperationsStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_pipeline.tasks.training import _evaluation
+
+    # Given a series whose cycles ran before its end was recorded (no cut), and a strategy on it
+    monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path))
+    reset_settings()
+    store_bars(walk(500, seed=1), symbol="RW", timeframe="1d", data_dir=tmp_path)
+    before = str(load_bars("RW", "1d", tmp_path).index[-1])
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text(yaml.safe_dump(DOCUMENT))
+    # When 40 bars are appended (their range recorded) before any cycle fixes the series' end
+    extra = walk(40, seed=2, start=str(pd.Timestamp(before) + pd.offsets.BDay()))
+    extra.to_csv(tmp_path / "new.csv", index_label="date")
+    append_bars(FileBarSource(tmp_path / "new.csv"), symbol="RW", timeframe="1d", data_dir=tmp_path)
+    cycle = store.create(
+        operation_type=OperationType.AGENT_RESEARCH,
+        metadata={"symbol": "RW", "timeframe": "1d", "strategy_path": str(strategy)},
+    )
+    # Then the first cycle fixes the end at the last bar before them: research and lockbox end where they did
+    assert _evaluation(store, cycle)["series_end"] == before
+    assert series_cut(store, symbol="RW", timeframe="1d").series_end == before  # type: ignore[union-attr]
+
+
+def test_dropped_cuts_are_fixed_anew_by_the_next_cycle(store: OperationsStore) -> None:
+    fix_series_end(store, symbol="RW", timeframe="1d", end="2001-01-05 00:00:00", cycle_id="op_a")
+    fix_series_end(store, symbol="DUO", timeframe="1d", end="2001-01-05 00:00:00", cycle_id="op_a")
+    fix_series_end(store, symbol="RW", timeframe="1h", end="2001-01-05 00:00:00", cycle_id="op_a")
+    assert drop_cuts(store, symbols=["rw", "duo", "none"], timeframe="1d") == 2
+    assert [(cut.symbol, cut.timeframe) for cut in list_cuts(store)] == [("RW", "1h")]
+    assert fix_series_end(store, symbol="RW", timeframe="1d", end="2002-01-01", cycle_id="op_b").cycle_id == "op_b"
+    assert drop_cuts(store, symbols=[], timeframe="1d") == 0

@@ -16,8 +16,10 @@ from agent_pipeline.engine.append import (
     AppendResult,
     append_bars,
     appended_path,
+    clear_appended,
     default_max_gap,
     forward_start,
+    merge_appended,
     read_appended,
 )
 from agent_pipeline.engine.bars_source import BarSource, FileBarSource
@@ -217,6 +219,27 @@ def test_two_appends_record_two_ranges_and_the_forward_start_stays(folder: Path,
     assert [(r.start, r.bars) for r in ranges] == [(str(bars.index[STORED]), 10), (str(bars.index[STORED + 10]), 10)]
     assert forward_start(dataset_path("REV", "1d", folder)) == bars.index[STORED]
     assert len(load_bars("REV", "1d", folder)) == WHOLE
+
+
+def test_merging_another_copy_of_the_record_keeps_each_range_once_by_start_and_clearing_empties_it(
+    folder: Path, bars: pd.DataFrame
+) -> None:
+    # Given a record of the second ten bars here, and another copy (the data store's) of the first ten
+    target = dataset_path("REV", "1d", folder)
+    append(folder, FrameSource(bars.iloc[STORED : STORED + 10]))
+    theirs = appended_path(target).read_bytes()
+    append(folder, FrameSource(bars.iloc[STORED + 10 :]))
+    mine = read_appended(target)
+    record = json.loads(appended_path(target).read_text())
+    appended_path(target).write_text(json.dumps({**record, "ranges": record["ranges"][1:]}))
+    # When the other copy is merged in, twice
+    merge_appended(target, theirs)
+    merge_appended(target, theirs)
+    # Then both ranges are recorded, once each, oldest first; and a cleared record has none
+    assert read_appended(target) == mine
+    assert json.loads(appended_path(target).read_text())["symbol"] == "REV"
+    assert clear_appended(target) == appended_path(target) and read_appended(target) == []
+    assert forward_start(target) is None
 
 
 def test_a_series_never_appended_to_has_no_forward_start(folder: Path) -> None:
