@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,21 +26,21 @@ from agent_pipeline.engine.datastore import synced_data_dir
 from agent_pipeline.engine.decay import DecayMonitor, DecayState
 from agent_pipeline.engine.paper import Traded, backtest_moments, decisions, paper_broker, trade, watch
 from agent_pipeline.engine.strategy import Strategy, load_strategy_text
-from agent_pipeline.errors import KtrdrError, PaperRefusedError
+from agent_pipeline.errors import ArtifactNotFoundError, KtrdrError, PaperRefusedError
 from agent_pipeline.store.operations import Operation, OperationsStore, OperationStatus, OperationType
 from agent_pipeline.store.paper import (
-    TRADING,
     Alarm,
     NewAccount,
     PaperAccount,
     create_account,
     get_account,
-    list_accounts,
     record_error,
+    trading_accounts,
 )
 from agent_pipeline.store.paper_ledger import book, positions
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 logger = logging.getLogger(__name__)
@@ -100,18 +101,58 @@ def _check_cycle(cycle: Operation, *, force: bool, capital: float) -> str:
         )
     if meta.model_path is None or meta.backtest_dir is None:
         raise PaperRefusedError(f"cycle {name} has no final model or backtest recorded")
-    path = Path(str(meta.strategy_path or ""))
-    return (path if path.is_file() or not meta.strategy_url else fetch(str(meta.strategy_url))).read_text()
+    return _strategy_text(cycle)
+
+
+def _strategy_text(cycle: Operation) -> str:
+    """The cycle's strategy document: its file, else the copy published beside its artifacts.
+
+    Raises:
+        PaperRefusedError: neither can be read (one line saying which).
+    """
+    meta = cycle.record
+    path = Path(str(meta.strategy_path)) if meta.strategy_path else None
+    source = str(meta.strategy_url) if meta.strategy_url else None
+    try:
+        if path is not None and path.is_file():
+            return path.read_text(encoding="utf-8")
+        if source is not None:
+            return fetch(source).read_text(encoding="utf-8")
+    except (ArtifactNotFoundError, OSError, UnicodeDecodeError) as exc:
+        raise PaperRefusedError(f"cycle {cycle.operation_id}: cannot read its strategy: {exc}") from None
+    where = path or "no file recorded"
+    raise PaperRefusedError(
+        f"cycle {cycle.operation_id}: its strategy file is missing ({where}) and none was published"
+    )
+
+
+def _backtest_returns(cycle: Operation) -> np.ndarray:
+    """The per-bar returns of the cycle's backtest on its out-of-sample bars (`oos_returns.csv`, column `return`).
+
+    Raises:
+        PaperRefusedError: the file is missing, unreadable or has no `return` column (one line).
+    """
+    import pandas as pd  # lazy: start-up cost (pandas)
+
+    from agent_pipeline.engine.data import first_line  # lazy: start-up cost (pandas)
+
+    url = child_of(str(cycle.record.backtest_dir), "oos_returns.csv")
+    try:
+        frame = pd.read_csv(fetch(url))
+    except (ArtifactNotFoundError, OSError, ValueError) as exc:
+        what = first_line(exc)
+        raise PaperRefusedError(f"cycle {cycle.operation_id}: cannot read its backtest's returns: {what}") from None
+    if "return" not in frame.columns:
+        raise PaperRefusedError(f"cycle {cycle.operation_id}: its backtest's returns ({url}) have no 'return' column")
+    return frame["return"].to_numpy()
 
 
 def _monitor(cycle: Operation, strategy: Strategy) -> DecayMonitor:
     """A fresh decay monitor: H0 from the backtest's out-of-sample returns per bar, shrunk by its trials."""
-    import pandas as pd  # lazy: start-up cost (pandas)
-
     from agent_pipeline.engine.backtest import periods_per_year  # lazy: start-up cost (torch)
 
     meta = cycle.record
-    returns = pd.read_csv(fetch(child_of(str(meta.backtest_dir), "oos_returns.csv")))["return"].to_numpy()
+    returns = _backtest_returns(cycle)
     try:
         mean, std = backtest_moments(returns)
     except ValueError as exc:
@@ -135,31 +176,41 @@ class Stepped:
 
 
 def step_accounts(store: OperationsStore, account_id: str | None = None) -> list[Stepped]:
-    """Step every trading account (or the one named): never raises for one account's trouble, which is recorded
-    on it (`last_error`) and logged.
+    """Step every trading account (`trading_accounts`: all of them, a page at a time), or the one named: never
+    raises for one account's trouble, which is recorded on it (`last_error`) and logged.
 
     Raises:
         PaperAccountNotFoundError: the named account does not exist.
+        DatabaseUnavailableError: the accounts cannot be read.
     """
-    accounts = [get_account(store, account_id)] if account_id else list_accounts(store, states=TRADING)
-    done = []
-    data_dir = synced_data_dir() if accounts else None
-    for account in accounts:
-        try:
-            done.append(step_account(store, account, data_dir))
-        except (KtrdrError, OSError, ValueError) as exc:
-            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KtrdrError) else str(exc)
-            logger.warning("paper step failed", extra={"account": account.id, "error": message})
-            record_error(store, account.id, message)
-            done.append(Stepped(account.id, 0, account.state.value, error=message))
-    return done
+    accounts = iter([get_account(store, account_id)]) if account_id else trading_accounts(store)
+    first = next(accounts, None)
+    if first is None:
+        return []
+    data_dir = synced_data_dir()
+    return [_step_one(store, account, data_dir) for account in chain([first], accounts)]
+
+
+def _step_one(store: OperationsStore, account: PaperAccount, data_dir: Path | None) -> Stepped:
+    """`step_account` at the task's edge: whatever one account raises is logged with its id, recorded on it, and the
+    step goes on to the next account (one broken account must not stall every other one on every tick)."""
+    try:
+        return step_account(store, account, data_dir)
+    except KtrdrError as exc:  # expected: the bars, the model or the strategy cannot be read, or the model changed
+        message = str(exc)
+        logger.warning("paper step failed", extra={"account": account.id, "error": message})
+    except Exception as exc:  # unexpected: kept with its traceback in the log
+        message = f"{type(exc).__name__}: {exc}"
+        logger.exception("paper step failed unexpectedly", extra={"account": account.id, "error": message})
+    record_error(store, account.id, message)
+    return Stepped(account.id, 0, account.state.value, error=message)
 
 
 def step_account(store: OperationsStore, account: PaperAccount, data_dir: Path | None) -> Stepped:
     """Book the bars `account` has not seen yet (module docstring); a stopped account books none.
 
     Raises:
-        KtrdrError, OSError, ValueError: the bars, the model or the strategy cannot be read, or the model changed.
+        KtrdrError: the bars, the model or the strategy cannot be read, or the model changed.
     """
     from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, select, update
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -295,6 +296,26 @@ def list_accounts(
         return [_to_account(row) for row in session.scalars(query.limit(max(1, min(limit, MAX_ACCOUNTS))))]
 
 
+def trading_accounts(store: StoreBase, *, page: int | None = None) -> Iterator[PaperAccount]:
+    """Every account in a TRADING state, oldest id first, read `page` at a time (MAX_ACCOUNTS by default): a step
+    reaches every account however many there are, not the newest MAX_ACCOUNTS only."""
+    size = max(1, page if page is not None else MAX_ACCOUNTS)
+    after = ""
+    while True:
+        query = (
+            select(PaperAccountRow)
+            .where(PaperAccountRow.state.in_(TRADING), PaperAccountRow.id > after)
+            .order_by(PaperAccountRow.id)
+            .limit(size)
+        )
+        with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
+            accounts = [_to_account(row) for row in session.scalars(query)]
+        yield from accounts
+        if len(accounts) < size:
+            return
+        after = accounts[-1].id
+
+
 def stop_account(store: StoreBase, account_id: str, *, reason: str = "user") -> PaperAccount:
     """Stop an account: it books no bar after this. Stopping a stopped account changes nothing.
 
@@ -322,7 +343,28 @@ def record_error(store: StoreBase, account_id: str, message: str) -> None:
 
 
 def alarm_flags(store: StoreBase) -> list[tuple[str, str, bool]]:
-    """(id, state, whether its decay alarm fired) of every account, for the metrics; one indexed read."""
-    query = select(PaperAccountRow.id, PaperAccountRow.state, PaperAccountRow.decayed_bar.is_not(None))
+    """(id, state, whether its decay alarm fired) of every account, by id, for the per-account metric; one read of
+    three columns, with no cap (a capped read left the oldest accounts out of the metrics)."""
+    fired = PaperAccountRow.decayed_bar.is_not(None)
+    query = select(PaperAccountRow.id, PaperAccountRow.state, fired).order_by(PaperAccountRow.id)
     with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
-        return [(str(i), str(state), bool(fired)) for i, state, fired in session.execute(query.limit(MAX_ACCOUNTS))]
+        return [(str(i), str(state), bool(fired)) for i, state, fired in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class PaperTotals:
+    """The accounts counted in the database: how many in each state (every PaperState, 0 when none), and how many
+    raised their decay alarm (an account raises one at most)."""
+
+    by_state: dict[str, int]
+    alarms: int
+
+
+def paper_totals(store: StoreBase) -> PaperTotals:
+    """The accounts by state and their alarms, counted by the database (GROUP BY), for the metrics."""
+    fired = func.count(PaperAccountRow.decayed_bar)  # COUNT(column) counts the rows where it is set
+    query = select(PaperAccountRow.state, func.count(), fired).group_by(PaperAccountRow.state)
+    with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
+        rows = [(str(state), int(count), int(alarms)) for state, count, alarms in session.execute(query)]
+    counts = {state.value: 0 for state in PaperState} | {state: count for state, count, _ in rows}
+    return PaperTotals(counts, sum(alarms for _, _, alarms in rows))

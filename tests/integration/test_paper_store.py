@@ -18,6 +18,7 @@ from agent_pipeline.engine.decay import DecayMonitor
 from agent_pipeline.engine.paper import Traded, paper_broker, trade
 from agent_pipeline.engine.synth import synth_bars
 from agent_pipeline.errors import PaperAccountNotFoundError
+from agent_pipeline.store import paper as paper_store
 from agent_pipeline.store.operations import OperationsStore
 from agent_pipeline.store.paper import (
     TRADING,
@@ -26,12 +27,15 @@ from agent_pipeline.store.paper import (
     PaperAccount,
     PaperEquityRow,
     PaperState,
+    alarm_flags,
     create_account,
     get_account,
     list_accounts,
+    paper_totals,
     record_error,
     stop_account,
     to_db_time,
+    trading_accounts,
 )
 from agent_pipeline.store.paper_ledger import book, equity_curve, fills, positions
 
@@ -145,3 +149,26 @@ def test_a_stopped_account_books_nothing_and_stopping_it_again_changes_nothing(s
     assert {a.id for a in list_accounts(store)} == {account.id, first.id}
     record_error(store, first.id, "model missing")
     assert get_account(store, first.id).last_error == "model missing"
+
+
+def test_the_step_and_the_metrics_reach_every_account_past_the_list_cap(
+    store: OperationsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_pipeline.pipeline.paper import step_accounts
+
+    # Given five accounts, one stopped and one decayed, and lists capped at two
+    accounts = [opened(store, cycle_id=f"op_{i}") for i in range(5)]
+    stop_account(store, accounts[0].id)
+    assert book(store, accounts[1], step(store, accounts[1], 130), decay=MONITOR, alarm=Alarm(BARS.index[120], 7.5))
+    monkeypatch.setattr(paper_store, "MAX_ACCOUNTS", 2)
+    assert len(list_accounts(store)) == 2
+    # Then the step pages through the four trading ones, oldest id first, and steps each (here: no series, recorded)
+    trading = sorted(account.id for account in accounts[1:])
+    assert [account.id for account in trading_accounts(store)] == trading
+    assert [account.id for account in trading_accounts(store, page=3)] == trading
+    stepped = step_accounts(store)
+    assert [s.account_id for s in stepped] == trading and all(s.error for s in stepped)
+    # And the metrics count every account, by the database
+    assert len(alarm_flags(store)) == 5 and sum(fired for _, _, fired in alarm_flags(store)) == 1
+    totals = paper_totals(store)
+    assert totals.by_state == {"open": 3, "decayed": 1, "stopped": 1} and totals.alarms == 1
