@@ -28,10 +28,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SYMBOL = "PKILL"
 FORWARD = 300
-# The worker's booking, as Postgres shows it while it waits for the row lock the test holds.
+# The worker's booking, as Postgres shows it while it waits for the row lock the test holds: in this test's database,
+# and running (an idle connection keeps its last statement in `query`; other databases are other tests').
 WAITING = (
-    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE 'UPDATE paper_accounts%%'"
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+    "AND wait_event_type = 'Lock' AND query ILIKE 'UPDATE paper_accounts%'"
 )
+# Whether a server process (the killed worker's connection) is still there.
+ALIVE = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
 
 
 @pytest.fixture
@@ -79,11 +83,13 @@ def test_a_worker_killed_mid_step_books_nothing_and_the_next_step_books_each_bar
         lock.execute("SELECT id FROM paper_accounts WHERE id = %s FOR UPDATE", (account.id,))
         # When a step runs on the worker and reaches its booking, and the worker is killed there
         app.send_task(PAPER_TASK)
-        wait_until(lambda: watch.execute(WAITING).fetchone()[0] > 0, timeout=60)  # type: ignore[index]
+        wait_until(lambda: watch.execute(WAITING).fetchone() is not None, timeout=60)
+        waiting = watch.execute(WAITING).fetchone()
+        assert waiting is not None
         stack.kill_worker("research")
         lock.rollback()
-        # Then its transaction is gone without a trace: no bar booked, the account as it was
-        wait_until(lambda: watch.execute(WAITING.replace("wait_event_type = 'Lock' AND ", "")).fetchone()[0] == 0)  # type: ignore[index]
+        # Then its transaction is gone without a trace, with its connection: no bar booked, the account as it was
+        wait_until(lambda: watch.execute(ALIVE, (waiting[0],)).fetchone() == (0,))
     assert booked_rows() == 0 and get_account(store, account.id).bars == 0
     # When a fresh worker runs the next steps (the beat's next ticks)
     stack.start_worker("research2", "research", "-c", "1")
