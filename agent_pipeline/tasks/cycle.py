@@ -6,9 +6,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from celery.exceptions import Ignore
+
 from agent_pipeline.engine.artifacts import digest, fetch
 from agent_pipeline.engine.datastore import synced_data_dir
-from agent_pipeline.errors import KtrdrError
+from agent_pipeline.errors import CancelledError, KtrdrError
 from agent_pipeline.insight.report import publish
 from agent_pipeline.llm.study import tell_cycle
 from agent_pipeline.logs import operation_context
@@ -49,7 +51,11 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
         summary["promotion"] = promotion.to_record()
     summary["discovery"] = summary["discovery_at_run"] = promotion.is_discovery
     # The lockbox goes to the result summary only: nothing that feeds the loop reads it (see llm/memory.py).
-    summary["lockbox"] = _trade_lockbox(context.cycle_id, meta)
+    try:
+        summary["lockbox"] = _trade_lockbox(context.cycle_id, meta)
+    except CancelledError as exc:  # cancelled while its lockbox traded: no read logged, nothing left to complete
+        logger.info("cycle finished during its lockbox trade", extra={"error": str(exc)})
+        raise Ignore() from None
     store.complete(context.cycle_id, result_summary=summary)
     _judge_series(store, meta, lambda _: overfitting)
     tell_cycle(store.get(context.cycle_id))  # the optimiser's study learns the outcome (issue 9)
@@ -85,7 +91,11 @@ def _judge_series(
 def _trade_lockbox(cycle_id: str, meta: CycleRecord) -> dict[str, Any]:
     """The final model trades the lockbox once, and the read is logged (issue 25): a strategy document and model
     read before are refused, and show that read's figures again (`repeat_of`). A lockbox that cannot be traded is
-    reported, not fatal."""
+    reported, not fatal.
+
+    Raises:
+        CancelledError: the cycle finished while its lockbox traded (`traded_while_running`); no read is logged.
+    """
     from agent_pipeline.engine.research import Evaluation, trade_lockbox  # lazy: start-up cost (scipy, torch)
 
     try:
@@ -99,11 +109,31 @@ def _trade_lockbox(cycle_id: str, meta: CycleRecord) -> dict[str, Any]:
             cycle_id=cycle_id,
             strategy_checksum=digest(strategy),
             model_sha256=digest(model),
-            trade=lambda: trade_lockbox(strategy, model_path=model, evaluation=evaluation, data_dir=synced_data_dir()),
+            trade=lambda: traded_while_running(
+                cycle_id,
+                lambda: trade_lockbox(strategy, model_path=model, evaluation=evaluation, data_dir=synced_data_dir()),
+            ),
         )
+    except CancelledError:
+        raise
     except (KtrdrError, KeyError, OSError) as exc:  # OSError: the strategy or model file is gone
         logger.warning("lockbox not traded", extra={"error": str(exc)})
         return {"error": f"lockbox not traded: {exc}"}
+
+
+def traded_while_running(cycle_id: str, trade: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`trade()`'s figures, for `read_lockbox` to log as the cycle's read, unless the cycle finished (a cancel) while
+    it traded: a read must not count for a cancelled cycle (issue 27 review G). The trade takes seconds; what is left
+    is the moment from this check to the log and `complete`, which only one transaction over both would close.
+
+    Raises:
+        CancelledError: the cycle is finished; nothing is logged then.
+    """
+    figures = trade()
+    status = get_store().get(cycle_id).status
+    if status.is_finished:
+        raise CancelledError(f"cycle {cycle_id} is {status.value}: its lockbox read is not logged")
+    return figures
 
 
 @app.task(name="ktrdr.cycle.record_failure")

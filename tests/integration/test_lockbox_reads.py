@@ -6,6 +6,7 @@ Each test runs on a fresh SQLite file and on a fresh Postgres database (the `sto
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,7 +48,14 @@ class Trader:
         return dict(self.figures)
 
 
-def read(store: OperationsStore, cycle_id: str, trader: Trader, *, checksum: str = "s1", model: str = "m1") -> Any:
+def read(
+    store: OperationsStore,
+    cycle_id: str,
+    trader: Callable[[], dict[str, Any]],
+    *,
+    checksum: str = "s1",
+    model: str = "m1",
+) -> Any:
     return read_lockbox(
         store,
         symbol="eurusd",
@@ -240,3 +248,25 @@ def test_upgrade_from_0003_creates_the_log_with_a_read_for_each_cycle_that_trade
     (row, _) = leaderboard(store)
     assert row.series_lockbox is not None and row.series_lockbox.reads == 2
     store.engine.dispose()
+
+
+def test_a_cancel_that_lands_while_the_lockbox_trades_logs_no_read(store: OperationsStore) -> None:
+    from agent_pipeline.errors import CancelledError
+    from agent_pipeline.tasks.cycle import traded_while_running
+
+    # Given two running cycles, one of which is cancelled while its final model trades the lockbox
+    cancelled, running = (store.create_cycle(max_active=1000).operation_id for _ in range(2))
+    for cycle_id in (cancelled, running):
+        store.start(cycle_id)
+
+    def cancel_meanwhile() -> dict[str, Any]:
+        store.cancel(cancelled)
+        return dict(FIGURES)
+
+    # When each reads its lockbox through the finalize task's trade
+    with pytest.raises(CancelledError, match=f"cycle {cancelled} is cancelled: its lockbox read is not logged"):
+        read(store, cancelled, lambda: traded_while_running(cancelled, cancel_meanwhile), checksum="s2", model="m2")
+    shown = read(store, running, lambda: traded_while_running(running, Trader(FIGURES)), checksum="s3", model="m3")
+    # Then only the running cycle's read is logged
+    assert shown == FIGURES
+    assert [entry.cycle_id for entry in list_reads(store)] == [running]
