@@ -42,6 +42,7 @@ import pandas as pd
 from agent_pipeline.engine.data import is_close_only, load_bars
 from agent_pipeline.engine.features import PRIMARY
 from agent_pipeline.engine.pooled import research_period, universe_series
+from agent_pipeline.engine.series_cut import cut_at, cut_series, series_end
 from agent_pipeline.engine.strategy import CLOSE_INDICATORS
 from agent_pipeline.engine.walkforward import lockbox_start
 from agent_pipeline.llm.catalogue import DataSeries
@@ -93,25 +94,41 @@ def space() -> dict[str, optuna.distributions.BaseDistribution]:
 
 
 @lru_cache(maxsize=16)
-def research_bars(symbol: str, timeframe: str, data_dir: Path | None, lockbox_fraction: float) -> pd.DataFrame:
-    """The series' research period: its bars before the lockbox (the last `lockbox_fraction`)."""
-    bars = load_bars(symbol, timeframe, data_dir)
+def research_bars(
+    symbol: str, timeframe: str, data_dir: Path | None, lockbox_fraction: float, end: str | None = None
+) -> pd.DataFrame:
+    """The series' research period: its bars up to `end` (the series' fixed end, `engine.series_cut`; None: all),
+    before the lockbox (the last `lockbox_fraction` of those)."""
+    bars = cut_at(load_bars(symbol, timeframe, data_dir), end)
     return bars.iloc[: lockbox_start(len(bars), lockbox_fraction)]
 
 
 @lru_cache(maxsize=4)
 def universe_research_bars(
-    name: str, timeframe: str, data_dir: Path | None, lockbox_fraction: float
+    name: str, timeframe: str, data_dir: Path | None, lockbox_fraction: float, end: str | None = None
 ) -> tuple[pd.DataFrame, ...]:
-    """A universe's research period: each symbol's bars on the common dates before the universe's lockbox."""
-    series = universe_series(name, timeframe, data_dir)
+    """A universe's research period: each symbol's bars on the common dates up to `end`, before its lockbox."""
+    series = cut_series(universe_series(name, timeframe, data_dir), end)
     return tuple(research_period(series, lockbox_fraction).values())
 
 
 def research_sample(symbol: str, timeframe: str, universe: bool, settings: Any) -> Sample:
-    """The research period a design is drawn over: a series' bars, or a universe's symbols' bars."""
+    """The research period a design is drawn over: a series' bars, or a universe's symbols' bars, cut where the
+    series' first cycle fixed its end (issue 27), so appended bars (forward bars) and lockbox bars never enter the
+    cut points, the label volatility or the optimiser's view."""
     read = universe_research_bars if universe else research_bars
-    return read(symbol, timeframe, settings.data_dir, settings.lockbox_fraction)
+    end = fixed_end(symbol, timeframe, universe, settings)
+    return read(symbol, timeframe, settings.data_dir, settings.lockbox_fraction, end)
+
+
+def fixed_end(symbol: str, timeframe: str, universe: bool, settings: Any) -> str:
+    """The series' research end: fixed by its first cycle (`store.series`), or, before any cycle fixed one, the end
+    that cycle will fix (its last bar before any appended bar, `engine.series_cut.series_end`)."""
+    from agent_pipeline.store.operations import get_store  # lazy: start-up cost (SQLAlchemy)
+    from agent_pipeline.store.series import series_cut  # lazy: start-up cost (SQLAlchemy)
+
+    cut = series_cut(get_store(settings.database_url), symbol=symbol, timeframe=timeframe)
+    return cut.series_end if cut is not None else series_end(symbol, timeframe, settings.data_dir, universe=universe)
 
 
 def build_document(

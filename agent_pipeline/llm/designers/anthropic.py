@@ -87,7 +87,9 @@ class AnthropicDesigner(Designer):
             memory=memory, catalogue=candidates, symbol=symbol, timeframe=timeframe, study=study, portfolio=portfolio
         )
         try:
-            reply = conversation.run(prompt, lambda doc: _validate(doc, candidates), max_repairs=self.max_repairs)
+            reply = conversation.run(
+                prompt, lambda doc: _validate(doc, candidates, portfolio), max_repairs=self.max_repairs
+            )
         except claude.RepairsExhausted as exc:
             error = DesignError(
                 f"strategy invalid after {self.max_repairs} repair attempts: {'; '.join(exc.errors)[:1000]}"
@@ -173,7 +175,10 @@ def universe_request(universe: DataSeries, mode: str) -> str:
     )
 
 
-def _validate(document: Any, catalogue: list[DataSeries]) -> tuple[Strategy, dict[str, Any]]:
+def _validate(
+    document: Any, catalogue: list[DataSeries], portfolio: str | None = None
+) -> tuple[Strategy, dict[str, Any]]:
+    """The strategy, checked against the catalogue and, on a universe, against the portfolio mode asked for."""
     try:
         strategy = parse_strategy(
             document,
@@ -181,6 +186,9 @@ def _validate(document: Any, catalogue: list[DataSeries]) -> tuple[Strategy, dic
             close_only=close_only_pairs(catalogue),
             universes=universe_pairs(catalogue),
         )
-        return strategy, document
     except StrategyValidationError as exc:
         raise claude.OutputRejected(exc.errors) from None
+    mode = strategy.portfolio.mode if strategy.portfolio is not None else "timing"
+    if strategy.universe is not None and mode != (portfolio or "timing"):
+        raise claude.OutputRejected([f"portfolio.mode: the request is {portfolio or 'timing'}, not {mode}"])
+    return strategy, document

@@ -46,8 +46,8 @@ class OfflineDesigner(Designer):
         weights = [max(s.bars, 1) * math.sqrt(HOURS.get(s.timeframe, 1)) for s in candidates]
         history = ",".join(str(c.strategy_name) for c in memory.cycles[-5:])  # not ids: those are random
         series = random.Random(f"{config.seed}:{len(memory.cycles)}:{history}").choices(candidates, weights)[0]
-        bars = research_sample(series.symbol, series.timeframe, series.is_universe, config)
         trial = ask_trial(*series.pair, url=config.database_url, sampler=self.sampler, seed=config.seed)
+        bars = research_sample(series.symbol, series.timeframe, series.is_universe, config)  # after: schema is up
         document = build_document(trial, series, bars, prefix=self.name, portfolio=portfolio)
         return DesignOutcome(
             strategy=parse_strategy(

@@ -95,8 +95,11 @@ def test_claude_is_asked_for_the_universe_and_held_to_it(settings: Settings) -> 
     assert "Name `universe: DEMO` instead of `symbol:` and set `portfolio: {mode: rank}`" in prompt
     assert "Its series are close-only" in prompt
     # And a universe document is accepted; one on another series, or with high/low indicators, is refused
-    strategy, _ = _validate(pooled_strategy("DEMO"), [entry])
+    strategy, _ = _validate(pooled_strategy("DEMO", portfolio={"mode": "rank"}), [entry], "rank")
     assert strategy.universe == "DEMO"
+    with pytest.raises(OutputRejected) as other_mode:  # held to the mode asked for; no portfolio is timing
+        _validate(pooled_strategy("DEMO"), [entry], "rank")
+    assert "portfolio.mode: the request is rank, not timing" in str(other_mode.value)
     with pytest.raises(OutputRejected) as refused:
         _validate(pooled_strategy("DEMO") | {"universe": None, "symbol": "EURUSD"}, [entry])
     assert "no data for EURUSD 1d" in str(refused.value)
@@ -105,3 +108,24 @@ def test_claude_is_asked_for_the_universe_and_held_to_it(settings: Settings) -> 
     with pytest.raises(OutputRejected) as close_only:  # Claude is asked to repair it
         _validate(atr, [entry])
     assert "atr needs high and low, and DEMO 1d is close-only" in str(close_only.value)
+
+
+def test_designs_read_a_series_only_up_to_the_end_its_first_cycle_fixed(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the universe, whose first cycle fixed its research end 100 common dates before its last
+    from agent_pipeline.llm.space import research_sample
+    from agent_pipeline.store.operations import get_store
+    from agent_pipeline.store.series import fix_series_end
+
+    whole = universe_research_bars("DEMO", "1d", settings.data_dir, settings.lockbox_fraction)
+    store = get_store(settings.database_url)
+    store.upgrade()
+    dates = describe(get_universe("DEMO", settings.data_dir), settings.data_dir)
+    end = str(pd.Timestamp(dates.common_end) - pd.Timedelta(days=150))
+    fix_series_end(store, symbol="DEMO", timeframe="1d", end=end, cycle_id="op_first")
+    # When a design reads its research sample
+    frames = research_sample("DEMO", "1d", True, settings)
+    # Then the sample is the research period of the bars up to that end: shorter, and never past the end
+    assert all(frame.index[-1] < pd.Timestamp(end) for frame in frames)
+    assert len(frames[0]) < len(whole[0])
