@@ -6,7 +6,8 @@ TORCH_PIN := torch==2.13.0
 # Test processes (pytest-xdist): files are spread over them, each file's tests stay in one (their shared stacks).
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-fast lint format bench bench-research bench-power bench-skill-gate bench-decay clean
+.PHONY: venv demo test test-fast lint format bench bench-research bench-power bench-power-universe bench-skill-gate \
+	bench-decay clean
 
 $(BIN)/ktrdr: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +58,12 @@ bench-research: venv
 # The loop's power on planted edges against random search, and its false discoveries on noise (issue 14; long).
 bench-power: venv
 	$(BIN)/python bench/bench_power.py
+
+# Power on planted 20-symbol universes (issue 24): independent noise, then a market factor of correlation 0.3.
+UNIVERSE_POWER := --universe-size 20 --bars 2520 --tuning-seeds "" --strengths 1.0 --trend-strengths 0.5 --jobs 3
+bench-power-universe: venv
+	$(BIN)/python bench/bench_power.py $(UNIVERSE_POWER) --correlation 0 --results bench/results/power_universe_c0.json
+	$(BIN)/python bench/bench_power.py $(UNIVERSE_POWER) --correlation 0.3 --results bench/results/power_universe_c0.3.json
 
 # The training gate against chance: 20 random walks and the planted edges, one walk-forward training each (issue 23).
 bench-skill-gate: venv
