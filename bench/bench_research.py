@@ -216,6 +216,27 @@ def print_table(results: dict[str, Any]) -> None:
             print(row(pair, result["arm"], figures(result["trials"], result["wall_s"])))
 
 
+def salvage(work: Path, args: argparse.Namespace) -> None:
+    """The results of a run stopped before its end, from each arm's home (`<arm>-<series parts>`): its finished
+    cycles in order, marked `partial` with the cycles each arm finished."""
+    from agent_pipeline.store.operations import OperationsStore, OperationType
+
+    results = []
+    for home in sorted(p for p in work.iterdir() if (p / "ktrdr.db").is_file() and "-" in p.name):
+        arm, *parts = home.name.split("-")
+        store = OperationsStore(f"sqlite:///{home / 'ktrdr.db'}")
+        cycles = sorted(store.list(operation_type=OperationType.AGENT_RESEARCH, limit=1000), key=lambda o: o.created_at)
+        finals = [op for op in cycles if op.status.is_finished]
+        wall = (finals[-1].completed_at - finals[0].created_at).total_seconds() if finals else 0.0
+        results.append({"series": " ".join(parts), "arm": arm, **summarise(finals, wall)})
+        store.engine.dispose()
+    config = {"cycles": args.cycles, "seed": args.seed, "series": sorted({r["series"] for r in results}), "jobs": 0}
+    record = {"config": config, "wall_s": max((r["wall_s"] for r in results), default=0.0), "results": results}
+    record |= {"partial": any(r["cycles"] < args.cycles for r in results), "salvaged_from": str(work)}
+    write(args.results, record, cycles=args.cycles, cycles_per="arm and series (partial: see each arm's cycles)")
+    print_table(json.loads(args.results.read_text()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=24, help="cycles per arm and series (default 24)")
@@ -226,12 +247,18 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="(series, arm) runs at once (default 1: 2 cores)")
     parser.add_argument("--table", type=Path, help="print the table of a results file and exit")
+    parser.add_argument(
+        "--salvage", type=Path, help="write the results of a stopped run from its work folder (its finished cycles)"
+    )
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, in a child process
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     add_options(parser, RESULTS)
     args = parser.parse_args()
     if args.table:
         print_table(json.loads(args.table.read_text()))
+        return
+    if args.salvage:
+        salvage(args.salvage, args)
         return
     if args.arm:
         symbol, timeframe, *mode = args.series[0].split(":")
