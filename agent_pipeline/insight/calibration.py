@@ -43,6 +43,9 @@ class SeriesOutcome:
     best_sharpe: float | None = None  # the best walk-forward (out-of-sample) Sharpe of any backtested cycle
     discovery_lockbox_sharpe: float | None = None  # the first lasting discovery's lockbox Sharpe
     outcomes: list[str] = field(default_factory=list)  # per cycle: passed / training_gate / backtest_gate / ...
+    # Every cycle that is a candidate at the end (completed, both gates passed, deflated Sharpe >= 0.95 over all
+    # trials): issue 23's discoveries, before the promotion step (issue 25) promotes or rejects them.
+    candidates: list[int] = field(default_factory=list)
 
     @property
     def discovered(self) -> bool:

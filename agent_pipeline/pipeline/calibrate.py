@@ -96,6 +96,7 @@ def run_series(
         say(f"  {spec.symbol} cycle {number}/{plan.cycles}: {outcome_of(cycles[-1])[0].value}{flag}, "
             f"walk-forward Sharpe {_sharpe(cycles[-1])}")  # fmt: skip
     lasting, withdrawn = judge_series(store, spec.symbol, cycles)
+    candidates = series_candidates(store, spec.symbol, cycles)
     say(f"  {spec.symbol}: discoveries at the end {lasting or 'none'}, withdrawn flags {withdrawn or 'none'}")
     sharpes = [s for s in map(_sharpe, cycles) if s is not None]
     first = lasting[0] if lasting else None
@@ -114,6 +115,7 @@ def run_series(
         best_sharpe=max(sharpes) if sharpes else None,
         discovery_lockbox_sharpe=_lockbox_sharpe(cycles[first - 1]) if first else None,
         outcomes=[outcome_of(c)[0].value for c in cycles],
+        candidates=candidates,
     )
 
 
@@ -146,6 +148,13 @@ def judge_series(store: OperationsStore, symbol: str, cycles: list[Operation]) -
     found = {trial.cycle_id for trial in series_evidence(store, symbol, TIMEFRAME).discoveries}
     lasting = [number for number, run in enumerate(cycles, 1) if run.operation_id in found]
     return lasting, [number for number, run in enumerate(cycles, 1) if _flagged(run) and number not in lasting]
+
+
+def series_candidates(store: OperationsStore, symbol: str, cycles: list[Operation]) -> list[int]:
+    """The cycles (1-based numbers of `cycles`) that are candidates at the end: discoveries by issue 23's
+    definition, which the promotion step then promotes or rejects; both definitions are reported (issue 24)."""
+    found = {trial.cycle_id for trial in series_evidence(store, symbol, TIMEFRAME).candidates}
+    return [number for number, run in enumerate(cycles, 1) if run.operation_id in found]
 
 
 def _flagged(run: Operation) -> bool:

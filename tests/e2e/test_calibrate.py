@@ -91,6 +91,7 @@ def test_calibrate_plants_a_universe_per_series_and_runs_universe_cycles(tmp_pat
     universe = get_universe(series["symbol"], home / "data")
     assert universe.symbols == tuple(f"{series['symbol']}.S0{i}" for i in range(3))
     assert series["cycles_run"] == 1 and series["outcomes"] != ["error"]
+    assert set(series["discoveries"]) <= set(series["candidates"]) <= {1}  # both definitions, promoted among them
     assert 0.3 < series["rule_sharpe"] < 2.0
     # And a universe of another size or correlation is another series, with a name of its own
     other = ktrdr("agent", "calibrate", "--home", str(home), *args, "--json", env=env, cwd=tmp_path)
