@@ -95,8 +95,7 @@ def run_series(
         flag = " (flagged a discovery)" if _flagged(cycles[-1]) else ""
         say(f"  {spec.symbol} cycle {number}/{plan.cycles}: {outcome_of(cycles[-1])[0].value}{flag}, "
             f"walk-forward Sharpe {_sharpe(cycles[-1])}")  # fmt: skip
-    lasting, withdrawn = judge_series(store, spec.symbol, cycles)
-    candidates = series_candidates(store, spec.symbol, cycles)
+    lasting, withdrawn, candidates = judge_series(store, spec.symbol, cycles)
     say(f"  {spec.symbol}: discoveries at the end {lasting or 'none'}, withdrawn flags {withdrawn or 'none'}")
     sharpes = [s for s in map(_sharpe, cycles) if s is not None]
     first = lasting[0] if lasting else None
@@ -139,22 +138,22 @@ def plant(spec: SeriesSpec, plan: CalibrationPlan, settings: Settings) -> tuple[
     return sharpes, CycleOptions(designer=spec.designer, symbol=spec.symbol, timeframe=TIMEFRAME)
 
 
-def judge_series(store: OperationsStore, symbol: str, cycles: list[Operation]) -> tuple[list[int], list[int]]:
-    """The end judgement of a series over all its trials, as 1-based numbers of `cycles`.
+def judge_series(
+    store: OperationsStore, symbol: str, cycles: list[Operation]
+) -> tuple[list[int], list[int], list[int]]:
+    """The end judgement of a series over all its trials (one `series_evidence`), as 1-based numbers of `cycles`.
 
     Returns:
-        (the cycles that are discoveries now, the cycles flagged a discovery when they ran that are not).
+        (the cycles that are discoveries now, the cycles flagged a discovery when they ran that are not, the cycles
+        that are candidates now: issue 23's discoveries, which the promotion step then promotes or rejects; both
+        definitions are reported, issue 24).
     """
-    found = {trial.cycle_id for trial in series_evidence(store, symbol, TIMEFRAME).discoveries}
+    evidence = series_evidence(store, symbol, TIMEFRAME)
+    found = {trial.cycle_id for trial in evidence.discoveries}
+    candidates = {trial.cycle_id for trial in evidence.candidates}
     lasting = [number for number, run in enumerate(cycles, 1) if run.operation_id in found]
-    return lasting, [number for number, run in enumerate(cycles, 1) if _flagged(run) and number not in lasting]
-
-
-def series_candidates(store: OperationsStore, symbol: str, cycles: list[Operation]) -> list[int]:
-    """The cycles (1-based numbers of `cycles`) that are candidates at the end: discoveries by issue 23's
-    definition, which the promotion step then promotes or rejects; both definitions are reported (issue 24)."""
-    found = {trial.cycle_id for trial in series_evidence(store, symbol, TIMEFRAME).candidates}
-    return [number for number, run in enumerate(cycles, 1) if run.operation_id in found]
+    withdrawn = [number for number, run in enumerate(cycles, 1) if _flagged(run) and number not in lasting]
+    return lasting, withdrawn, [number for number, run in enumerate(cycles, 1) if run.operation_id in candidates]
 
 
 def _flagged(run: Operation) -> bool:

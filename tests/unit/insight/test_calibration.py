@@ -151,7 +151,7 @@ def test_the_end_judgement_keeps_the_discovery_that_lasts_and_withdraws_the_flag
     ]
     finished(store, "CAL_OTHER001", 0.2, flagged=True, backtest_dir=returns(99))  # another series counts for nothing
     # When the series is judged at the end, over all its trials
-    lasting, withdrawn = judge_series(store, "CAL_TEST0001", cycles)
+    lasting, withdrawn, _ = judge_series(store, "CAL_TEST0001", cycles)
     # Then the first cycle stands (promoted), the second's flag is withdrawn, and the gate-stopped one is no discovery
     assert lasting == [1]
     assert withdrawn == [2]
@@ -172,7 +172,7 @@ def test_the_end_judgement_counts_no_discovery_while_the_series_pbo_is_too_high(
         for n in range(12)
     ]  # fmt: skip
     # When the series is judged at the end, then its candidate is rejected and its flag counts as withdrawn
-    assert judge_series(store, "CAL_TEST0002", cycles) == ([], [1])
+    assert judge_series(store, "CAL_TEST0002", cycles)[:2] == ([], [1])
     evidence = series_evidence(store, "CAL_TEST0002", "1d")
     assert evidence.pbo is not None and evidence.pbo.pbo > 0.2
     assert [(t.cycle_id, t.promotion) for t in evidence.candidates] == [(cycles[0].operation_id, "rejected")]

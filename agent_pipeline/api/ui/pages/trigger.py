@@ -18,6 +18,8 @@ from agent_pipeline.pipeline.context import CycleOptions
 from agent_pipeline.pipeline.user_strategy import MAX_STRATEGY_BYTES, decode_strategy
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+# A universe choice of the form: `universe NAME TIMEFRAME MODE`.
+UNIVERSE_WORDS = 4
 
 
 @router.post("/trigger")
@@ -50,7 +52,7 @@ def trigger_options_of(series: str, designer: str, bypass_gates: bool, upload: U
         strategy = decode_strategy(upload.file.read(MAX_STRATEGY_BYTES + 1), name=upload.filename)
     chosen: dict[str, str | None] = {"symbol": words[0] if words else None, "timeframe": " ".join(words[1:]) or None}
     if words[:1] == ["universe"]:
-        if len(words) != len(("universe", "NAME", "TIMEFRAME", "MODE")) or words[3] not in ("timing", "rank"):
+        if len(words) != UNIVERSE_WORDS or words[3] not in ("timing", "rank"):
             raise InvalidOptionError(f"a universe choice is `universe NAME TIMEFRAME timing|rank`, not {series!r}")
         chosen = {"universe": words[1], "timeframe": words[2], "portfolio": words[3]}
     return CycleOptions.model_validate(
