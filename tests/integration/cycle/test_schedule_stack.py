@@ -45,6 +45,11 @@ def test_beat_starts_cycles_while_there_is_room_and_stops_at_the_budget(make_sta
         # a cycle may finish on its own between the read above and this cancel
         with contextlib.suppress(InvalidTransitionError):
             cycle.cancel(op.operation_id, store=store)
+    # A tick already past its budget check when the spend landed may still start one cycle (cycles stopped by the
+    # training gate free their slot within a second): count once the ticks in flight are done, then four more.
+    time.sleep(1.5)
+    before = [op.operation_id for op in cycles()]
     time.sleep(4)  # four ticks
-    assert len(cycles()) == len(started) + 1, [op.operation_id for op in cycles()]
+    assert [op.operation_id for op in cycles()] == before
+    assert len(before) <= len(started) + 2, before
     assert "daily LLM budget exhausted" in stack.log("research"), stack.log("research")[-3000:]
