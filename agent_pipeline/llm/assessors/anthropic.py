@@ -134,8 +134,9 @@ def _evidence_line(backtest_result: dict[str, Any]) -> str:
     psr = backtest_result.get("psr")
     return (
         f"trials: {trials} strategies tried on this series; deflated_sharpe: {dsr} (probability that the true "
-        f"Sharpe exceeds the best that {trials} zero-skill trials reach by luck; {DISCOVERY_DSR} or more is a "
-        "discovery); "
+        f"Sharpe exceeds the best that {trials} zero-skill trials reach by luck; {DISCOVERY_DSR} or more, with "
+        "every gate passed, makes a candidate, which becomes a discovery only if the series' probability of "
+        "backtest overfitting and its purged combinatorial paths hold up); "
         f"psr: {psr}. Do not call a strategy promising with fewer than 10 trades or with a return no better "
         "than buy-and-hold on the same bars."
     )

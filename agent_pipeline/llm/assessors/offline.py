@@ -42,7 +42,8 @@ MEDIOCRE_SCORE = 0
 MIN_TRADES = 10
 # A Sharpe ratio below this (annualised) is not called a strength: 0.001 is not a positive result.
 MEANINGFUL_SHARPE = 0.1
-# Deflated Sharpe below this is a weakness (a discovery is gates.DISCOVERY_DSR or more).
+# Deflated Sharpe below this is a weakness (a candidate, which promotion may make a discovery, has gates.DISCOVERY_DSR
+# or more).
 WEAK_DSR = 0.5
 # The largest skill p-value (balanced accuracy beats chance) that counts as skill: the training gate's default
 # TRAINING_GATE_MAX_P (issue 23).
