@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 TEST_WORKERS ?= 2
 
 .PHONY: venv demo test test-fast lint format bench bench-research bench-power bench-power-universe bench-skill-gate \
-	bench-decay clean
+	bench-decay bench-promotion clean
 
 $(BIN)/ktrdr: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,7 @@ format: venv
 # bench_research.py and bench_power.py are left out: they run hundreds of research cycles (make bench-research,
 # make bench-power).
 bench: venv
-	@for b in bench/bench_*.py; do case $$b in bench/bench_research.py|bench/bench_power.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py; do case $$b in bench/bench_research.py|bench/bench_power.py|bench/bench_promotion.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # Optimiser against random, 24 cycles per arm on every bundled series, a random walk and SP500_20 in both portfolio
 # modes (issues 9, 24; long).
@@ -64,6 +64,11 @@ UNIVERSE_POWER := --universe-size 20 --bars 2520 --tuning-seeds "" --strengths 1
 bench-power-universe: venv
 	$(BIN)/python bench/bench_power.py $(UNIVERSE_POWER) --correlation 0 --results bench/results/power_universe_c0.json
 	$(BIN)/python bench/bench_power.py $(UNIVERSE_POWER) --correlation 0.3 --results bench/results/power_universe_c0.3.json
+
+# False promotions on 20 random walks and a 20-symbol null universe, and what promotion costs the planted edges of the
+# power table on its held-out seeds (issue 25; long: about 40 min on 2 cores).
+bench-promotion: venv
+	$(BIN)/python bench/bench_promotion.py
 
 # The training gate against chance: 20 random walks and the planted edges, one walk-forward training each (issue 23).
 bench-skill-gate: venv

@@ -1,0 +1,292 @@
+"""Promotion benchmark (issue 25): false promotions on noise, and the power the promotion step costs.
+
+Run: make bench-promotion, or
+     .venv/bin/python bench/bench_promotion.py [--null-seeds 201-220] [--universe-seeds 201] [--cycles 20]
+                                              [--planted reversal:1.5,reversal:2.0,trend:1.5,trend:2.0]
+                                              [--held-out-seeds 101,...,105] [--jobs 3] [--replays 2]
+     .venv/bin/python bench/bench_promotion.py --table   # re-render the tables from the results file
+
+Every series runs its whole budget of cycles with the default gates and promotion limits (KTRDR_MAX_PBO 0.2,
+KTRDR_MIN_PATHS_POSITIVE 0.8, KTRDR_PBO_MIN_TRIALS 8), as a user runs it, each arm one `ktrdr agent calibrate
+--json` process with its own home (bench_power.run_arm). At the end of its budget a series counts:
+- a *candidate* when a cycle completed with both gates passed and a deflated Sharpe of at least 0.95 over all the
+  series' trials (issue 23's discovery);
+- a *discovery* when such a candidate is promoted: the series' PBO at most 0.2 and its purged combinatorial paths'
+  median Sharpe above 0 with at least 80% of them positive.
+
+Rows:
+- **null**: seeded random walks (one series each) and a 20-symbol null universe. Goal: at most 1 discovery in 20
+  series (5%).
+- **planted**: the power table's planted edges on its held-out seeds (bench/bench_power.py): the power the step costs
+  is the series found as a candidate and not promoted.
+
+Beside the counts, from each arm's home through the product's own commands: every series' PBO (`ktrdr agent evidence
+--json`), every candidate's promotion record with its path Sharpe ratios (`ktrdr operations status --json`), the
+lockbox reads per series (`ktrdr agent lockbox-log --json`), and `--replays` cycles replayed (`ktrdr agent replay`:
+`identical` or `differs`, and its time). The results file is rewritten after every arm (`"partial": true` until the
+last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_power import KTRDR, arm_env, run_arm, save  # noqa: E402 - the bench folder, added above
+from results_meta import reset_gate_env, stamp  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "promotion.json"
+GOAL_NULL_DISCOVERIES = 1  # at most this many discoveries over 20 null series
+UNIVERSE_BARS = 2520  # ten years of daily bars per symbol, as bench-power-universe
+TIMEFRAME = "1d"
+
+
+def seeds(text: str) -> list[int]:
+    """`201-220` or `101,102`: a list of seeds."""
+    found: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, _, high = part.partition("-")
+        found.extend(range(int(low), int(high or low) + 1))
+    return found
+
+
+def arms(options: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
+    """name -> (row group, calibrate arguments). The null walks are split over `--jobs` arms so they run at once."""
+    common = ["--designers", "offline", "--cycles", str(options.cycles)]
+    planned: dict[str, tuple[str, list[str]]] = {}
+    null = seeds(options.null_seeds)
+    parts = max(1, min(options.jobs - 1, len(null)))
+    for index in range(parts):
+        chunk = null[index::parts]
+        if chunk:
+            planned[f"null-walks-{index + 1}"] = ("null", ["--kinds", "noise", "--seeds", _join(chunk), *common])
+    if options.universe_seeds:
+        universe = ["--universe-size", "20", "--bars", str(UNIVERSE_BARS)]
+        planned["null-universe"] = ("null", ["--kinds", "noise", "--seeds", options.universe_seeds, *universe, *common])
+    held_out = _join(seeds(options.held_out_seeds))
+    for item in filter(None, options.planted.split(",")):
+        kind, _, strength = item.partition(":")
+        args = ["--kinds", kind, "--strengths", strength, "--seeds", held_out, *common]
+        planned[f"{kind}-{strength}"] = ("planted", args)
+    return planned
+
+
+def _join(values: list[int]) -> str:
+    return ",".join(map(str, values))
+
+
+def cli(home: Path, *args: str) -> Any:
+    """One `ktrdr` command's JSON against an arm's home (its SQLite file): the house envelope's `data`."""
+    env = arm_env({"KTRDR_HOME": str(home)}, keep_gates=False)
+    done = subprocess.run([str(KTRDR), *args, "--json"], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ktrdr {' '.join(args)}: {done.stderr.strip()[-500:]}")
+    found = json.loads(done.stdout)
+    return found.get("data", found) if isinstance(found, dict) else found
+
+
+def inspect(home: Path, record: dict[str, Any], *, universe: bool) -> list[dict[str, Any]]:
+    """Each series of an arm: its candidates and discoveries at the end, PBO, promotion records and lockbox reads."""
+    reads = cli(home, "agent", "lockbox-log")
+    rows = []
+    for series in record["series"]:
+        symbol = series["symbol"]
+        history = cli(home, "agent", "history", "--symbol", symbol)
+        lockbox = (history[0].get("series_lockbox") if history else None) or {}
+        evidence = cli(home, "agent", "evidence", "--symbol", symbol)["series"]
+        found = evidence[0] if evidence else {}
+        overfitting = found.get("pbo") or {}
+        promotions = []
+        for trial in found.get("candidates") or []:
+            summary = cli(home, "operations", "status", trial["cycle_id"]).get("result_summary") or {}
+            promotion = summary.get("promotion") or {}
+            paths = promotion.get("paths") or {}
+            promotions.append({
+                "cycle_id": trial["cycle_id"], "status": trial["promotion"],
+                "deflated_sharpe": trial["deflated_sharpe"],
+                "codes": promotion.get("codes"), "pbo_at_judgement": promotion.get("pbo"),
+                "path_sharpes": paths.get("sharpes"), "paths_reason": promotion.get("paths_reason"),
+            })  # fmt: skip
+        rows.append({
+            "symbol": symbol, "kind": series["kind"], "strength": series["strength"], "seed": series["seed"],
+            "universe": universe,
+            "cycles": series["cycles_run"], "trials": found.get("trials"),
+            "candidate_cycles": series.get("candidates") or [], "discovery_cycles": series.get("discoveries") or [],
+            "candidate": bool(series.get("candidates")), "discovery": bool(series.get("discoveries")),
+            "pbo": overfitting.get("pbo"), "pbo_reason": found.get("pbo_reason"),
+            "pbo_probability_of_loss": overfitting.get("probability_of_loss"),
+            "pbo_degradation_slope": overfitting.get("degradation_slope"),
+            "promotions": promotions,
+            "lockbox_reads": sum(1 for read in reads if read["symbol"] == symbol),
+            # the leaderboard's figure: the best lockbox Sharpe deflated by the series' read count
+            "lockbox_best_sharpe": lockbox.get("best_sharpe"), "lockbox_best_deflated": lockbox.get("deflated_sharpe"),
+            "rule_sharpe": series.get("rule_sharpe"), "outcomes": series.get("outcomes"),
+        })  # fmt: skip
+    return rows
+
+
+def replays(home: Path, rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """Replay up to `count` of the arm's cycles, candidates first, then any completed one: exit code, verdict line,
+    seconds."""
+    wanted = [p["cycle_id"] for row in rows for p in row["promotions"]]
+    if len(wanted) < count:
+        for row in rows:
+            history = cli(home, "agent", "history", "--symbol", row["symbol"])
+            wanted += [h["operation_id"] for h in history if h.get("status") == "completed"]
+    done = []
+    for cycle_id in list(dict.fromkeys(wanted))[:count]:
+        env = arm_env({"KTRDR_HOME": str(home)}, keep_gates=False)
+        started = time.perf_counter()
+        run = subprocess.run([str(KTRDR), "agent", "replay", cycle_id], env=env, capture_output=True, text=True)
+        lines = (run.stdout + run.stderr).strip().splitlines()
+        done.append({
+            "cycle_id": cycle_id, "exit": run.returncode, "verdict": lines[-1] if lines else "",
+            "seconds": round(time.perf_counter() - started, 1),
+        })  # fmt: skip
+    return done
+
+
+def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    pbos = [r["pbo"] for r in rows if r["pbo"] is not None]
+    return {
+        "series": len(rows),
+        "candidates": sum(r["candidate"] for r in rows),
+        "discoveries": sum(r["discovery"] for r in rows),
+        "rejected_candidates": sum(1 for r in rows for p in r["promotions"] if p["status"] == "rejected"),
+        "pending_candidates": sum(1 for r in rows for p in r["promotions"] if p["status"] == "candidate"),
+        "pbo_median": round(statistics.median(pbos), 3) if pbos else None,
+        "pbo_range": [round(min(pbos), 3), round(max(pbos), 3)] if pbos else None,
+        "lockbox_reads_median": statistics.median([r["lockbox_reads"] for r in rows]) if rows else None,
+    }
+
+
+def merge(
+    done: dict[str, dict[str, Any]], planned: dict[str, Any], options: argparse.Namespace, seconds: float
+) -> dict[str, Any]:
+    from agent_pipeline.config import Settings
+
+    rows = [row for arm in done.values() for row in arm["rows"]]
+    null = [r for r in rows if r["kind"] == "noise"]
+    planted: dict[str, list[dict[str, Any]]] = {}
+    for row in (r for r in rows if r["kind"] != "noise"):
+        planted.setdefault(f"{row['kind']} {row['strength']:g}", []).append(row)
+    null_counts = counts(null)
+    record = {
+        "partial": len(done) < len(planned),
+        "arms_done": f"{len(done)} of {len(planned)}",
+        "plan": {"cycles": options.cycles, "null_seeds": options.null_seeds, "universe_seeds": options.universe_seeds,
+                 "planted": options.planted, "held_out_seeds": options.held_out_seeds, "universe_bars": UNIVERSE_BARS},
+        "seconds": round(seconds, 1),
+        "goal": f"at most {GOAL_NULL_DISCOVERIES} discovery in 20 null series",
+        "null": null_counts | {
+            "walks": counts([r for r in null if not r["universe"]]),
+            "universes": counts([r for r in null if r["universe"]]),
+            "goal_met": null_counts["discoveries"] <= GOAL_NULL_DISCOVERIES * max(1, len(null)) / 20,
+        },
+        "planted": {name: counts(members) for name, members in planted.items()},
+        "replays": [r for arm in done.values() for r in arm["replays"]],
+        "series": rows,
+        "arms": {name: arm["seconds"] for name, arm in done.items()},
+    }  # fmt: skip
+    defaults = Settings.model_fields
+    return stamp(
+        record,
+        cycles=options.cycles,
+        folds=defaults["walk_forward_folds"].default,
+        lockbox_fraction=defaults["lockbox_fraction"].default,
+        max_pbo=defaults["max_pbo"].default,
+        min_paths_positive=defaults["min_paths_positive"].default,
+        pbo_min_trials=defaults["pbo_min_trials"].default,
+        bars=5031,
+        universe_bars=UNIVERSE_BARS,
+    )
+
+
+def report(record: dict[str, Any]) -> str:
+    """The README's table: candidates and discoveries per row, and what promotion cost the planted edges."""
+    lines = [
+        "| Series | Count | Candidates at the end | Discoveries (promoted) | Rejected candidates "
+        "| PBO median (range) |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def line(name: str, c: dict[str, Any]) -> str:
+        span = f"{c['pbo_median']} ({c['pbo_range'][0]}-{c['pbo_range'][1]})" if c["pbo_range"] else "-"
+        return (f"| {name} | {c['series']} | {c['candidates']}/{c['series']} | {c['discoveries']}/{c['series']} "
+                f"| {c['rejected_candidates']} | {span} |")  # fmt: skip
+
+    null = record["null"]
+    lines.append(line("random walk", null["walks"]))
+    if null["universes"]["series"]:
+        lines.append(line("null universe (20 symbols)", null["universes"]))
+    for name, c in record["planted"].items():
+        lines.append(line(f"planted {name} (held-out seeds)", c))
+    replayed = record.get("replays") or []
+    identical = sum(1 for r in replayed if r["exit"] == 0)
+    partial = " PARTIAL: " + record["arms_done"] + " arms." if record.get("partial") else ""
+    return "\n".join([
+        *lines, "",
+        f"Null: {null['discoveries']} discoveries in {null['series']} series (goal: {record['goal']}; "
+        f"{'met' if null['goal_met'] else 'NOT met'}); {null['candidates']} candidates.",
+        f"Replays: {identical} of {len(replayed)} identical"
+        + (f" (median {statistics.median(r['seconds'] for r in replayed):.0f} s)." if replayed else "."),
+        f"{record['seconds']:.0f} s wall; {record['command']} at {record['commit']}, {record['date']}.{partial}",
+    ])  # fmt: skip
+
+
+def run(name: str, args: list[str], home: Path, replay_count: int) -> dict[str, Any]:
+    record = run_arm(name, args, home, {}, False)
+    rows = inspect(home, record, universe="--universe-size" in args)
+    return {"seconds": record["seconds"], "rows": rows, "replays": replays(home, rows, replay_count)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--null-seeds", default="201-220", help="Seeds of the random walks (one series each).")
+    parser.add_argument("--universe-seeds", default="201", help="Seeds of 20-symbol null universes ('' for none).")
+    parser.add_argument("--planted", default="reversal:1.5,reversal:2.0,trend:1.5,trend:2.0", help="KIND:STRENGTH,...")
+    parser.add_argument("--held-out-seeds", default="101-105", help="The power table's held-out seeds.")
+    parser.add_argument("--replays", type=int, default=1, help="Cycles replayed per arm (candidates first).")
+    parser.add_argument("--jobs", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--table", action="store_true", help="Print the table of the results file and stop.")
+    options = parser.parse_args()
+    if options.table:
+        print(report(json.loads(options.results.read_text())))
+        return
+    reset_gate_env()
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="ktrdr-promotion-"))
+    planned = arms(options)
+    print(f"{len(planned)} arms, logs under {work}", flush=True)
+    done: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+        futures = {
+            pool.submit(run, name, args, work / name, options.replays): name for name, (_, args) in planned.items()
+        }
+        for future in as_completed(futures):
+            try:
+                done[futures[future]] = future.result()
+            except RuntimeError as error:  # one arm's failure leaves the others' results standing
+                print(error, flush=True)
+                continue
+            ordered = {name: done[name] for name in planned if name in done}
+            save(merge(ordered, planned, options, time.perf_counter() - started), options.results)
+    if done:
+        print(report(json.loads(options.results.read_text())))
+    os.sync()
+
+
+if __name__ == "__main__":
+    main()
