@@ -33,7 +33,7 @@ def start(cycle_id: str, capital: float, force: bool, stop_on_decay: bool, as_js
         echo_json(account.to_dict())
         return
     click.echo(
-        f"Opened paper account {account.id} for {cycle_id}: {account.symbol} {account.timeframe}, "
+        f"Opened paper account {account.id} for {cycle_id}: {account.series}, "
         f"{account.capital:,.2f} on paper, from the first bar after {account.start_after}"
     )
 
@@ -111,7 +111,7 @@ def accounts_table(accounts: list[dict[str, Any]]) -> Any:
     for a in accounts:
         decay = a["decay"]
         table.add_row(
-            a["id"], a["state"], f"{a['symbol']} {a['timeframe']}", a["cycle_id"], str(a["bars"]),
+            a["id"], a["state"], a["series"], a["cycle_id"], str(a["bars"]),
             f"{a['equity']:,.2f}", f"{a['return']:+.1%}", f"at {decay['bar']}" if decay["fired"] else "-",
         )  # fmt: skip
     return table
@@ -130,7 +130,7 @@ def status_table(view: dict[str, Any]) -> Any:
     rows = [
         ("State", view["state"] + (f" ({view['stop_reason']})" if view["stop_reason"] else "")),
         ("Cycle", view["cycle_id"]),
-        ("Series", f"{view['symbol']} {view['timeframe']}, from the first bar after {view['start_after']}"),
+        ("Series", f"{view['series']}, from the first bar after {view['start_after']}"),
         ("Bars", f"{view['bars']} forward bars booked{span}"),
         ("Equity", f"{view['equity']:,.2f} of {view['capital']:,.2f} ({view['return']:+.2%})"),
         ("Backtest expects", f"{expected['equity']:,.2f} (band {expected['low']:,.2f} to {expected['high']:,.2f})"),

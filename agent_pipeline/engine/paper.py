@@ -15,7 +15,8 @@ series: at bar t's close), sized at the whole equity, through the broker, which 
 bar's return is its equity over the one before (the first forward bar's: over the capital). An account whose equity
 reaches zero trades no more.
 
-`trade` books only the bars it is given: the caller gives each bar once (`store.paper` refuses a bar twice).
+`trade` books only the bars it is given: the caller gives each bar once (`store.paper` refuses a bar twice). An
+account of a universe trades its strategy's portfolio instead (`engine.paper_universe`), from the same decisions.
 """
 
 from __future__ import annotations
@@ -70,10 +71,17 @@ class BookedBar:
 
 @dataclass(frozen=True)
 class Traded:
-    """What a step traded: the bars booked, in order, and the book after them."""
+    """What a step traded: the bars booked, in order, the book after them, and every position held then (a
+    universe's, one per symbol; empty: the book's one position)."""
 
     bars: list[BookedBar]
     book: Book
+    positions: tuple[Position, ...] = ()
+
+    @property
+    def held(self) -> tuple[Position, ...]:
+        """The positions after the step, one per symbol."""
+        return self.positions or (self.book.position,)
 
     @property
     def returns(self) -> np.ndarray:
@@ -89,17 +97,32 @@ def decisions(strategy: Strategy, model_path: Path, bars: pd.DataFrame, start_af
     Raises:
         TrainingError: the model cannot be read, or it expects other features.
     """
-    from agent_pipeline.engine.backtest import positions_from_classes  # lazy: start-up cost (torch)
     from agent_pipeline.engine.trainer import predict_probabilities  # lazy: start-up cost (torch)
 
+    index, x, finite = feature_rows(strategy, bars, start_after)
+    probabilities = predict_probabilities(Path(model_path), np.nan_to_num(x))
+    return pd.Series(targets_of(strategy, probabilities, finite), index=index, name="target")
+
+
+def feature_rows(
+    strategy: Strategy, bars: pd.DataFrame, start_after: pd.Timestamp
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """The bars' times from `start_after` on, their feature rows (computed on every bar, so warm) and which of them
+    are finite."""
     features = compute_features(strategy, bars)
     rows = features[features.index >= start_after]
     x = rows.to_numpy(dtype=np.float32)
-    finite = np.isfinite(x).all(axis=1)
-    probabilities = predict_probabilities(Path(model_path), np.nan_to_num(x))
-    confident = finite & (probabilities.max(axis=1) >= strategy.backtest.confidence_threshold)
-    targets = positions_from_classes(probabilities.argmax(axis=1), confident, strategy.backtest.min_hold)
-    return pd.Series(targets, index=rows.index, name="target")
+    return pd.DatetimeIndex(rows.index), x, np.isfinite(x).all(axis=1)
+
+
+def targets_of(strategy: Strategy, probabilities: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """The backtest's target positions from the model's probabilities (module docstring): a row that is not finite,
+    or whose top probability is under the confidence threshold, keeps the position."""
+    from agent_pipeline.engine.backtest import positions_from_classes  # lazy: start-up cost (torch)
+
+    rules = strategy.backtest
+    confident = finite & (probabilities.max(axis=1) >= rules.confidence_threshold)
+    return positions_from_classes(probabilities.argmax(axis=1), confident, rules.min_hold)
 
 
 def opens_of(bars: pd.DataFrame) -> pd.Series:

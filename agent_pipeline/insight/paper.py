@@ -108,7 +108,7 @@ def equity_chart(account: PaperAccount, curve: list[EquityPoint]) -> str:
         ax.axvline(alarm + 1, color="tab:red", label=f"decay alarm ({account.decayed_bar})")
     ax.set_xlabel("forward bars")
     ax.set_ylabel("equity (paper)")
-    ax.set_title(f"Paper account {account.id}: {account.symbol} {account.timeframe}", fontsize=10)
+    ax.set_title(f"Paper account {account.id}: {account.series}", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg")

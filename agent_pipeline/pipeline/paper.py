@@ -1,14 +1,16 @@
 """Paper trading (issue 27): open an account on a cycle's final model, and step every open account over the bars
 it has not seen yet. Paper only: no order reaches a live broker.
 
-`open_account` refuses, with one line, a cycle that is not a discovery (unless forced), not completed, without a
-final model or backtest, or a universe strategy (one series per account for now). The account starts after the
-series' last stored bar; its decay monitor's H0 comes from the cycle's backtest: the per-bar mean and standard
-deviation of its out-of-sample returns (`oos_returns.csv`), deflated by its trials (`engine.decay`).
+`open_account` refuses, with one line, a cycle that is not a discovery (unless forced), not completed, or without a
+final model or backtest. The account starts after the series' last stored bar; a universe account (a universe
+strategy's cycle) after the date on which every symbol's series ends, and it is refused while they end on different
+dates. Its decay monitor's H0 comes from the cycle's backtest: the per-bar mean and standard deviation of its
+out-of-sample returns (`oos_returns.csv`: a universe's are its portfolio's), deflated by its trials (`engine.decay`).
 
 `step_accounts` is the beat's task (`tasks.paper`) and `ktrdr paper step`'s work: for each trading account, the
 model decides on every forward bar (`engine.paper.decisions`), the bars after the last booked one are traded through
-the paper broker, their returns fed to the decay monitor, and the whole step is booked in one transaction
+the paper broker (a universe account's: its strategy's portfolio over the universe's common dates,
+`engine.paper_universe`), their returns fed to the decay monitor, and the whole step is booked in one transaction
 (`store.paper_ledger.book`): a step run twice, or redelivered after a lost worker, books each bar once.
 """
 
@@ -60,26 +62,48 @@ def open_account(
         PaperRefusedError: one line saying why no account is opened.
         DataError, StoreError: the series, the model or the backtest's returns cannot be read.
     """
-    from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
-
     cycle = store.get(cycle_id)
     strategy_yaml = _check_cycle(cycle, force=force, capital=capital)
     strategy = load_strategy_text(strategy_yaml)
-    if strategy.universe is not None:
-        raise PaperRefusedError(
-            f"cycle {cycle_id} trades the universe {strategy.universe}: a paper account takes one series for now"
-        )
     meta = cycle.record
-    bars = load_bars(strategy.symbol, strategy.timeframe, synced_data_dir())
+    start_after, symbols = _forward_start(cycle_id, strategy)
     model_url = str(meta.model_path)
+    rules = strategy.portfolio
     new = NewAccount(
         cycle_id=cycle_id, symbol=strategy.symbol, timeframe=strategy.timeframe, capital=float(capital),
         model_sha256=digest(fetch(model_url)), model_url=model_url, strategy_yaml=strategy_yaml,
-        start_after=bars.index[-1], stop_on_decay=stop_on_decay, decay=_monitor(cycle, strategy).to_dict(),
+        start_after=start_after, stop_on_decay=stop_on_decay, decay=_monitor(cycle, strategy).to_dict(),
+        universe=strategy.universe, symbols=symbols,
+        portfolio_mode=(rules.mode if rules is not None else "timing") if strategy.universe else None,
     )  # fmt: skip
     account = create_account(store, new)
     logger.info("paper account opened", extra={"account": account.id, "cycle_id": cycle_id})
     return account
+
+
+def _forward_start(cycle_id: str, strategy: Strategy) -> tuple[pd.Timestamp, tuple[str, ...]]:
+    """Where the account's forward bars start (after the series' last stored bar; a universe's: after the date
+    every symbol ends on), and the universe's symbols (none for one series).
+
+    Raises:
+        PaperRefusedError: the universe's symbols end on different dates (one line naming two of them).
+        DataError: a series or the universe cannot be read.
+    """
+    from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.pooled import universe_series  # lazy: start-up cost (pandas)
+
+    data_dir = synced_data_dir()
+    if strategy.universe is None:
+        return load_bars(strategy.symbol, strategy.timeframe, data_dir).index[-1], ()
+    series = universe_series(strategy.universe, strategy.timeframe, data_dir)
+    ends = {symbol: frame.index[-1] for symbol, frame in series.items()}
+    first, last = min(ends, key=ends.__getitem__), max(ends, key=ends.__getitem__)
+    if ends[first] != ends[last]:
+        raise PaperRefusedError(
+            f"cycle {cycle_id}: the symbols of the universe {strategy.universe} end on different dates ({first} at "
+            f"{ends[first]}, {last} at {ends[last]}): append bars until every symbol ends on the same date"
+        )
+    return ends[first], tuple(series)
 
 
 def _check_cycle(cycle: Operation, *, force: bool, capital: float) -> str:
@@ -214,16 +238,21 @@ def step_account(store: OperationsStore, account: PaperAccount, data_dir: Path |
     """
     from agent_pipeline.engine.data import load_bars  # lazy: start-up cost (pandas)
 
-    bars = load_bars(account.symbol, account.timeframe, data_dir)
+    series = {symbol: load_bars(symbol, account.timeframe, data_dir) for symbol in account.symbols or [account.symbol]}
     seen = account.last_bar if account.last_bar is not None else account.start_after
-    if not account.trading or bars.index[-1] <= seen:
+    # a universe has a new date only once every symbol has a bar after the last one booked
+    if not account.trading or min(bars.index[-1] for bars in series.values()) <= seen:
         return Stepped(account.id, 0, account.state.value)
     model = fetch(account.model_url)
     if digest(model) != account.model_sha256:
         raise PaperRefusedError(f"the model at {account.model_url} is not the one the account opened with (sha256)")
     strategy = load_strategy_text(account.strategy_yaml)
-    held = positions(store, account.id)
-    traded = _trade(account, strategy, model, bars, held)
+    if account.universe is not None:
+        traded = _trade_universe(account, strategy, model, series)
+    else:
+        traded = _trade(account, strategy, model, series[account.symbol], positions(store, account.id))
+    if not traded.bars:  # no date every symbol has came after the last one booked
+        return Stepped(account.id, 0, account.state.value)
     decay, state = watch(account.decay, traded, first=account.bars)
     alarm = _alarm(account, traded, state)
     booked = book(store, account, traded, decay=decay, alarm=alarm)
@@ -246,6 +275,19 @@ def _trade(
     targets = decisions(strategy, model, bars, account.start_after)
     broker = paper_broker(start, cost, account.symbol)
     return trade(start, bars, targets, broker, symbol=account.symbol, start_after=account.start_after)
+
+
+def _trade_universe(account: PaperAccount, strategy: Strategy, model: Path, series: dict[str, pd.DataFrame]) -> Traded:
+    """The universe's common dates after the account's last booked one, traded as its portfolio mode says."""
+    from agent_pipeline.engine.paper_universe import forward_period, run_portfolio, trade_universe  # lazy: torch
+    from agent_pipeline.engine.trainer import predict_probabilities  # lazy: start-up cost (torch)
+
+    forward = forward_period(strategy, series, account.start_after, lambda x: predict_probabilities(model, x))
+    cost = strategy.backtest.commission + strategy.backtest.slippage
+    start = account.book(Position(account.symbol))
+    return trade_universe(
+        run_portfolio(strategy, forward), start, capital=account.capital, cost_rate=cost, name=account.symbol
+    )
 
 
 def _alarm(account: PaperAccount, traded: Traded, state: DecayState) -> Alarm | None:

@@ -2,7 +2,9 @@
 
 Paper only: nothing here reaches a broker. An account keeps its book (cash, position, equity, the bars booked), its
 decay monitor (`engine.decay`, as data), and its ledger: positions, fills (with the strategy's own costs) and equity
-per bar. A bar is booked once:
+per bar. A universe account (`engine.paper_universe`) says its universe, its portfolio mode and its symbols; its
+`symbol` is the universe's name, its bars are the universe's common dates, and it keeps a position per symbol. A bar
+is booked once:
 
 - `book` writes one step in one transaction, and only if the account still has the bars it had when the step read
   it (`bars` unchanged, not stopped): of two steps racing, or a step redelivered after a lost worker, one books and
@@ -84,6 +86,9 @@ class PaperAccountRow(Base):
     stop_reason: Mapped[str | None] = mapped_column(String(16))
     last_error: Mapped[str | None] = mapped_column(Text)
     stepped_at: Mapped[datetime | None] = mapped_column(WHEN)
+    universe: Mapped[str | None] = mapped_column(String(32))  # NULL: an account of one series
+    portfolio_mode: Mapped[str | None] = mapped_column(String(8))
+    symbols: Mapped[list[str] | None] = mapped_column(_JSON)
 
 
 class PaperPositionRow(Base):
@@ -175,10 +180,20 @@ class PaperAccount:
     stop_reason: str | None
     last_error: str | None
     stepped_at: datetime | None
+    universe: str | None = None  # the universe it trades (`symbol` is then its name), None for one series
+    portfolio_mode: str | None = None  # the universe strategy's `portfolio.mode`: timing or rank
+    symbols: tuple[str, ...] = ()  # the universe's symbols when the account opened
 
     @property
     def trading(self) -> bool:
         return self.state != PaperState.STOPPED
+
+    @property
+    def series(self) -> str:
+        """What the account trades, in words: `EURUSD 1d`, or `universe PUNI 1d (rank, 4 symbols)`."""
+        if self.universe is None:
+            return f"{self.symbol} {self.timeframe}"
+        return f"universe {self.universe} {self.timeframe} ({self.portfolio_mode}, {len(self.symbols)} symbols)"
 
     def book(self, position: Position) -> Book:
         """The account's book for the paper loop, with its position."""
@@ -189,6 +204,8 @@ class PaperAccount:
         decay = self.decay.get("state", {})
         return {
             "id": self.id, "mode": "paper", "cycle_id": self.cycle_id, "symbol": self.symbol,
+            "universe": self.universe, "portfolio_mode": self.portfolio_mode, "symbols": list(self.symbols),
+            "series": self.series,
             "timeframe": self.timeframe, "state": self.state.value, "capital": self.capital, "equity": self.equity,
             "return": self.equity / self.capital - 1.0, "bars": self.bars, "cash": self.cash,
             "target": self.target, "start_after": str(self.start_after),
@@ -231,7 +248,8 @@ def _to_account(row: PaperAccountRow) -> PaperAccount:
         last_bar=_optional_bar(row.last_bar), cash=row.cash, equity=row.equity, target=row.target,
         decay=dict(row.decay or {}), decayed_bar=_optional_bar(row.decayed_bar), decay_statistic=row.decay_statistic,
         decayed_at=_utc(row.decayed_at), stopped_at=_utc(row.stopped_at), stop_reason=row.stop_reason,
-        last_error=row.last_error, stepped_at=_utc(row.stepped_at),
+        last_error=row.last_error, stepped_at=_utc(row.stepped_at), universe=row.universe,
+        portfolio_mode=row.portfolio_mode, symbols=tuple(row.symbols or ()),
     )  # fmt: skip
 
 
@@ -255,10 +273,13 @@ class NewAccount:
     start_after: pd.Timestamp
     stop_on_decay: bool
     decay: dict[str, Any]
+    universe: str | None = None  # `symbol` is then the universe's name
+    portfolio_mode: str | None = None
+    symbols: tuple[str, ...] = ()
 
 
 def create_account(store: StoreBase, new: NewAccount) -> PaperAccount:
-    """Open an account: flat, its capital in cash, no bar booked.
+    """Open an account: flat (a universe's: flat in each of its symbols), its capital in cash, no bar booked.
 
     Raises:
         DatabaseUnavailableError.
@@ -269,10 +290,12 @@ def create_account(store: StoreBase, new: NewAccount) -> PaperAccount:
         capital=new.capital, state=PaperState.OPEN.value, model_sha256=new.model_sha256, model_url=new.model_url,
         strategy_yaml=new.strategy_yaml, start_after=to_db_time(new.start_after), stop_on_decay=new.stop_on_decay,
         created_at=now, updated_at=now, bars=0, cash=new.capital, equity=new.capital, target=0.0, decay=new.decay,
+        universe=new.universe, portfolio_mode=new.portfolio_mode, symbols=list(new.symbols) if new.universe else None,
     )  # fmt: skip
     with store._session() as session:  # the store's session: its errors become DatabaseUnavailableError
         session.add(row)
-        session.add(PaperPositionRow(account_id=row.id, symbol=row.symbol, quantity=0.0, updated_at=now))
+        for symbol in new.symbols if new.universe else (row.symbol,):
+            session.add(PaperPositionRow(account_id=row.id, symbol=symbol[:32], quantity=0.0, updated_at=now))
     return _to_account(row)
 
 

@@ -56,7 +56,8 @@ def book(
             if not _advance(session, account, traded, decay, alarm):
                 raise _Booked()
             session.add_all(_equity_rows(account.id, traded) + _fill_rows(account.id, traded))
-            _keep_position(session, account, traded.book.position)
+            for position in traded.held:
+                _keep_position(session, account.id, position)
     except (_Booked, IntegrityError):
         logger.info("paper step already booked", extra={"account": account.id, "bars": account.bars})
         return False
@@ -125,10 +126,11 @@ def _fill_rows(account_id: str, traded: Traded) -> list[Any]:
     ]
 
 
-def _keep_position(session: Session, account: PaperAccount, position: Position) -> None:
-    row = session.get(PaperPositionRow, (account.id, account.symbol))
+def _keep_position(session: Session, account_id: str, position: Position) -> None:
+    symbol = position.symbol.upper()[:32]
+    row = session.get(PaperPositionRow, (account_id, symbol))
     if row is None:
-        row = PaperPositionRow(account_id=account.id, symbol=account.symbol)
+        row = PaperPositionRow(account_id=account_id, symbol=symbol)
         session.add(row)
     row.quantity = position.quantity
     row.entry_price = position.entry_price

@@ -134,28 +134,14 @@ def test_a_turned_edge_raises_the_alarm_on_the_dashboard_and_in_the_metrics(
     assert 'ktrdr_paper_accounts{state="decayed"} 1.0' in metrics
 
 
-def test_a_universe_cycle_and_an_unfinished_one_are_refused_with_one_line(
-    store: OperationsStore, tmp_path: Path
-) -> None:
-    import yaml
-
+def test_an_unfinished_cycle_is_refused_with_one_line_even_forced(store: OperationsStore, tmp_path: Path) -> None:
     from agent_pipeline.errors import PaperRefusedError
     from agent_pipeline.pipeline.paper import open_account
-    from tests.universes import pooled_strategy
 
-    # Given a completed discovery of a universe strategy, and a cycle still running
-    path = tmp_path / "pooled.yaml"
-    path.write_text(yaml.safe_dump(pooled_strategy("SP500_20")))
-    meta = {"strategy_path": str(path), "model_path": str(tmp_path / "model.pt"), "backtest_dir": str(tmp_path)}
-    universe = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata=meta)
-    store.start(universe.operation_id)
-    store.complete(universe.operation_id, result_summary={"discovery": True})
+    # Given a cycle still running (a universe cycle gets an account: tests/integration/test_paper_universe_accounts.py)
+    meta = {"model_path": str(tmp_path / "model.pt"), "backtest_dir": str(tmp_path)}
     running = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata=meta)
     store.start(running.operation_id)
-    # Then neither gets an account, each with its reason, even forced
-    with pytest.raises(
-        PaperRefusedError, match=r"trades the universe SP500_20: a paper account takes one series for now"
-    ):
-        open_account(store, universe.operation_id, force=True)
+    # Then it gets no account, with its reason, even forced
     with pytest.raises(PaperRefusedError, match=rf"^cycle {running.operation_id} is running: .*completed cycle$"):
         open_account(store, running.operation_id, force=True)
