@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from agent_pipeline.store.history import Outcome, outcome_counts
 from agent_pipeline.store.operations import OperationStatus, OperationType
-from agent_pipeline.store.paper import PaperState, alarm_flags
+from agent_pipeline.store.paper import alarm_flags, paper_totals
 
 if TYPE_CHECKING:
     from agent_pipeline.config import Settings
@@ -143,20 +143,21 @@ class PipelineCollector(Collector):
         )
 
     def _paper(self) -> Iterator[Metric]:
-        """Paper accounts (issue 27): by state, and their decay alarms (an account raises one at most)."""
-        flags = alarm_flags(self.store)
+        """Paper accounts (issue 27): by state and their decay alarms, counted by the database (`paper_totals`), and
+        each account's alarm flag."""
+        totals = paper_totals(self.store)
         accounts = GaugeMetricFamily("ktrdr_paper_accounts", "Paper accounts by state.", labels=["state"])
-        for state in PaperState:
-            accounts.add_metric([state.value], sum(1 for _, s, _ in flags if s == state.value))
+        for state, count in totals.by_state.items():
+            accounts.add_metric([state], count)
         yield accounts
         decayed = GaugeMetricFamily(
             "ktrdr_paper_decayed", "1 when the paper account's decay alarm has fired, else 0.", labels=["account"]
         )
-        for account, _, fired in flags:
+        for account, _, fired in alarm_flags(self.store):
             decayed.add_metric([account], 1.0 if fired else 0.0)
         yield decayed
         yield CounterMetricFamily(
-            "ktrdr_paper_decay_alarms", "Decay alarms raised by paper accounts.", value=sum(f for _, _, f in flags)
+            "ktrdr_paper_decay_alarms", "Decay alarms raised by paper accounts.", value=totals.alarms
         )
 
 
