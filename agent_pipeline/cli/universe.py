@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from agent_pipeline.cli.app import cli
+from agent_pipeline.cli.app import cli, open_store
 from agent_pipeline.cli.data import data_folder, describe_universe
+
+if TYPE_CHECKING:
+    from agent_pipeline.engine.universe import Universe, UniverseInfo
 
 
 @cli.group()
@@ -20,9 +25,25 @@ def universe() -> None:
 @click.option("--replace", is_flag=True, help="Replace a universe of that name.")
 def create(name: str, timeframe: str, symbols: str, replace: bool) -> None:
     """Record a universe NAME of series that exist already (see `ktrdr data list`)."""
-    from agent_pipeline.engine.universe import create_universe  # lazy: start-up cost (pandas)
+    from agent_pipeline.engine.universe import create_universe, read_registry  # lazy: start-up cost (pandas)
 
-    info = create_universe(
-        name, timeframe=timeframe, symbols=symbols.split(","), data_dir=data_folder(), replace=replace
-    )
+    folder = data_folder()
+    old = read_registry(folder).get(name.upper())
+    info = create_universe(name, timeframe=timeframe, symbols=symbols.split(","), data_dir=folder, replace=replace)
+    forget_universe(old, info)
     click.echo(describe_universe(info, "Created"))
+
+
+def forget_universe(old: Universe | None, new: UniverseInfo) -> None:
+    """A universe created (or replaced) is a new series of dates (issue 27): drop the research end fixed for its
+    name, on its timeframe and the old one's, and the ends of the series the old one owned and the new one dropped
+    (their files are gone: `engine.universe` retires them)."""
+    from agent_pipeline.store.series import drop_cuts  # lazy: start-up cost (SQLAlchemy)
+
+    store = open_store()
+    drop_cuts(store, symbols=[new.name], timeframe=new.timeframe)
+    if old is None:
+        return
+    kept = set(new.symbols) if old.timeframe == new.timeframe else set()
+    retired = sorted(set(old.symbols) - kept) if old.owned else []
+    drop_cuts(store, symbols=[old.name, *retired], timeframe=old.timeframe)

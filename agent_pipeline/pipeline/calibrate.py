@@ -28,6 +28,7 @@ from agent_pipeline.pipeline import cycle
 from agent_pipeline.pipeline.context import CycleOptions
 from agent_pipeline.store.history import outcome_of
 from agent_pipeline.store.operations import Operation, OperationsStore
+from agent_pipeline.store.series import drop_cuts
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def run_series(
     spec: SeriesSpec, plan: CalibrationPlan, store: OperationsStore, settings: Settings, say: Callable[[str], None]
 ) -> SeriesOutcome:
     """Write the series, run its whole budget of cycles, then judge its discoveries over all its trials."""
-    rule_sharpes, options = plant(spec, plan, settings)
+    rule_sharpes, options = plant(spec, plan, settings, store)
     cycles: list[Operation] = []
     for number in range(1, plan.cycles + 1):
         cycles.append(wait_for(store, cycle.trigger(options, store=store, settings=settings).operation_id))
@@ -118,22 +119,31 @@ def run_series(
     )
 
 
-def plant(spec: SeriesSpec, plan: CalibrationPlan, settings: Settings) -> tuple[tuple[float, float], CycleOptions]:
+def plant(
+    spec: SeriesSpec, plan: CalibrationPlan, settings: Settings, store: OperationsStore
+) -> tuple[tuple[float, float], CycleOptions]:
     """Write the spec's series, or its planted universe, and return its rule's Sharpe (research period, lockbox;
-    a universe's: the mean of its symbols') and the options of its cycles."""
+    a universe's: the mean of its symbols') and the options of its cycles.
+
+    The series is written anew (replaced), so it is a new series (issue 27): the research ends fixed for it (the
+    universe's and each symbol's) are dropped, and its first cycle fixes them again on the bars written now.
+    """
     assert settings.data_dir is not None
     if plan.universe_size:
         recipe = UniverseRecipe(
             spec.kind, spec.strength, spec.seed, plan.universe_size, correlation=plan.correlation, bars=plan.bars,
             timeframe=TIMEFRAME, lockbox_fraction=settings.lockbox_fraction,
         )  # fmt: skip
-        series = synth_universe(spec.symbol, recipe, data_dir=settings.data_dir, replace=True).series
+        made = synth_universe(spec.symbol, recipe, data_dir=settings.data_dir, replace=True)
+        drop_cuts(store, symbols=[spec.symbol, *made.info.symbols], timeframe=TIMEFRAME)
+        series = made.series
         sharpes = (mean(s.research_sharpe for s in series), mean(s.lockbox_sharpe for s in series))
         return sharpes, CycleOptions(designer=spec.designer, universe=spec.symbol, timeframe=TIMEFRAME)
     _, info = write_synth(
         spec.kind, spec.strength, spec.seed, symbol=spec.symbol, timeframe=TIMEFRAME, data_dir=settings.data_dir,
         bars=plan.bars, lockbox_fraction=settings.lockbox_fraction,
     )  # fmt: skip
+    drop_cuts(store, symbols=[spec.symbol], timeframe=TIMEFRAME)
     sharpes = (info.research_sharpe, info.lockbox_sharpe)
     return sharpes, CycleOptions(designer=spec.designer, symbol=spec.symbol, timeframe=TIMEFRAME)
 

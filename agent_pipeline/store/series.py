@@ -5,7 +5,9 @@ every later cycle reads the same row, so an append never moves the lockbox and n
 research bars. Two first cycles racing both try to insert; the primary key keeps the first, and both read it back.
 A universe's row is keyed by the universe's name, as its cycles' `symbol` is. `ktrdr data append` fixes the row
 before its first append (`engine.series_cut.series_end`), and a replaced series is a new one: its row is dropped
-(`drop_cuts`), and its next cycle fixes another.
+(`drop_cuts`), and its next cycle fixes another. Series are replaced by `ktrdr data import` and `ktrdr data synth`
+(with `--replace` for a universe: `cli.data.forget_series`), `ktrdr universe create` (its name: `cli.universe`) and
+calibration, which writes its series anew (`pipeline.calibrate.plant`).
 """
 
 from __future__ import annotations

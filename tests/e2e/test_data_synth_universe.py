@@ -80,3 +80,21 @@ def test_a_bad_request_is_one_line_exit_1_and_writes_nothing(options: list[str],
 def test_synth_takes_a_symbol_or_a_universe_with_its_size(options: list[str]) -> None:
     result = invoke("data", "synth", "--kind", "trend", "--strength", "1", "--seed", "1", *options)
     assert result.exit_code == 2 and "Traceback" not in result.output and stored() == {}
+
+
+def test_a_replaced_universe_is_a_new_series_its_fixed_ends_dropped() -> None:
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.store.operations import get_store
+    from agent_pipeline.store.series import fix_series_end, series_cut
+
+    # Given a planted universe whose first cycle fixed its end and its symbols'
+    assert invoke(*PLANT, *SMALL).exit_code == 0
+    store = get_store(get_settings().database_url)
+    for symbol in ("PLANTED", "PLANTED.S00"):
+        fix_series_end(store, symbol=symbol, timeframe="1d", end="2001-01-05 00:00:00", cycle_id="op_first")
+    # When it is synthesised anew
+    replaced = invoke(*PLANT, "--seed", "8", "--bars", "300", "--replace")
+    assert replaced.exit_code == 0, replaced.output
+    # Then no end is fixed for it or its symbols: the bars they were fixed on are gone
+    assert series_cut(store, symbol="PLANTED", timeframe="1d") is None
+    assert series_cut(store, symbol="PLANTED.S00", timeframe="1d") is None

@@ -113,3 +113,30 @@ def test_universe_create_groups_series_that_exist() -> None:
     assert missing.exit_code == 1 and missing.stderr.startswith("Error: no data for GBPUSD 1h")
     taken = invoke("universe", "create", "indices", "--timeframe", "1d", "--symbols", "SP500")
     assert taken.exit_code == 1 and "exists already" in taken.stderr
+
+
+def fixed_end(symbol: str, timeframe: str = "1d") -> str | None:
+    """The research end the operations database holds for `symbol` now; None when none is fixed."""
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.store.operations import get_store
+    from agent_pipeline.store.series import series_cut
+
+    cut = series_cut(get_store(get_settings().database_url), symbol=symbol, timeframe=timeframe)
+    return cut.series_end if cut is not None else None
+
+
+def test_universe_create_replace_drops_the_end_fixed_for_the_universe_but_not_its_series() -> None:
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.store.operations import get_store
+    from agent_pipeline.store.series import fix_series_end
+
+    # Given a universe of SP500 and NASDAQ whose first cycle fixed its end, and SP500's own
+    assert invoke("universe", "create", "idx", "--timeframe", "1d", "--symbols", "SP500,NASDAQ").exit_code == 0
+    store = get_store(get_settings().database_url)
+    for symbol in ("IDX", "SP500"):
+        fix_series_end(store, symbol=symbol, timeframe="1d", end="2010-01-04 00:00:00", cycle_id="op_first")
+    # When the universe is replaced by SP500 alone
+    result = invoke("universe", "create", "idx", "--timeframe", "1d", "--symbols", "SP500", "--replace")
+    assert result.exit_code == 0, result.output
+    # Then it is a new series of dates: its end goes, and its next cycle fixes another; SP500's bars did not change
+    assert fixed_end("IDX") is None and fixed_end("SP500") == "2010-01-04 00:00:00"

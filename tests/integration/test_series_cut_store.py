@@ -112,3 +112,24 @@ def test_dropped_cuts_are_fixed_anew_by_the_next_cycle(store: OperationsStore) -
     assert [(cut.symbol, cut.timeframe) for cut in list_cuts(store)] == [("RW", "1h")]
     assert fix_series_end(store, symbol="RW", timeframe="1d", end="2002-01-01", cycle_id="op_b").cycle_id == "op_b"
     assert drop_cuts(store, symbols=[], timeframe="1d") == 0
+
+
+@pytest.mark.parametrize("size", [0, 2], ids=["series", "universe"])
+def test_a_calibration_series_written_anew_has_no_fixed_end(
+    store: OperationsStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.pipeline.calibrate import CalibrationPlan, plant, series_of
+
+    # Given a calibration series (or planted universe) whose first cycle fixed its end, and its symbols'
+    monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path / "data"))
+    reset_settings()
+    plan = CalibrationPlan(kinds=("reversal",), strengths=(2.0,), bars=300, universe_size=size)
+    spec = series_of(plan)[0]
+    names = [spec.symbol, *([f"{spec.symbol}.S{i:02d}" for i in range(size)])]
+    for name in names:
+        fix_series_end(store, symbol=name, timeframe="1d", end="2000-06-01 00:00:00", cycle_id="op_old")
+    # When calibration writes it again (its bars replaced)
+    plant(spec, plan, get_settings(), store)
+    # Then no end is fixed for any of them: the next cycle fixes one on the bars written now
+    assert [series_cut(store, symbol=name, timeframe="1d") for name in names] == [None] * len(names)
