@@ -22,6 +22,7 @@ from agent_pipeline.engine.append import append_bars
 from agent_pipeline.engine.bars_source import FileBarSource
 from agent_pipeline.engine.synth_universe import UniverseRecipe, synth_universe
 from agent_pipeline.errors import PaperRefusedError
+from agent_pipeline.insight.paper import account_view
 from agent_pipeline.pipeline.paper import open_account, step_account, step_accounts
 from agent_pipeline.store.operations import OperationsStore, OperationType
 from agent_pipeline.store.paper import PaperEquityRow, get_account
@@ -118,6 +119,10 @@ def test_a_universe_account_trades_its_mode_and_books_each_common_date_once(
     assert all(abs(p.position) < 1e-9 for p in equity_curve(store, rank.id))  # rank: dollar-neutral
     assert {f.symbol for f in fills(store, timing.id)} <= set(SYMBOLS) and fills(store, rank.id)
     assert [(f.at, f.symbol) for f in fills(store, timing.id)] != [(f.at, f.symbol) for f in fills(store, rank.id)]
+    # And its status says what it trades, as `ktrdr paper status` shows it
+    view = account_view(store, rank.id)
+    assert (view["state"], view["bars"], view["series"]) == ("open", 30, f"universe {UNIVERSE} 1d (rank, 4 symbols)")
+    assert sorted(p["symbol"] for p in view["positions"]) == SYMBOLS
 
 
 def test_a_redelivered_universe_step_books_no_date_twice(
