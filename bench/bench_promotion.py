@@ -156,6 +156,25 @@ def replays(home: Path, rows: list[dict[str, Any]], count: int) -> list[dict[str
     return done
 
 
+# PBO limits the recorded figures are judged at again (`what_if`): KTRDR_MAX_PBO's default first.
+WHAT_IF_MAX_PBO = (0.2, 0.35, 0.5)
+
+
+def promoted_at(row: dict[str, Any], max_pbo: float) -> bool:
+    """Whether a series would end with a discovery were KTRDR_MAX_PBO `max_pbo`: its candidates judged again by
+    `gates.judge_promotion` on the figures the run recorded (the series' PBO at the end, each candidate's paths)."""
+    from agent_pipeline.gates import PromotionThresholds, judge_promotion
+
+    limits = PromotionThresholds(max_pbo=max_pbo)
+    return any(
+        judge_promotion(
+            candidate=True, pbo=row["pbo"], paths={"sharpes": p["path_sharpes"]} if p["path_sharpes"] else None,
+            thresholds=limits,
+        ).is_discovery
+        for p in row["promotions"]
+    )  # fmt: skip
+
+
 def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     pbos = [r["pbo"] for r in rows if r["pbo"] is not None]
     return {
@@ -167,6 +186,8 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "pbo_median": round(statistics.median(pbos), 3) if pbos else None,
         "pbo_range": [round(min(pbos), 3), round(max(pbos), 3)] if pbos else None,
         "lockbox_reads_median": statistics.median([r["lockbox_reads"] for r in rows]) if rows else None,
+        # the same figures judged at looser PBO limits (the first is the run's own limit, as a check)
+        "what_if": {f"max_pbo {limit:g}": sum(promoted_at(r, limit) for r in rows) for limit in WHAT_IF_MAX_PBO},
     }
 
 
@@ -216,14 +237,15 @@ def report(record: dict[str, Any]) -> str:
     """The README's table: candidates and discoveries per row, and what promotion cost the planted edges."""
     lines = [
         "| Series | Count | Candidates at the end | Discoveries (promoted) | Rejected candidates "
-        "| PBO median (range) |",
-        "|---|---|---|---|---|---|",
+        "| PBO median (range) | Discoveries were KTRDR_MAX_PBO " + " / ".join(f"{x:g}" for x in WHAT_IF_MAX_PBO) + " |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def line(name: str, c: dict[str, Any]) -> str:
         span = f"{c['pbo_median']} ({c['pbo_range'][0]}-{c['pbo_range'][1]})" if c["pbo_range"] else "-"
+        what_if = " / ".join(str(n) for n in (c.get("what_if") or {}).values()) or "-"
         return (f"| {name} | {c['series']} | {c['candidates']}/{c['series']} | {c['discoveries']}/{c['series']} "
-                f"| {c['rejected_candidates']} | {span} |")  # fmt: skip
+                f"| {c['rejected_candidates']} | {span} | {what_if} |")  # fmt: skip
 
     null = record["null"]
     lines.append(line("random walk", null["walks"]))
@@ -261,9 +283,27 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--table", action="store_true", help="Print the table of the results file and stop.")
+    parser.add_argument("--rejudge", action="store_true", help="Recount the results file's series (adds what_if).")
     options = parser.parse_args()
     if options.table:
         print(report(json.loads(options.results.read_text())))
+        return
+    if options.rejudge:  # the counts (and what_if) recomputed from the file's series, its provenance kept
+        record = json.loads(options.results.read_text())
+        by_group = {"null": [r for r in record["series"] if r["kind"] == "noise"]}
+        record["null"] |= counts(by_group["null"]) | {
+            "walks": counts([r for r in by_group["null"] if not r["universe"]]),
+            "universes": counts([r for r in by_group["null"] if r["universe"]]),
+        }
+        for name in record["planted"]:
+            kind, strength = name.split()
+            members = [r for r in record["series"] if r["kind"] == kind and f"{r['strength']:g}" == strength]
+            record["planted"][name] = counts(members)
+        from results_meta import command_line, commit
+
+        record["rejudged"] = {"command": command_line(), "commit": commit()}
+        save(record, options.results)
+        print(report(record))
         return
     reset_gate_env()
     started = time.perf_counter()
