@@ -72,7 +72,8 @@ def arms(options: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
             planned[f"null-walks-{index + 1}"] = ("null", ["--kinds", "noise", "--seeds", _join(chunk), *common])
     if options.universe_seeds:
         universe = ["--universe-size", "20", "--bars", str(UNIVERSE_BARS)]
-        planned["null-universe"] = ("null", ["--kinds", "noise", "--seeds", options.universe_seeds, *universe, *common])
+        universe_seeds = _join(seeds(options.universe_seeds))
+        planned["null-universe"] = ("null", ["--kinds", "noise", "--seeds", universe_seeds, *universe, *common])
     held_out = _join(seeds(options.held_out_seeds))
     for item in filter(None, options.planted.split(",")):
         kind, _, strength = item.partition(":")
@@ -156,6 +157,8 @@ def replays(home: Path, rows: list[dict[str, Any]], count: int) -> list[dict[str
     return done
 
 
+# Outcomes of a cycle that was backtested (calibrate's per-cycle outcomes): it has out-of-sample returns.
+BACKTESTED = ("passed", "backtest_gate")
 # PBO limits the recorded figures are judged at again (`what_if`): KTRDR_MAX_PBO's default first.
 WHAT_IF_MAX_PBO = (0.2, 0.35, 0.5)
 
@@ -179,6 +182,9 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     pbos = [r["pbo"] for r in rows if r["pbo"] is not None]
     return {
         "series": len(rows),
+        # a row whose series backtested nothing could not have made a candidate: the table says so
+        "backtested_trials": sum(1 for r in rows for o in r.get("outcomes") or [] if o in BACKTESTED),
+        "series_with_pbo": len(pbos),
         "candidates": sum(r["candidate"] for r in rows),
         "discoveries": sum(r["discovery"] for r in rows),
         "rejected_candidates": sum(1 for r in rows for p in r["promotions"] if p["status"] == "rejected"),
@@ -188,6 +194,16 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "lockbox_reads_median": statistics.median([r["lockbox_reads"] for r in rows]) if rows else None,
         # the same figures judged at looser PBO limits (the first is the run's own limit, as a check)
         "what_if": {f"max_pbo {limit:g}": sum(promoted_at(r, limit) for r in rows) for limit in WHAT_IF_MAX_PBO},
+    }
+
+
+def null_row(null: list[dict[str, Any]]) -> dict[str, Any]:
+    """The null series' counts, the walks' and the universes' apart, and whether the goal is met."""
+    found = counts(null)
+    return found | {
+        "walks": counts([r for r in null if not r["universe"]]),
+        "universes": counts([r for r in null if r["universe"]]),
+        "goal_met": found["discoveries"] <= GOAL_NULL_DISCOVERIES * max(1, len(null)) / 20,
     }
 
 
@@ -201,7 +217,6 @@ def merge(
     planted: dict[str, list[dict[str, Any]]] = {}
     for row in (r for r in rows if r["kind"] != "noise"):
         planted.setdefault(f"{row['kind']} {row['strength']:g}", []).append(row)
-    null_counts = counts(null)
     record = {
         "partial": len(done) < len(planned),
         "arms_done": f"{len(done)} of {len(planned)}",
@@ -209,11 +224,7 @@ def merge(
                  "planted": options.planted, "held_out_seeds": options.held_out_seeds, "universe_bars": UNIVERSE_BARS},
         "seconds": round(seconds, 1),
         "goal": f"at most {GOAL_NULL_DISCOVERIES} discovery in 20 null series",
-        "null": null_counts | {
-            "walks": counts([r for r in null if not r["universe"]]),
-            "universes": counts([r for r in null if r["universe"]]),
-            "goal_met": null_counts["discoveries"] <= GOAL_NULL_DISCOVERIES * max(1, len(null)) / 20,
-        },
+        "null": null_row(null),
         "planted": {name: counts(members) for name, members in planted.items()},
         "replays": [r for arm in done.values() for r in arm["replays"]],
         "series": rows,
@@ -237,15 +248,18 @@ def report(record: dict[str, Any]) -> str:
     """The README's table: candidates and discoveries per row, and what promotion cost the planted edges."""
     lines = [
         "| Series | Count | Candidates at the end | Discoveries (promoted) | Rejected candidates "
-        "| PBO median (range) | Discoveries were KTRDR_MAX_PBO " + " / ".join(f"{x:g}" for x in WHAT_IF_MAX_PBO) + " |",
-        "|---|---|---|---|---|---|---|",
+        "| Backtested trials (series with a PBO) | PBO median (range) | Discoveries were KTRDR_MAX_PBO "
+        + " / ".join(f"{x:g}" for x in WHAT_IF_MAX_PBO)
+        + " |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def line(name: str, c: dict[str, Any]) -> str:
         span = f"{c['pbo_median']} ({c['pbo_range'][0]}-{c['pbo_range'][1]})" if c["pbo_range"] else "-"
         what_if = " / ".join(str(n) for n in (c.get("what_if") or {}).values()) or "-"
         return (f"| {name} | {c['series']} | {c['candidates']}/{c['series']} | {c['discoveries']}/{c['series']} "
-                f"| {c['rejected_candidates']} | {span} | {what_if} |")  # fmt: skip
+                f"| {c['rejected_candidates']} | {c.get('backtested_trials', '-')} ({c.get('series_with_pbo', '-')}) "
+                f"| {span} | {what_if} |")  # fmt: skip
 
     null = record["null"]
     lines.append(line("random walk", null["walks"]))
@@ -290,11 +304,7 @@ def main() -> None:
         return
     if options.rejudge:  # the counts (and what_if) recomputed from the file's series, its provenance kept
         record = json.loads(options.results.read_text())
-        by_group = {"null": [r for r in record["series"] if r["kind"] == "noise"]}
-        record["null"] |= counts(by_group["null"]) | {
-            "walks": counts([r for r in by_group["null"] if not r["universe"]]),
-            "universes": counts([r for r in by_group["null"] if r["universe"]]),
-        }
+        record["null"] = null_row([r for r in record["series"] if r["kind"] == "noise"])
         for name in record["planted"]:
             kind, strength = name.split()
             members = [r for r in record["series"] if r["kind"] == kind and f"{r['strength']:g}" == strength]
