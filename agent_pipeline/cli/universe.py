@@ -11,6 +11,7 @@ from agent_pipeline.cli.data import data_folder, describe_universe
 
 if TYPE_CHECKING:
     from agent_pipeline.engine.universe import Universe, UniverseInfo
+    from agent_pipeline.store.operations import OperationsStore
 
 
 @cli.group()
@@ -29,18 +30,21 @@ def create(name: str, timeframe: str, symbols: str, replace: bool) -> None:
 
     folder = data_folder()
     old = read_registry(folder).get(name.upper())
+    store = open_store()  # before anything is written: an unreachable database leaves the universe as it was
     info = create_universe(name, timeframe=timeframe, symbols=symbols.split(","), data_dir=folder, replace=replace)
-    forget_universe(old, info)
+    forget_universe(store, old, info)
     click.echo(describe_universe(info, "Created"))
 
 
-def forget_universe(old: Universe | None, new: UniverseInfo) -> None:
+def forget_universe(store: OperationsStore, old: Universe | None, new: UniverseInfo) -> None:
     """A universe created (or replaced) is a new series of dates (issue 27): drop the research end fixed for its
     name, on its timeframe and the old one's, and the ends of the series the old one owned and the new one dropped
-    (their files are gone: `engine.universe` retires them)."""
+    (their files are gone: `engine.universe` retires them). A replace with the same symbols on the same timeframe
+    changes no date, and keeps its end: dropping it would let the next cycle fix one past bars appended since."""
     from agent_pipeline.store.series import drop_cuts  # lazy: start-up cost (SQLAlchemy)
 
-    store = open_store()
+    if old is not None and old.timeframe == new.timeframe and set(old.symbols) == set(new.symbols):
+        return
     drop_cuts(store, symbols=[new.name], timeframe=new.timeframe)
     if old is None:
         return

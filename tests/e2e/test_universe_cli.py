@@ -140,3 +140,19 @@ def test_universe_create_replace_drops_the_end_fixed_for_the_universe_but_not_it
     assert result.exit_code == 0, result.output
     # Then it is a new series of dates: its end goes, and its next cycle fixes another; SP500's bars did not change
     assert fixed_end("IDX") is None and fixed_end("SP500") == "2010-01-04 00:00:00"
+
+
+def test_universe_create_replace_with_the_same_symbols_keeps_the_end_fixed_for_it() -> None:
+    from agent_pipeline.config import get_settings
+    from agent_pipeline.store.operations import get_store
+    from agent_pipeline.store.series import fix_series_end
+
+    # Given a universe whose first cycle fixed its end
+    assert invoke("universe", "create", "same", "--timeframe", "1d", "--symbols", "SP500,NASDAQ").exit_code == 0
+    store = get_store(get_settings().database_url)
+    fix_series_end(store, symbol="SAME", timeframe="1d", end="2010-01-04 00:00:00", cycle_id="op_first")
+    # When it is replaced by the same symbols, in another order
+    result = invoke("universe", "create", "same", "--timeframe", "1d", "--symbols", "NASDAQ,SP500", "--replace")
+    assert result.exit_code == 0, result.output
+    # Then no date changed, and the end stays: bars appended since must not become research bars
+    assert fixed_end("SAME") == "2010-01-04 00:00:00"
