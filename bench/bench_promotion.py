@@ -74,6 +74,12 @@ def arms(options: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
         universe = ["--universe-size", "20", "--bars", str(UNIVERSE_BARS)]
         universe_seeds = _join(seeds(options.universe_seeds))
         planned["null-universe"] = ("null", ["--kinds", "noise", "--seeds", universe_seeds, *universe, *common])
+    open_seeds = seeds(options.open_null_seeds)
+    open_parts = max(1, min(options.jobs - 1, len(open_seeds)))
+    for index in range(open_parts if open_seeds else 0):
+        chunk = open_seeds[index::open_parts]
+        if chunk:  # every gate opened: each cycle is backtested, so chance candidates reach the promotion step
+            planned[f"null-walks-open-{index + 1}"] = ("open", ["--kinds", "noise", "--seeds", _join(chunk), *common])
     held_out = _join(seeds(options.held_out_seeds))
     for item in filter(None, options.planted.split(",")):
         kind, _, strength = item.partition(":")
@@ -157,6 +163,13 @@ def replays(home: Path, rows: list[dict[str, Any]], count: int) -> list[dict[str
     return done
 
 
+# Every gate threshold opened (as tests/stack.py's OPEN_GATES): the `--open-null-seeds` walks' cycles are all
+# backtested and may become candidates by chance, which only the promotion step can then stop.
+OPEN_GATES = {
+    "TRAINING_GATE_MIN_ACCURACY": "0", "TRAINING_GATE_MAX_LOSS": "100", "TRAINING_GATE_MIN_LOSS_DECREASE": "-1",
+    "TRAINING_GATE_MAX_P": "1", "BACKTEST_GATE_MIN_WIN_RATE": "0", "BACKTEST_GATE_MAX_DRAWDOWN": "1",
+    "BACKTEST_GATE_MIN_SHARPE": "-1000", "BACKTEST_GATE_MIN_TRADES": "0",
+}  # fmt: skip
 # Outcomes of a cycle that was backtested (calibrate's per-cycle outcomes): it has out-of-sample returns.
 BACKTESTED = ("passed", "backtest_gate")
 # PBO limits the recorded figures are judged at again (`what_if`): KTRDR_MAX_PBO's default first.
@@ -213,9 +226,9 @@ def merge(
     from agent_pipeline.config import Settings
 
     rows = [row for arm in done.values() for row in arm["rows"]]
-    null = [r for r in rows if r["kind"] == "noise"]
+    null = [r for r in rows if r["kind"] == "noise" and r.get("gates") != "open"]
     planted: dict[str, list[dict[str, Any]]] = {}
-    for row in (r for r in rows if r["kind"] != "noise"):
+    for row in (r for r in rows if r["kind"] != "noise" and r.get("gates") != "open"):
         planted.setdefault(f"{row['kind']} {row['strength']:g}", []).append(row)
     record = {
         "partial": len(done) < len(planned),
@@ -225,6 +238,7 @@ def merge(
         "seconds": round(seconds, 1),
         "goal": f"at most {GOAL_NULL_DISCOVERIES} discovery in 20 null series",
         "null": null_row(null),
+        "null_open_gates": counts([r for r in rows if r.get("gates") == "open"]),
         "planted": {name: counts(members) for name, members in planted.items()},
         "replays": [r for arm in done.values() for r in arm["replays"]],
         "series": rows,
@@ -265,6 +279,8 @@ def report(record: dict[str, Any]) -> str:
     lines.append(line("random walk", null["walks"]))
     if null["universes"]["series"]:
         lines.append(line("null universe (20 symbols)", null["universes"]))
+    if (record.get("null_open_gates") or {}).get("series"):
+        lines.append(line("random walk, every gate open", record["null_open_gates"]))
     for name, c in record["planted"].items():
         lines.append(line(f"planted {name} (held-out seeds)", c))
     replayed = record.get("replays") or []
@@ -274,15 +290,19 @@ def report(record: dict[str, Any]) -> str:
         *lines, "",
         f"Null: {null['discoveries']} discoveries in {null['series']} series (goal: {record['goal']}; "
         f"{'met' if null['goal_met'] else 'NOT met'}); {null['candidates']} candidates.",
+        *([f"Every gate open: {opened['candidates']} candidates and {opened['discoveries']} discoveries in "
+           f"{opened['series']} random walks (only the promotion step stood between a chance candidate and a "
+           "discovery)."] if (opened := record.get("null_open_gates") or {}).get("series") else []),
         f"Replays: {identical} of {len(replayed)} identical"
         + (f" (median {statistics.median(r['seconds'] for r in replayed):.0f} s)." if replayed else "."),
         f"{record['seconds']:.0f} s wall; {record['command']} at {record['commit']}, {record['date']}.{partial}",
     ])  # fmt: skip
 
 
-def run(name: str, args: list[str], home: Path, replay_count: int) -> dict[str, Any]:
-    record = run_arm(name, args, home, {}, False)
-    rows = inspect(home, record, universe="--universe-size" in args)
+def run(name: str, group: str, args: list[str], home: Path, replay_count: int) -> dict[str, Any]:
+    record = run_arm(name, args, home, OPEN_GATES if group == "open" else {}, False)
+    rows = [row | {"gates": "open" if group == "open" else "default"} for row in
+            inspect(home, record, universe="--universe-size" in args)]  # fmt: skip
     return {"seconds": record["seconds"], "rows": rows, "replays": replays(home, rows, replay_count)}
 
 
@@ -290,6 +310,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--null-seeds", default="201-220", help="Seeds of the random walks (one series each).")
+    parser.add_argument(
+        "--open-null-seeds", default="301-320", help="Random walks run with every gate open ('' for none)."
+    )
     parser.add_argument("--universe-seeds", default="201", help="Seeds of 20-symbol null universes ('' for none).")
     parser.add_argument("--planted", default="reversal:1.5,reversal:2.0,trend:1.5,trend:2.0", help="KIND:STRENGTH,...")
     parser.add_argument("--held-out-seeds", default="101-105", help="The power table's held-out seeds.")
@@ -304,7 +327,8 @@ def main() -> None:
         return
     if options.rejudge:  # the counts (and what_if) recomputed from the file's series, its provenance kept
         record = json.loads(options.results.read_text())
-        record["null"] = null_row([r for r in record["series"] if r["kind"] == "noise"])
+        record["null"] = null_row([r for r in record["series"] if r["kind"] == "noise" and r.get("gates") != "open"])
+        record["null_open_gates"] = counts([r for r in record["series"] if r.get("gates") == "open"])
         for name in record["planted"]:
             kind, strength = name.split()
             members = [r for r in record["series"] if r["kind"] == kind and f"{r['strength']:g}" == strength]
@@ -323,7 +347,8 @@ def main() -> None:
     done: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
         futures = {
-            pool.submit(run, name, args, work / name, options.replays): name for name, (_, args) in planned.items()
+            pool.submit(run, name, group, args, work / name, options.replays): name
+            for name, (group, args) in planned.items()
         }
         for future in as_completed(futures):
             try:
