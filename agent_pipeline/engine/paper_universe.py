@@ -32,6 +32,7 @@ positions are what those fills hold. The fills record what the portfolio traded;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -169,6 +170,10 @@ def _ruined(run: Run) -> Run:
     return Run(run.symbols, run.dates, equity, run.hold, held, run.prices)
 
 
+# Relative difference allowed between a booked date's equity and the same date recomputed at a later step.
+REPLAY_TOLERANCE = 1e-9
+
+
 def trade_universe(run: Run, book: Book, *, capital: float, cost_rate: float, name: str) -> Traded:
     """Book the dates of `run` after `book.last_bar` (all of them after `start_after`, row 0, on a fresh book).
 
@@ -176,6 +181,7 @@ def trade_universe(run: Run, book: Book, *, capital: float, cost_rate: float, na
     same however the dates were split across steps.
     """
     previous = book.last_bar if book.last_bar is not None else run.dates[0]
+    _check_replayed(run, book, capital)
     broker = PaperBroker(cash=capital, cost_rate=cost_rate)
     booked = []
     for row in range(1, len(run.dates)):
@@ -188,6 +194,26 @@ def trade_universe(run: Run, book: Book, *, capital: float, cost_rate: float, na
     after = Book(last.cash, Position(name), last.equity, book.bars + len(booked), last.at)
     held = broker.positions()
     return Traded(booked, after, tuple(held.get(symbol, Position(symbol)) for symbol in run.symbols))
+
+
+def _check_replayed(run: Run, book: Book, capital: float) -> None:
+    """The portfolio recomputed from the start must give the equity already booked at the last booked date: a
+    prediction that flipped (say, with a batch of another size) would continue the book from a path it never took.
+
+    Raises:
+        DataError: the recomputed equity differs (the account keeps it as `last_error` and books nothing).
+    """
+    if book.last_bar is None:
+        return
+    rows = np.flatnonzero(np.asarray(run.dates == book.last_bar))
+    if not len(rows):
+        raise DataError(f"the last booked date {book.last_bar} is no longer among the universe's common dates")
+    again = capital * float(run.equity[rows[0]])
+    if not math.isclose(again, book.equity, rel_tol=REPLAY_TOLERANCE, abs_tol=REPLAY_TOLERANCE * capital):
+        raise DataError(
+            f"the portfolio recomputed to {book.last_bar} gives equity {again:.6f}, not the {book.equity:.6f} "
+            "booked: the model's decisions on booked dates changed"
+        )
 
 
 def _booked(run: Run, row: int, capital: float, fills: tuple[Fill, ...]) -> BookedBar:

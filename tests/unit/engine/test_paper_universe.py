@@ -144,3 +144,21 @@ def test_forward_scores_every_symbol_from_the_start_on(series: dict[str, pd.Data
         len(p) == FORWARD + 1 and f.all()
         for p, f in zip(forward.probabilities.values(), forward.finite.values(), strict=True)
     )
+
+
+def test_a_step_whose_recomputed_portfolio_disagrees_with_the_booked_equity_books_nothing(
+    series: dict[str, pd.DataFrame],
+) -> None:
+    from dataclasses import replace
+
+    # Given an account that booked the first half of the forward dates
+    rules = strategy()
+    half = {symbol: frame.iloc[: BARS - FORWARD // 2] for symbol, frame in series.items()}
+    first = traded(rules, half)
+    # When the next step's portfolio, recomputed from the start, no longer gives the equity booked at that date
+    # (as a flipped prediction would), or gives it exactly
+    wrong = replace(first.book, equity=first.book.equity * 1.001)
+    # Then it refuses with one line naming both figures, and otherwise books the dates after the last booked one
+    with pytest.raises(DataError, match=r"recomputed to .* gives equity [\d.]+, not the [\d.]+ booked"):
+        traded(rules, series, wrong)
+    assert [b.at for b in traded(rules, series, first.book).bars] == list(series["U.S00"].index[-FORWARD // 2 :])
