@@ -137,7 +137,7 @@ def test_a_redelivered_universe_step_books_no_date_twice(
     # Then the second books nothing, and every date is in the ledger once
     assert (first.booked, again.booked) == (20, 0)
     assert get_account(store, account.id).bars == 20 == booked_rows(store, account.id)
-    # And 10 more bars later, the next step books those 10 only, positions and fills continuing the first step's
+    # And 10 more bars later, the next step books those 10 only, its bar numbers and dates continuing the first's
     append(data_dir, tmp_path, 10)
     assert step_account(store, get_account(store, account.id), data_dir).booked == 10
     curve = equity_curve(store, account.id)
