@@ -276,7 +276,8 @@ def report(record: dict[str, Any]) -> str:
                 f"| {span} | {what_if} |")  # fmt: skip
 
     null = record["null"]
-    lines.append(line("random walk", null["walks"]))
+    if null["walks"]["series"]:
+        lines.append(line("random walk", null["walks"]))
     if null["universes"]["series"]:
         lines.append(line("null universe (20 symbols)", null["universes"]))
     if (record.get("null_open_gates") or {}).get("series"):
