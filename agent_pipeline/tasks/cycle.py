@@ -56,6 +56,10 @@ def finalize(self: PhaseTask, ctx: dict[str, Any]) -> dict[str, Any]:
     except CancelledError as exc:  # cancelled while its lockbox traded: no read logged, nothing left to complete
         logger.info("cycle finished during its lockbox trade", extra={"error": str(exc)})
         raise Ignore() from None
+    # The series' other cycles are judged again before this one completes, so that whoever sees it completed (a
+    # `--follow`, a test, the next trigger) sees them judged with its trial too; then once more with it completed,
+    # which settles its own verdict over the same trials (`refresh_discoveries` rewrites completed cycles only).
+    _judge_series(store, meta, lambda _: overfitting)
     store.complete(context.cycle_id, result_summary=summary)
     _judge_series(store, meta, lambda _: overfitting)
     tell_cycle(store.get(context.cycle_id))  # the optimiser's study learns the outcome (issue 9)

@@ -85,7 +85,8 @@ def test_a_candidates_paths_train_on_the_gpu_worker_and_a_later_cycle_end_decide
     assert (promotion["status"], promotion["pbo_reason"]) == ("candidate", "too few trials: 1 < 2")
     # When a second cycle on the series (the offline designer's) ends
     second = trigger(stack, tmp_path, "--symbol", SYMBOL, "--timeframe", "1d")
-    wait_until(finished(second), timeout=120)
+    later = wait_until(finished(second), timeout=120)
+    assert later.record.backtest_result, (later.status, later.error_message, later.result_summary)
     # Then the series has a PBO, and the candidate is promoted or rejected by it and by its paths
     promotion = (get_store().get(first).result_summary or {})["promotion"]
     assert promotion["status"] in ("discovery", "rejected") and isinstance(promotion["pbo"], float), promotion
