@@ -159,12 +159,13 @@ def record_failure(request: Any, exc: BaseException, traceback: Any) -> None:
                 store.fail(child.operation_id, error_message=f"Parent failed: {message}")
                 if child.operation_type == OperationType.TRAINING:
                     stop_training(child.operation_id, child.training_record.celery_task_id)
+        current = store.get(cycle_id)
+        if not current.status.is_finished:  # one more trial: the others' DSR falls, their PBO moves; judged before
+            meta = current.record  # the cycle reads as failed, as finalize does before it completes
+            _judge_series(store, meta, lambda _: _overfitting(store, meta))
         first = store.fail(cycle_id, error_message=message)
         if first:
             logger.warning("cycle failed", extra={"error": message})
-        if first:
-            meta = store.get(cycle_id).record  # one more trial: the others' DSR falls, their PBO moves
-            _judge_series(store, meta, lambda _: _overfitting(store, meta))
         tell_cycle(store.get(cycle_id))  # the optimiser's study learns the outcome (issue 9)
         if first:
             publish(store, cycle_id)  # plots for people, once; never raises

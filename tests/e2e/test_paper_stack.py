@@ -57,8 +57,10 @@ def paper_stack(
         assert done.status.value == "completed", (done.error_message, stack.log("research")[-3000:])
         assert (done.result_summary or {})["promotion"]["status"] == "candidate", done.result_summary
         second = ktrdr("agent", "trigger", "--json", "--symbol", SYMBOL, "--timeframe", "1d", env=env, cwd=work)
+        assert second.returncode == 0, second.stdout + second.stderr
         other = json.loads(second.stdout)["operation_id"]
-        wait_until(finished(other), timeout=150)
+        later = wait_until(finished(other), timeout=150)
+        assert later.status.value == "completed", (later.error_message, stack.log("research")[-3000:])
         summary = get_store().get(cycle_id).result_summary or {}
         assert (summary.get("promotion") or {}).get("status") == "discovery", (summary, get_store().get(other))
         log = (stack.home / "beat.log").open("wb")
@@ -127,7 +129,8 @@ def test_an_edge_switched_off_raises_the_decay_alarm_on_the_stack(paper_stack, m
     # Given a paper account of the discovery from the series' end on
     account = paper(stack, work, "start", cycle_id)
     # When the planted edge is switched off for 600 bars (a random walk: bench/results/decay.json fires in 95.5% of
-    # such runs at strength 3.0, a median 193 bars after the change; this seed's forward bars are fixed)
+    # such runs at strength 3.0, a median 193 bars after the change; these bars are fixed: seeded, and after the
+    # first test's 120 in file order)
     append(stack, work, FORWARD_OFF, "off")
     # Then the beat books them and the alarm fires: the account is flagged decayed with the bar and the statistic
     status = wait_until(booked(stack, work, account["id"], FORWARD_OFF), timeout=45, interval=1)
