@@ -220,16 +220,25 @@ def null_row(null: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of the series rows: `null` (default gates), `null_open_gates` and `planted` by kind and strength."""
+    null = [r for r in rows if r["kind"] == "noise" and r.get("gates") != "open"]
+    planted: dict[str, list[dict[str, Any]]] = {}
+    for row in (r for r in rows if r["kind"] != "noise" and r.get("gates") != "open"):
+        planted.setdefault(f"{row['kind']} {row['strength']:g}", []).append(row)
+    return {
+        "null": null_row(null),
+        "null_open_gates": counts([r for r in rows if r.get("gates") == "open"]),
+        "planted": {name: counts(members) for name, members in planted.items()},
+    }
+
+
 def merge(
     done: dict[str, dict[str, Any]], planned: dict[str, Any], options: argparse.Namespace, seconds: float
 ) -> dict[str, Any]:
     from agent_pipeline.config import Settings
 
     rows = [row for arm in done.values() for row in arm["rows"]]
-    null = [r for r in rows if r["kind"] == "noise" and r.get("gates") != "open"]
-    planted: dict[str, list[dict[str, Any]]] = {}
-    for row in (r for r in rows if r["kind"] != "noise" and r.get("gates") != "open"):
-        planted.setdefault(f"{row['kind']} {row['strength']:g}", []).append(row)
     record = {
         "partial": len(done) < len(planned),
         "arms_done": f"{len(done)} of {len(planned)}",
@@ -237,9 +246,7 @@ def merge(
                  "planted": options.planted, "held_out_seeds": options.held_out_seeds, "universe_bars": UNIVERSE_BARS},
         "seconds": round(seconds, 1),
         "goal": f"at most {GOAL_NULL_DISCOVERIES} discovery in 20 null series",
-        "null": null_row(null),
-        "null_open_gates": counts([r for r in rows if r.get("gates") == "open"]),
-        "planted": {name: counts(members) for name, members in planted.items()},
+        **tables(rows),
         "replays": [r for arm in done.values() for r in arm["replays"]],
         "series": rows,
         "arms": {name: arm["seconds"] for name, arm in done.items()},
@@ -327,16 +334,10 @@ def main() -> None:
         print(report(json.loads(options.results.read_text())))
         return
     if options.rejudge:  # the counts (and what_if) recomputed from the file's series, its provenance kept
-        record = json.loads(options.results.read_text())
-        record["null"] = null_row([r for r in record["series"] if r["kind"] == "noise" and r.get("gates") != "open"])
-        record["null_open_gates"] = counts([r for r in record["series"] if r.get("gates") == "open"])
-        for name in record["planted"]:
-            kind, strength = name.split()
-            members = [r for r in record["series"] if r["kind"] == kind and f"{r['strength']:g}" == strength]
-            record["planted"][name] = counts(members)
         from results_meta import command_line, commit
 
-        record["rejudged"] = {"command": command_line(), "commit": commit()}
+        record = json.loads(options.results.read_text())
+        record |= tables(record["series"]) | {"rejudged": {"command": command_line(), "commit": commit()}}
         save(record, options.results)
         print(report(record))
         return

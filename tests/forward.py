@@ -96,3 +96,16 @@ def trained_cycle(store: Any, data_dir: Path, work: Path, symbol: str, *, discov
     store.start(cycle.operation_id)
     store.complete(cycle.operation_id, result_summary={"discovery": discovery})
     return str(cycle.operation_id)
+
+
+def data_copy(source: Path, tmp_path: Path, monkeypatch: Any) -> Path:
+    """A test's own copy of the data folder `source`, named by the settings (KTRDR_DATA_DIR); returns it."""
+    import shutil
+
+    from agent_pipeline.config import reset_settings
+
+    folder = tmp_path / "data"
+    shutil.copytree(source, folder)
+    monkeypatch.setenv("KTRDR_DATA_DIR", str(folder))
+    reset_settings()
+    return folder

@@ -148,11 +148,7 @@ def test_appended_bars_go_to_the_data_store_from_its_latest_copy(
     bars: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given KTRDR_DATA_URL, and the series imported from another host: this host's data folder is empty
-    store = tmp_path / "store"
-    monkeypatch.setenv("KTRDR_DATA_URL", store.as_uri())
-    on_host("other", monkeypatch, tmp_path)
-    first = write_csv(tmp_path / "first.csv", bars.iloc[:STORED])
-    assert invoke("data", "import", str(first), "--symbol", "rev", "--timeframe", "1d").exit_code == 0
+    store = imported_on_another_host(bars, monkeypatch, tmp_path)
     # When this host appends ten new bars
     on_host("this", monkeypatch, tmp_path)
     result = append(write_csv(tmp_path / "ten.csv", bars.iloc[STORED : STORED + 10]))
@@ -174,6 +170,16 @@ def test_appended_bars_go_to_the_data_store_from_its_latest_copy(
 def on_host(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Act as host `name`: its own data folder, the same data store."""
     monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path / f"{name}_host"))
+
+
+def imported_on_another_host(bars: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """KTRDR_DATA_URL set, and REV's first STORED bars imported by the host `other`; returns the data store."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("KTRDR_DATA_URL", store.as_uri())
+    on_host("other", monkeypatch, tmp_path)
+    first = write_csv(tmp_path / "first.csv", bars.iloc[:STORED])
+    assert invoke("data", "import", str(first), "--symbol", "rev", "--timeframe", "1d").exit_code == 0
+    return store
 
 
 def fixed_end(symbol: str) -> str | None:
@@ -206,11 +212,7 @@ def test_an_append_whose_publish_failed_is_published_by_the_next_run_though_noth
     bars: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given KTRDR_DATA_URL and REV imported from another host
-    store = tmp_path / "store"
-    monkeypatch.setenv("KTRDR_DATA_URL", store.as_uri())
-    on_host("other", monkeypatch, tmp_path)
-    first = write_csv(tmp_path / "first.csv", bars.iloc[:STORED])
-    assert invoke("data", "import", str(first), "--symbol", "rev", "--timeframe", "1d").exit_code == 0
+    store = imported_on_another_host(bars, monkeypatch, tmp_path)
     # When this host appends 20 bars and the data store refuses every write after they are stored here
     on_host("this", monkeypatch, tmp_path)
     new = write_csv(tmp_path / "new.csv", bars.iloc[STORED:])

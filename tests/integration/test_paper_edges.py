@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from agent_pipeline.config import reset_settings
 from agent_pipeline.engine.append import append_bars
 from agent_pipeline.engine.bars_source import FileBarSource
 from agent_pipeline.engine.synth import write_synth
@@ -22,7 +21,7 @@ from agent_pipeline.errors import PaperRefusedError
 from agent_pipeline.pipeline.paper import open_account, step_accounts
 from agent_pipeline.store.operations import OperationsStore, OperationType
 from agent_pipeline.store.paper import PaperAccountRow, get_account
-from tests.forward import forward_csv, trained_cycle
+from tests.forward import data_copy, forward_csv, trained_cycle
 
 SYMBOL = "PEDGE"
 
@@ -46,11 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture
 def data_dir(trained: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This test's copy of the trained cycle's data folder, the one the settings name."""
-    folder = tmp_path / "data"
-    shutil.copytree(trained[0], folder)
-    monkeypatch.setenv("KTRDR_DATA_DIR", str(folder))
-    reset_settings()
-    return folder
+    return data_copy(trained[0], tmp_path, monkeypatch)
 
 
 def discovery(store: OperationsStore, meta: dict) -> str:

@@ -8,7 +8,6 @@ fixture), on its own copy of the data folder.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from agent_pipeline.config import reset_settings
 from agent_pipeline.engine import research
 from agent_pipeline.engine.append import append_bars
 from agent_pipeline.engine.bars_source import FileBarSource
@@ -27,7 +25,7 @@ from agent_pipeline.pipeline.paper import open_account, step_account, step_accou
 from agent_pipeline.store.operations import OperationsStore, OperationType
 from agent_pipeline.store.paper import PaperEquityRow, get_account
 from agent_pipeline.store.paper_ledger import equity_curve, fills, positions
-from tests.forward import forward_csv
+from tests.forward import data_copy, forward_csv
 from tests.universes import pooled_strategy
 
 UNIVERSE, SYMBOLS = "PUNI", [f"PUNI.S{i:02d}" for i in range(4)]
@@ -67,11 +65,7 @@ def write_strategy(folder: Path, mode: str) -> Path:
 @pytest.fixture
 def data_dir(trained: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This test's copy of the universe's data folder, the one the settings name."""
-    folder = tmp_path / "data"
-    shutil.copytree(trained[0], folder)
-    monkeypatch.setenv("KTRDR_DATA_DIR", str(folder))
-    reset_settings()
-    return folder
+    return data_copy(trained[0], tmp_path, monkeypatch)
 
 
 def discovery(store: OperationsStore, meta: dict[str, Any]) -> str:

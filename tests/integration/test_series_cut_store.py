@@ -50,18 +50,24 @@ def test_first_cycles_racing_all_get_one_end(store: OperationsStore) -> None:
     assert len(ends) == 1 and ends == {series_cut(store, symbol="RACE", timeframe="1d").series_end}  # type: ignore[union-attr]
 
 
+def series_and_strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The random walk RW (500 daily bars) in the data folder the research worker reads, and a strategy on it; returns
+    the metadata of a cycle of that strategy."""
+    monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path))
+    reset_settings()
+    store_bars(walk(500, seed=1), symbol="RW", timeframe="1d", data_dir=tmp_path)
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text(yaml.safe_dump(DOCUMENT))
+    return {"symbol": "RW", "timeframe": "1d", "strategy_path": str(strategy)}
+
+
 def test_a_cycle_after_an_append_is_evaluated_up_to_the_end_its_series_first_cycle_fixed(
     store: OperationsStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agent_pipeline.tasks.training import _evaluation
 
     # Given a series and a strategy on it, and the data folder the research worker reads
-    monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path))
-    reset_settings()
-    store_bars(walk(500, seed=1), symbol="RW", timeframe="1d", data_dir=tmp_path)
-    strategy = tmp_path / "s.yaml"
-    strategy.write_text(yaml.safe_dump(DOCUMENT))
-    meta = {"symbol": "RW", "timeframe": "1d", "strategy_path": str(strategy)}
+    meta = series_and_strategy(tmp_path, monkeypatch)
 
     def evaluation() -> dict:
         cycle = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata=meta)
@@ -85,20 +91,13 @@ def test_an_append_before_the_first_cycle_leaves_its_bars_out_of_research_and_lo
     from agent_pipeline.tasks.training import _evaluation
 
     # Given a series whose cycles ran before its end was recorded (no cut), and a strategy on it
-    monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path))
-    reset_settings()
-    store_bars(walk(500, seed=1), symbol="RW", timeframe="1d", data_dir=tmp_path)
+    meta = series_and_strategy(tmp_path, monkeypatch)
     before = str(load_bars("RW", "1d", tmp_path).index[-1])
-    strategy = tmp_path / "s.yaml"
-    strategy.write_text(yaml.safe_dump(DOCUMENT))
     # When 40 bars are appended (their range recorded) before any cycle fixes the series' end
     extra = walk(40, seed=2, start=str(pd.Timestamp(before) + pd.offsets.BDay()))
     extra.to_csv(tmp_path / "new.csv", index_label="date")
     append_bars(FileBarSource(tmp_path / "new.csv"), symbol="RW", timeframe="1d", data_dir=tmp_path)
-    cycle = store.create(
-        operation_type=OperationType.AGENT_RESEARCH,
-        metadata={"symbol": "RW", "timeframe": "1d", "strategy_path": str(strategy)},
-    )
+    cycle = store.create(operation_type=OperationType.AGENT_RESEARCH, metadata=meta)
     # Then the first cycle fixes the end at the last bar before them: research and lockbox end where they did
     assert _evaluation(store, cycle)["series_end"] == before
     assert series_cut(store, symbol="RW", timeframe="1d").series_end == before  # type: ignore[union-attr]
